@@ -1,0 +1,196 @@
+/*
+ * serve.c - the composition root (see serve.h): operations routes, the
+ * per-worker PostgreSQL pools, and the gateway's run loop.
+ *
+ * Operations routes live here rather than in gateway/ because readiness
+ * depends on the database and the migrations, which the gateway does not
+ * know about.
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd/serve.h"
+#include "core/buf.h"
+#include "core/log.h"
+#include "core/migrate.h"
+#include "core/pg.h"
+#include "core/worker.h"
+
+#define MAX_WORKERS 256
+
+/* Workers publish themselves here (release) so /metrics, running on any
+ * worker, can read their pools' counters (acquire, then relaxed loads). */
+static _Atomic(mf_worker_t *) workers[MAX_WORKERS];
+
+static const char healthz_body[] = "{\"status\":\"ok\"}";
+
+static void handle_healthz(gw_req_t *req, void *arg)
+{
+	gw_respond_raw(req, 200, "application/json", healthz_body, sizeof(healthz_body) - 1);
+}
+
+static void readyz_done(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	gw_req_t *req = arg;
+	static const char ready[] = "{\"status\":\"ready\"}";
+
+	if (err) {
+		gw_respond_problem(req, err);
+		return;
+	}
+	if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+		gw_respond_error(req, 503, "migrations_pending",
+				 "the database schema is not at the version this binary expects; run mspflow migrate");
+		return;
+	}
+	gw_respond_raw(req, 200, "application/json", ready, sizeof(ready) - 1);
+}
+
+static void handle_readyz(gw_req_t *req, void *arg)
+{
+	mf_worker_t *w = gw_req_worker_data(req);
+	char version[16];
+	const char *params[1] = { version };
+
+	if (w == NULL || w->pg == NULL) {
+		gw_respond_error(req, 503, "database_unavailable", "no database is configured");
+		return;
+	}
+	snprintf(version, sizeof(version), "%d", mf_migration_set_latest(&mf_migrations_platform));
+	if (mf_pg_query(w->pg, mf_migrate_ready_sql, 1, params, readyz_done, req) < 0)
+		gw_respond_error(req, 503, "database_unavailable", "the database is not reachable");
+}
+
+static int add_pg_metrics(mf_buf_t *out)
+{
+	mf_pg_stats_t sum = { 0 };
+	int rc = 0;
+
+	for (int i = 0; i < MAX_WORKERS; i++) {
+		mf_worker_t *w = atomic_load_explicit(&workers[i], memory_order_acquire);
+		mf_pg_stats_t s;
+
+		if (w == NULL || w->pg == NULL)
+			continue;
+		mf_pg_pool_stats(w->pg, &s);
+		sum.queries += s.queries;
+		sum.errors += s.errors;
+		sum.reconnects += s.reconnects;
+		sum.unavailable += s.unavailable;
+		sum.open += s.open;
+		sum.busy += s.busy;
+		sum.queued += s.queued;
+	}
+	rc |= mf_buf_addf(out,
+		"# HELP mspflow_db_queries_total Statements sent to PostgreSQL.\n"
+		"# TYPE mspflow_db_queries_total counter\nmspflow_db_queries_total %llu\n"
+		"# HELP mspflow_db_errors_total Statements that failed.\n"
+		"# TYPE mspflow_db_errors_total counter\nmspflow_db_errors_total %llu\n"
+		"# HELP mspflow_db_reconnects_total Connections re-established after a failure.\n"
+		"# TYPE mspflow_db_reconnects_total counter\nmspflow_db_reconnects_total %llu\n"
+		"# HELP mspflow_db_unavailable_total Statements refused because no connection was up.\n"
+		"# TYPE mspflow_db_unavailable_total counter\nmspflow_db_unavailable_total %llu\n"
+		"# HELP mspflow_db_connections Pool connections by state.\n"
+		"# TYPE mspflow_db_connections gauge\n"
+		"mspflow_db_connections{state=\"open\"} %d\nmspflow_db_connections{state=\"busy\"} %d\n"
+		"# HELP mspflow_db_queue_length Statements waiting for a connection.\n"
+		"# TYPE mspflow_db_queue_length gauge\nmspflow_db_queue_length %d\n",
+		sum.queries, sum.errors, sum.reconnects, sum.unavailable, sum.open, sum.busy, sum.queued);
+	return rc;
+}
+
+static void handle_metrics(gw_req_t *req, void *arg)
+{
+	mf_buf_t out = MF_BUF_INIT;
+
+	if (gw_server_metrics(gw_req_server(req), &out) < 0 || add_pg_metrics(&out) < 0) {
+		mf_buf_free(&out);
+		gw_respond_error(req, 500, "internal_error", "metrics unavailable");
+		return;
+	}
+	gw_respond_raw(req, 200, "text/plain; version=0.0.4; charset=utf-8", out.data, out.len);
+	mf_buf_free(&out);
+}
+
+static void *worker_init(int index, struct event_base *base, void *arg)
+{
+	const mf_config_t *cfg = arg;
+	mf_worker_t *w = calloc(1, sizeof(*w));
+
+	if (w == NULL)
+		return NULL;
+	w->index = index;
+	w->base = base;
+	w->cfg = cfg;
+	if (cfg->database_url[0]) {
+		mf_pg_options_t po = {
+			.conninfo = cfg->database_url,
+			.size = cfg->db_pool_size,
+			.connect_timeout_ms = cfg->db_connect_timeout_ms,
+			.query_timeout_ms = cfg->db_query_timeout_ms,
+			.max_queue = 1024,
+			.retry_after_s = cfg->db_retry_after_s,
+		};
+
+		w->pg = mf_pg_pool_new(base, &po);
+		if (w->pg == NULL)
+			mf_error("serve", "cannot create the database pool", MF_I("worker", index));
+	}
+	if (index < MAX_WORKERS)
+		atomic_store_explicit(&workers[index], w, memory_order_release);
+	return w;
+}
+
+static void worker_fini(void *data)
+{
+	mf_worker_t *w = data;
+
+	if (w == NULL)
+		return;
+	if (w->index < MAX_WORKERS)
+		atomic_store_explicit(&workers[w->index], NULL, memory_order_release);
+	mf_pg_pool_free(w->pg);
+	free(w);
+}
+
+static int add_ops_routes(gw_router_t *r, bool with_metrics)
+{
+	if (gw_router_add(r, "GET", "/healthz", handle_healthz, NULL, 0) < 0 ||
+	    gw_router_add(r, "GET", "/readyz", handle_readyz, NULL, 0) < 0)
+		return -1;
+	if (with_metrics && gw_router_add(r, "GET", "/metrics", handle_metrics, NULL, 0) < 0)
+		return -1;
+	return 0;
+}
+
+int mf_serve(const mf_config_t *cfg, mf_routes_fn extra, void *arg, mf_err_t *err)
+{
+	gw_router_t *api = gw_router_new(), *admin = gw_router_new();
+	gw_server_t *srv = NULL;
+	int rc = -1;
+
+	if (api == NULL || admin == NULL) {
+		mf_err_set(err, 500, "out_of_memory", "out of memory");
+		goto out;
+	}
+	if (add_ops_routes(api, false) < 0 || add_ops_routes(admin, true) < 0 ||
+	    (extra && extra(api, admin, arg) < 0)) {
+		mf_err_set(err, 500, "internal_error", "cannot build the routes");
+		goto out;
+	}
+	gw_options_t opt = {
+		.cfg = cfg, .api = api, .admin = admin,
+		.worker_init = worker_init, .worker_fini = worker_fini, .arg = (void *)cfg,
+	};
+	srv = gw_server_new(&opt, err);
+	if (srv == NULL)
+		goto out;
+	rc = gw_server_run(srv, err);
+out:
+	gw_server_free(srv);
+	gw_router_free(api);
+	gw_router_free(admin);
+	return rc;
+}

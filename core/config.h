@@ -1,0 +1,61 @@
+/*
+ * config.h - the server's configuration as one typed table.
+ *
+ * A config file is "key = value" lines ('#' starts a comment; values may be
+ * double-quoted).  Every key can also be set from the environment as
+ * MSPFLOW_<KEY> (upper case), which wins over the file; command-line flags
+ * win over both.  Unknown keys and malformed values are errors.  The table in
+ * config.c is the single source of truth for names, types, defaults and the
+ * README's configuration reference (mspflow config-reference prints it).
+ */
+#ifndef MF_CONFIG_H
+#define MF_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include "core/err.h"
+
+typedef struct mf_config {
+	char *listen;			/* host:port of the API listener */
+	char *admin_listen;		/* host:port of the admin (metrics) listener, "" = off */
+	char *database_url;		/* libpq conninfo or URI */
+	int workers;			/* worker threads; 0 = number of cores */
+	int max_connections;		/* open client connections, all workers together */
+	int max_header_bytes;		/* request line + headers */
+	int max_body_bytes;		/* request body after de-chunking */
+	int max_json_depth;
+	int header_timeout_ms;		/* time allowed to send a whole request head */
+	int body_timeout_ms;		/* time allowed to send a whole request body */
+	int idle_timeout_ms;		/* keep-alive idle time between requests */
+	int write_timeout_ms;		/* a response that cannot be written in this time is dropped */
+	int max_requests_per_conn;	/* keep-alive requests before the server closes; 0 = unlimited */
+	int shutdown_grace_ms;		/* SIGTERM: how long in-flight requests may take */
+	int db_pool_size;		/* PostgreSQL connections per worker thread */
+	int db_connect_timeout_ms;
+	int db_query_timeout_ms;	/* a queued or running query older than this fails */
+	int db_retry_after_s;		/* Retry-After sent with 503 when the database is down */
+	char *log_level;		/* debug | info | warn | error */
+	bool access_log;
+	char *state_dir;		/* mspflow dev: cluster and credentials live here */
+} mf_config_t;
+
+/* Fills cfg with the defaults.  Returns 0 or -1 (out of memory). */
+int mf_config_init(mf_config_t *cfg) __attribute__((warn_unused_result));
+/* Reads FILE (path may be NULL: defaults + environment only). */
+int mf_config_load(mf_config_t *cfg, const char *path, mf_err_t *err) __attribute__((warn_unused_result));
+/* Parses config text already in memory; origin names it in errors. */
+int mf_config_parse(mf_config_t *cfg, const char *text, size_t len, const char *origin, mf_err_t *err)
+	__attribute__((warn_unused_result));
+/* Applies MSPFLOW_* environment variables. */
+int mf_config_apply_env(mf_config_t *cfg, mf_err_t *err) __attribute__((warn_unused_result));
+/* Sets one key from a string, as a file line or flag would. */
+int mf_config_set(mf_config_t *cfg, const char *key, const char *value, mf_err_t *err)
+	__attribute__((warn_unused_result));
+/* Checks cross-field constraints (ranges were checked by set). */
+int mf_config_validate(const mf_config_t *cfg, mf_err_t *err) __attribute__((warn_unused_result));
+void mf_config_free(mf_config_t *cfg);
+/* Markdown table of every key, type, default and meaning. */
+void mf_config_print_reference(FILE *out);
+
+#endif

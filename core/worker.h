@@ -1,0 +1,21 @@
+/*
+ * worker.h - what each worker thread owns, handed to handlers through
+ * gw_req_worker_data().  Created by the composition root (cmd/serve.c) on
+ * the worker's own thread; never touched from another thread.
+ */
+#ifndef MF_WORKER_H
+#define MF_WORKER_H
+
+#include "core/config.h"
+#include "core/pg.h"
+
+struct event_base;
+
+typedef struct mf_worker {
+	int index;
+	struct event_base *base;
+	const mf_config_t *cfg;
+	mf_pg_pool_t *pg;
+} mf_worker_t;
+
+#endif
