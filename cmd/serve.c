@@ -36,11 +36,12 @@ static void readyz_done(const PGresult *res, const mf_err_t *err, void *arg)
 	gw_req_t *req = arg;
 	static const char ready[] = "{\"status\":\"ready\"}";
 
-	if (err) {
+	if (err && strcmp(err->sqlstate, "42P01") != 0) {
 		gw_respond_problem(req, err);
 		return;
 	}
-	if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+	/* 42P01: no platform.schema_migrations yet, i.e. never migrated */
+	if (err || PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
 		gw_respond_error(req, 503, "migrations_pending",
 				 "the database schema is not at the version this binary expects; run mspflow migrate");
 		return;

@@ -1,0 +1,121 @@
+/*
+ * mf_testsrv.c - the test server: the same library and composition root as
+ * mspflow (mf_serve), plus a few routes the integration tests need and the
+ * product does not have yet: a JSON echo (body limits, 415, duplicate
+ * keys), parameterised routes (routing, 405), a slow route (graceful
+ * shutdown) and a database sleep (pool behaviour).  Never installed.
+ *
+ *   mspflow-testsrv serve --config FILE
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "cmd/serve.h"
+#include "core/log.h"
+#include "core/worker.h"
+
+static void echo(gw_req_t *req, void *arg)
+{
+	mf_err_t err;
+	json_t *j = gw_req_json(req, &err);
+
+	if (j == NULL) {
+		gw_respond_problem(req, &err);
+		return;
+	}
+	gw_respond_json(req, 200, json_pack("{so}", "received", j));
+}
+
+static void item(gw_req_t *req, void *arg)
+{
+	const char *part = gw_req_param(req, "part");
+
+	gw_respond_json(req, 200, json_pack("{ss ss s?s ss}", "id", gw_req_param(req, "id"), "route",
+					    gw_req_route(req), "part", part, "method", gw_req_method(req)));
+}
+
+static void item_new(gw_req_t *req, void *arg)
+{
+	gw_respond_json(req, 200, json_pack("{ss}", "route", gw_req_route(req)));
+}
+
+static long query_ms(gw_req_t *req)
+{
+	const char *q = gw_req_query(req), *p = q ? strstr(q, "ms=") : NULL;
+	long ms = p ? strtol(p + 3, NULL, 10) : 0;
+
+	return ms < 0 ? 0 : ms > 30000 ? 30000 : ms;
+}
+
+static void sleep_done(evutil_socket_t fd, short what, void *arg)
+{
+	gw_respond_json(arg, 200, json_pack("{sb}", "slept", 1));
+}
+
+static void sleep_route(gw_req_t *req, void *arg)
+{
+	long ms = query_ms(req);
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	if (event_base_once(gw_req_base(req), -1, EV_TIMEOUT, sleep_done, req, &tv) < 0)
+		gw_respond_error(req, 500, "internal_error", "no timer");
+}
+
+static void db_done(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	if (err)
+		gw_respond_problem(arg, err);
+	else
+		gw_respond_json(arg, 200, json_pack("{ss}", "db", "ok"));
+}
+
+static void db_sleep(gw_req_t *req, void *arg)
+{
+	mf_worker_t *w = gw_req_worker_data(req);
+	char secs[32];
+	const char *params[1] = { secs };
+
+	snprintf(secs, sizeof(secs), "%.3f", (double)query_ms(req) / 1000.0);
+	if (w == NULL || w->pg == NULL || mf_pg_query(w->pg, "SELECT pg_sleep($1::float8)", 1, params, db_done, req) < 0)
+		gw_respond_error(req, 503, "database_unavailable", "no database");
+}
+
+static int add_routes(gw_router_t *api, gw_router_t *admin, void *arg)
+{
+	return gw_router_add(api, "POST", "/echo", echo, NULL, GW_ROUTE_JSON_BODY) |
+	       gw_router_add(api, "GET", "/items/{id}", item, NULL, 0) |
+	       gw_router_add(api, "DELETE", "/items/{id}", item, NULL, 0) |
+	       gw_router_add(api, "GET", "/items/new", item_new, NULL, 0) |
+	       gw_router_add(api, "GET", "/items/{id}/parts/{part}", item, NULL, 0) |
+	       gw_router_add(api, "GET", "/sleep", sleep_route, NULL, 0) |
+	       gw_router_add(api, "GET", "/db/sleep", db_sleep, NULL, 0);
+}
+
+int main(int argc, char **argv)
+{
+	mf_config_t cfg;
+	mf_err_t err = { 0 };
+	int rc;
+
+	if (argc != 4 || strcmp(argv[1], "serve") || strcmp(argv[2], "--config")) {
+		fprintf(stderr, "usage: %s serve --config FILE\n", argv[0]);
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	if (mf_config_init(&cfg) < 0 || mf_config_load(&cfg, argv[3], &err) < 0 ||
+	    mf_config_apply_env(&cfg, &err) < 0 || mf_config_validate(&cfg, &err) < 0) {
+		fprintf(stderr, "mspflow-testsrv: %s\n", err.detail);
+		mf_config_free(&cfg);
+		return 1;
+	}
+	mf_log_set_level(cfg.log_level);
+	rc = mf_serve(&cfg, add_routes, NULL, &err);
+	if (rc < 0)
+		fprintf(stderr, "mspflow-testsrv: %s\n", err.detail);
+	mf_config_free(&cfg);
+	return rc < 0 ? 1 : 0;
+}
