@@ -236,7 +236,7 @@ static void conn_broken(mf_pg_conn_t *c, const mf_err_t *why)
 	pgq_t *q = c->cur;
 	mf_err_t err;
 
-	if (c->pg && was_up)
+	if (c->pg && was_up && !p->freeing)
 		mf_warn("pg", "connection lost", MF_S("error", PQerrorMessage(c->pg)));
 	event_del(c->io);
 	event_del(c->timer);

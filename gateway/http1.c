@@ -121,7 +121,7 @@ static int semantics(gw_head_t *h, gw_parse_err_t *e)
 	if (nte && h->minor == 0)
 		return fail(e, 400, "bad_request", "Transfer-Encoding in an HTTP/1.0 request");
 	if (h->minor == 1 && nhost == 0)
-		return fail(e, 400, "bad_request", "HTTP/1.1 request without Host");
+		return fail(e, 400, "bad_request", "the Host header is required");
 	h->keep_alive = h->minor == 1 ? !close : (keep && !close);
 	return 1;
 }

@@ -150,13 +150,24 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* Lingering close: half-close our side once the response is out, then read
+ * and discard what the client still sends for a moment before closing.
+ * Closing with unread input would make the kernel send a reset, which can
+ * destroy the response (e.g. a 413) before the client reads it. */
+static void conn_linger(gw_conn_t *c)
+{
+	shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+	timer_set(c, T_CLOSE, 2000);
+}
+
 /* Close once what is queued has been written. */
 static void conn_close_soon(gw_conn_t *c)
 {
 	c->state = S_CLOSING;
-	bufferevent_disable(c->bev, EV_READ);
+	bufferevent_enable(c->bev, EV_READ);
+	evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
-		timer_set(c, T_CLOSE, 0);
+		conn_linger(c);
 	else
 		timer_set(c, T_CLOSE, c->w->srv->cfg->write_timeout_ms);
 }
@@ -675,7 +686,9 @@ static void process_input_loop(gw_conn_t *c)
 			if (c->state != S_HEAD)
 				return;
 		} else {
-			return;		/* handling or closing: input waits */
+			if (c->state == S_CLOSING)	/* lingering: discard */
+				evbuffer_drain(in, avail);
+			return;		/* handling: input waits */
 		}
 	}
 }
@@ -689,8 +702,9 @@ static void on_write(struct bufferevent *bev, void *arg)
 {
 	gw_conn_t *c = arg;
 
-	if (c->state == S_CLOSING)
-		timer_set(c, T_CLOSE, 0);
+	if (c->state == S_CLOSING && c->tmode == T_CLOSE &&
+	    evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		conn_linger(c);
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
@@ -705,23 +719,8 @@ void gw_conn_accept(gw_worker_t *w, int fd, const struct sockaddr *sa, bool admi
 	gw_conn_t *c;
 	int one = 1;
 
-	if (atomic_fetch_add(&w->srv->nconns, 1) >= cfg->max_connections) {
-#define BUSY_BODY "{\"type\":\"https://mspflow.dev/problems/over_capacity\",\"title\":\"Service Unavailable\"," \
-		  "\"status\":503,\"detail\":\"too many open connections\",\"code\":\"over_capacity\"}"
-		char busy[512];
-		int n = snprintf(busy, sizeof(busy),
-				 "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\n"
-				 "Retry-After: 1\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n%s",
-				 sizeof(BUSY_BODY) - 1, BUSY_BODY);
-		ssize_t ignored;
+	bool over = atomic_fetch_add(&w->srv->nconns, 1) >= cfg->max_connections;
 
-		atomic_fetch_sub(&w->srv->nconns, 1);
-		atomic_fetch_add(&w->srv->rejected, 1);
-		ignored = send(fd, busy, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
-		(void)ignored;
-		close(fd);
-		return;
-	}
 	c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		goto fail;
@@ -758,6 +757,19 @@ void gw_conn_accept(gw_worker_t *w, int fd, const struct sockaddr *sa, bool admi
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	c->state = S_HEAD;
 	timer_set(c, T_IDLE, cfg->header_timeout_ms);
+	if (over) {
+		/* counted while it lingers, so a flood cannot exceed the cap */
+		static const char body[] =
+			"{\"type\":\"https://mspflow.dev/problems/over_capacity\",\"title\":\"Service Unavailable\","
+			"\"status\":503,\"detail\":\"too many open connections\",\"code\":\"over_capacity\"}";
+
+		atomic_fetch_add(&w->srv->rejected, 1);
+		evbuffer_add_printf(bufferevent_get_output(c->bev),
+				    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\n"
+				    "Retry-After: 1\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n%s",
+				    sizeof(body) - 1, body);
+		conn_close_soon(c);
+	}
 	return;
 fail:
 	close(fd);

@@ -34,7 +34,7 @@ static void item(gw_req_t *req, void *arg)
 {
 	const char *part = gw_req_param(req, "part");
 
-	gw_respond_json(req, 200, json_pack("{ss ss s?s ss}", "id", gw_req_param(req, "id"), "route",
+	gw_respond_json(req, 200, json_pack("{ss ss ss? ss}", "id", gw_req_param(req, "id"), "route",
 					    gw_req_route(req), "part", part, "method", gw_req_method(req)));
 }
 

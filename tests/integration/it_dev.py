@@ -1,0 +1,128 @@
+"""`mspflow dev`: the embedded PostgreSQL starts, serves, stops with
+mspflow - also when mspflow is SIGKILLed - and recovers a stale cluster."""
+import os
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+
+from harness import BIN, Server, request, _tmpdir
+
+
+def postmasters(datadir_part):
+    """pids of postgres processes whose command line names the data dir."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            continue
+        if "postgres" in cmd and " -D " in cmd and datadir_part in cmd:
+            out.append(int(pid))
+    return out
+
+
+def data_dir(state):
+    return os.path.realpath(os.path.join(state, "pg", "data"))
+
+
+def wait_ready(port, timeout):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        try:
+            if request(port, "GET", "/readyz", timeout=2).status == 200:
+                return time.time() - t0
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return None
+
+
+def wait_gone(state, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if not postmasters(data_dir(state)):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+class DevTest(unittest.TestCase):
+    def start(self, state):
+        t0 = time.time()
+        srv = Server(binary=BIN, args=["dev", "--state", state, "--listen", "127.0.0.1:0",
+                                       "--admin-listen", "127.0.0.1:0"])
+        ready = wait_ready(srv.port, 30)
+        self.assertIsNotNone(ready, srv.output())
+        return srv, time.time() - t0
+
+    def test_lifecycle(self):
+        state = os.path.join(_tmpdir("mspflow-dev-"), "state")
+        srv, first = self.start(state)
+        print(f"# first start: /readyz 200 after {first:.2f}s")
+        self.assertLess(first, 30)
+        self.assertTrue(postmasters(data_dir(state)))
+        self.assertEqual(srv.stop(), 0)
+        self.assertTrue(wait_gone(state, 10), "postgres stopped with mspflow")
+
+        srv, second = self.start(state)
+        print(f"# second start: /readyz 200 after {second:.2f}s")
+        self.assertLess(second, 5)
+
+        # SIGKILL: the guardian must stop postgres anyway
+        srv.proc.send_signal(signal.SIGKILL)
+        srv.proc.wait()
+        self.assertTrue(wait_gone(state, 15), "no orphaned postmaster after SIGKILL")
+        srv, _ = self.start(state)
+        self.assertEqual(srv.stop(), 0)
+        self.assertTrue(wait_gone(state, 10))
+
+    def test_stale_postmaster_is_recovered(self):
+        state = os.path.join(_tmpdir("mspflow-dev-"), "state")
+        srv, _ = self.start(state)
+        self.assertEqual(srv.stop(), 0)
+        self.assertTrue(wait_gone(state, 10))
+        # a postmaster for this data dir started outside mspflow, as if orphaned
+        data = data_dir(state)
+        sock = os.path.join(os.path.dirname(data), "run")
+        bindir = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True).stdout.strip()
+        st = os.stat(data)
+
+        def demote():
+            if os.geteuid() == 0:
+                os.setgid(st.st_gid)
+                os.setuid(st.st_uid)
+        stale = subprocess.Popen([os.path.join(bindir, "postgres"), "-D", data, "-k", sock,
+                                  "-c", "listen_addresses="], preexec_fn=demote,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            time.sleep(1.5)
+            self.assertIsNone(stale.poll())
+            srv, _ = self.start(state)
+            self.assertIsNotNone(stale.poll(), "the stale postmaster was stopped")
+            self.assertEqual(srv.stop(), 0)
+        finally:
+            if stale.poll() is None:
+                stale.kill()
+            stale.wait()
+
+    @unittest.skipUnless(os.geteuid() == 0, "only root drops to an unprivileged user")
+    def test_state_under_a_private_folder(self):
+        parent = tempfile.mkdtemp(prefix="mspflow-private-")
+        os.chmod(parent, 0o700)   # like /root: nobody cannot traverse it
+        try:
+            state = os.path.join(parent, "state")
+            srv, _ = self.start(state)
+            self.assertEqual(srv.stop(), 0)
+            self.assertTrue(wait_gone(state, 10))
+        finally:
+            subprocess.run(["rm", "-rf", parent])
+            link = os.path.realpath(os.path.join(parent, "state", "pg"))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
