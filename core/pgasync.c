@@ -353,6 +353,7 @@ static void conn_send(mf_pg_conn_t *c, pgq_t *q)
 	struct timespec now;
 	long ms;
 
+	mf_debug("pg", "send");
 	c->cur = q;
 	c->state = C_BUSY;
 	atomic_fetch_add(&p->busy, 1);
@@ -391,6 +392,7 @@ static void conn_io(evutil_socket_t fd, short what, void *arg)
 				mf_info("pg", "connected");
 			c->connected_once = true;
 			c->backoff_ms = 0;
+			mf_debug("pg", "connection up", MF_I("queued", p->queued));
 			c->state = C_IDLE;
 			atomic_fetch_add(&p->open, 1);
 			/* watch the idle connection so a server restart is noticed
@@ -447,6 +449,8 @@ static void conn_io(evutil_socket_t fd, short what, void *arg)
 			c->result = r;
 		}
 	}
+	/* the rest of the answer has not arrived yet: keep waiting */
+	event_add(c->io, NULL);
 }
 
 static void conn_timer(evutil_socket_t fd, short what, void *arg)
@@ -594,6 +598,7 @@ static int submit(mf_pg_pool_t *p, pgq_t *q)
 		err.retry_after = 1;
 		return q_fail_later(p, q, &err);
 	}
+	mf_debug("pg", "queue", MF_B("up", pool_has_up(p)));
 	TAILQ_INSERT_TAIL(&p->queue, q, link);
 	p->queued++;
 	atomic_fetch_add(&p->nqueued, 1);
