@@ -62,6 +62,7 @@ struct gw_req {
 	char id[129];
 	char tenant[64];
 	char *scratch;
+	TAILQ_ENTRY(gw_req) link;	/* in the worker's list of live requests */
 	/* followed by: hdrs array, head copy, scratch */
 };
 
@@ -98,6 +99,8 @@ static const char *reason(int status)
 
 /* ---- timers and teardown ---- */
 
+static void req_free(gw_req_t *r);
+
 static void conn_free(gw_conn_t *c)
 {
 	gw_worker_t *w = c->w;
@@ -105,11 +108,8 @@ static void conn_free(gw_conn_t *c)
 	if (c->req) {
 		if (c->state == S_HANDLING)
 			c->req->conn = NULL;	/* the handler still owns it */
-		else {
-			mf_buf_free(&c->req->body);
-			mf_buf_free(&c->req->resh);
-			free(c->req);
-		}
+		else
+			req_free(c->req);
 	}
 	event_free(c->timer);
 	bufferevent_free(c->bev);
@@ -244,6 +244,7 @@ static gw_req_t *req_new(gw_conn_t *c, const gw_head_t *h, const char *head)
 		r->query = q + 1;
 	}
 	r->path = t;
+	TAILQ_INSERT_TAIL(&c->w->reqs, r, link);
 	r->keep_alive = h->keep_alive;
 	r->head_only = strcmp(r->method, "HEAD") == 0;
 	r->content_length = h->content_length;
@@ -264,6 +265,7 @@ static gw_req_t *req_new(gw_conn_t *c, const gw_head_t *h, const char *head)
 
 static void req_free(gw_req_t *r)
 {
+	TAILQ_REMOVE(&r->w->reqs, r, link);
 	mf_buf_free(&r->body);
 	mf_buf_free(&r->resh);
 	free(r);
@@ -524,6 +526,7 @@ static void respond_problem_conn(gw_conn_t *c, int status, const char *code, con
 		r->conn = c;
 		r->w = c->w;
 		r->admin = c->admin;
+		TAILQ_INSERT_TAIL(&c->w->reqs, r, link);
 		clock_gettime(CLOCK_MONOTONIC, &r->t0);
 		req_id_generate(c->w, r->id);
 		c->req = r;
@@ -792,4 +795,16 @@ void gw_worker_close_all(gw_worker_t *w)
 {
 	while (!TAILQ_EMPTY(&w->conns))
 		conn_free(TAILQ_FIRST(&w->conns));
+}
+
+void gw_worker_free_requests(gw_worker_t *w)
+{
+	while (!TAILQ_EMPTY(&w->reqs)) {
+		gw_req_t *r = TAILQ_FIRST(&w->reqs);
+
+		mf_warn("gateway", "request abandoned at shutdown", MF_S("request_id", r->id));
+		if (r->conn)
+			r->conn->req = NULL;
+		req_free(r);
+	}
 }

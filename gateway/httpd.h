@@ -36,6 +36,7 @@ typedef struct gw_mroute {
 struct gw_conn;
 struct sockaddr;
 TAILQ_HEAD(gw_conn_list, gw_conn);
+TAILQ_HEAD(gw_req_list, gw_req);
 
 typedef struct gw_worker {
 	gw_server_t *srv;
@@ -46,6 +47,7 @@ typedef struct gw_worker {
 	struct event *stop_ev, *grace_ev, *flush_ev;
 	void *data;			/* from worker_init */
 	struct gw_conn_list conns;
+	struct gw_req_list reqs;	/* every live request, to free at exit */
 	int nconns;
 	bool draining;
 	mf_buf_t log;			/* access log lines not yet written */
@@ -74,6 +76,9 @@ struct gw_server {
 void gw_conn_accept(gw_worker_t *w, int fd, const struct sockaddr *sa, bool admin);
 void gw_worker_drain(gw_worker_t *w);
 void gw_worker_close_all(gw_worker_t *w);
+/* Frees requests whose handlers never answered (their events died with
+ * the loop).  Only after the loop has stopped for good. */
+void gw_worker_free_requests(gw_worker_t *w);
 void gw_worker_flush_log(gw_worker_t *w);
 
 /* metrics.c */

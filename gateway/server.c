@@ -141,6 +141,7 @@ static int worker_setup(gw_worker_t *w, int api_fd, int admin_fd)
 	struct timeval flush = { 0, 200000 };
 
 	TAILQ_INIT(&w->conns);
+	TAILQ_INIT(&w->reqs);
 	if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || w->rng == 0)
 		w->rng = 0x9e3779b97f4a7c15ULL ^ (uint64_t)(uintptr_t)w;
 	w->base = event_base_new();
@@ -194,6 +195,7 @@ static void *worker_main(void *arg)
 		s->opt.worker_fini(w->data);
 	w->data = NULL;
 	gw_worker_close_all(w);
+	gw_worker_free_requests(w);
 	gw_worker_flush_log(w);
 	mf_buf_free(&w->log);
 	if (w->lis)
@@ -386,6 +388,11 @@ out:
 		event_free(stopev);
 	if (main_base)
 		event_base_free(main_base);
+	/* the grace period bounds the shutdown; a second signal must not kill
+	 * the process half-way (dev still has PostgreSQL to stop).  Freeing the
+	 * signal events restored the old dispositions, so set them here. */
+	signal(SIGINT, SIG_IGN);
+	signal(SIGTERM, SIG_IGN);
 	return rc;
 }
 

@@ -216,6 +216,8 @@ class Server:
                 self.proc.wait()
                 raise
         time.sleep(0.1)  # let the reader threads drain the pipes
+        if self.proc.returncode != 0:
+            print(f"# exit status {self.proc.returncode}; last output:\n" + "\n".join(self.raw[-60:]))
         return self.proc.returncode
 
 
