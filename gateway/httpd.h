@@ -1,7 +1,7 @@
 /*
  * httpd.h - private structures of the HTTP server, shared by httpd.c
- * (connections, requests, responses) and listen.c (threads, listeners,
- * shutdown) and metrics.c.
+ * (connections, requests, responses), workers.c (threads, listeners,
+ * shutdown) and stats.c (metrics).
  */
 #ifndef GW_HTTPD_H
 #define GW_HTTPD_H
@@ -81,7 +81,7 @@ void gw_worker_close_all(gw_worker_t *w);
 void gw_worker_free_requests(gw_worker_t *w);
 void gw_worker_flush_log(gw_worker_t *w);
 
-/* metrics.c */
+/* stats.c */
 void gw_metrics_record(gw_worker_t *w, bool admin, int route_id, int status, uint64_t us);
 
 #endif

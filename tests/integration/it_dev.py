@@ -7,7 +7,7 @@ import tempfile
 import time
 import unittest
 
-from harness import BIN, Server, request, _tmpdir
+from mfharness import BIN, Server, request, _tmpdir
 
 
 def postmasters(datadir_part):

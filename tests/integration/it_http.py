@@ -4,7 +4,7 @@ import json
 import socket
 import unittest
 
-from harness import TESTSRV, Server, parse_responses, raw, request
+from mfharness import TESTSRV, Server, parse_responses, raw, request
 
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "code", "request_id"}
 

@@ -5,7 +5,7 @@ import threading
 import time
 import unittest
 
-from harness import TESTSRV, Server, parse_responses, raw, request
+from mfharness import TESTSRV, Server, parse_responses, raw, request
 
 
 def problem_code(data):

@@ -7,7 +7,7 @@ import subprocess
 import time
 import unittest
 
-from harness import BIN, PgCluster, run_migrate, write_config, _tmpdir
+from mfharness import BIN, PgCluster, run_migrate, write_config, _tmpdir
 
 
 def summary(proc):

@@ -4,7 +4,7 @@ the access log."""
 import re
 import unittest
 
-from harness import PgCluster, Server, request, run_migrate
+from mfharness import PgCluster, Server, request, run_migrate
 
 
 class OpsTest(unittest.TestCase):

@@ -3,7 +3,7 @@ get 503 + Retry-After meanwhile, and the server recovers by itself."""
 import time
 import unittest
 
-from harness import TESTSRV, PgCluster, Server, request, run_migrate
+from mfharness import TESTSRV, PgCluster, Server, request, run_migrate
 
 
 def wait_status(port, path, status, timeout):

@@ -5,7 +5,7 @@ import threading
 import time
 import unittest
 
-from harness import TESTSRV, Server, request
+from mfharness import TESTSRV, Server, request
 
 
 class ShutdownTest(unittest.TestCase):

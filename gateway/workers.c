@@ -1,5 +1,5 @@
 /*
- * server.c - threads, listeners and shutdown of the HTTP server.
+ * workers.c - threads, listeners and shutdown of the HTTP server.
  *
  * Each worker thread owns an event_base and a listening socket on the API
  * address bound with SO_REUSEPORT, so the kernel spreads connections over

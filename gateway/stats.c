@@ -1,5 +1,5 @@
 /*
- * metrics.c - per-worker request metrics and their Prometheus rendering.
+ * stats.c - per-worker request metrics and their Prometheus rendering.
  *
  * Each worker owns a shard: for every route (and one "unmatched" slot) up
  * to GW_STATUS_SLOTS status codes, each with a counter, a latency sum and
