@@ -5,7 +5,7 @@
  *   mspflow dev [--listen H:P] [--admin-listen H:P] [--state DIR] [--config FILE]
  *   mspflow serve --config FILE [--listen H:P] [--admin-listen H:P]
  *   mspflow migrate --config FILE
- *   mspflow config-reference | version | help
+ *   mspflow routes | config-reference | version | help
  *
  * Exit codes: 0 success, 1 failure, 2 usage error.
  */
@@ -49,6 +49,7 @@ static void usage(FILE *out)
 		"        production server against database_url\n"
 		"  migrate --config FILE\n"
 		"        bring the platform schema and every tenant schema up to date\n"
+		"  routes              print every route: listener, method, path\n"
 		"  config-reference    print every configuration key (Markdown)\n"
 		"  version             version and linked library versions\n");
 }
@@ -264,6 +265,8 @@ int main(int argc, char **argv)
 		return cmd_dev(argc - 2, argv + 2);
 	if (strcmp(cmd, "migrate") == 0)
 		return cmd_migrate(argc - 2, argv + 2);
+	if (strcmp(cmd, "routes") == 0)
+		return mf_serve_print_routes(stdout) < 0 ? 1 : 0;
 	if (strcmp(cmd, "config-reference") == 0) {
 		mf_config_print_reference(stdout);
 		return 0;

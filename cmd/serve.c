@@ -17,6 +17,7 @@
 #include "core/migrate.h"
 #include "core/pg.h"
 #include "core/worker.h"
+#include "gateway/route.h"
 
 #define MAX_WORKERS 256
 
@@ -164,6 +165,34 @@ static int add_ops_routes(gw_router_t *r, bool with_metrics)
 	if (with_metrics && gw_router_add(r, "GET", "/metrics", handle_metrics, NULL, 0) < 0)
 		return -1;
 	return 0;
+}
+
+struct print_ctx {
+	FILE *out;
+	const char *listener;
+};
+
+static void print_route(const gw_route_t *rt, void *arg)
+{
+	struct print_ctx *p = arg;
+
+	fprintf(p->out, "%s %s %s\n", p->listener, rt->method, rt->pattern);
+}
+
+int mf_serve_print_routes(FILE *out)
+{
+	gw_router_t *api = gw_router_new(), *admin = gw_router_new();
+	struct print_ctx a = { out, "api" }, b = { out, "admin" };
+	int rc = -1;
+
+	if (api && admin && add_ops_routes(api, false) == 0 && add_ops_routes(admin, true) == 0) {
+		gw_router_each(api, print_route, &a);
+		gw_router_each(admin, print_route, &b);
+		rc = 0;
+	}
+	gw_router_free(api);
+	gw_router_free(admin);
+	return rc;
 }
 
 int mf_serve(const mf_config_t *cfg, mf_routes_fn extra, void *arg, mf_err_t *err)

@@ -24,6 +24,29 @@ class ReadmeConfigReference(unittest.TestCase):
         self.assertEqual(readme[begin:end].strip(), out,
                          "README configuration reference is stale: paste `mspflow config-reference`")
 
+    def test_openapi_matches_routes(self):
+        """Every routed (path, method) is documented and every documented one is routed."""
+        out = subprocess.run([os.environ["MSPFLOW_BIN"], "routes"], check=True, capture_output=True,
+                             text=True).stdout.split("\n")
+        routed = {(path, method.lower()) for _, method, path in (l.split() for l in out if l.strip())}
+        documented, path = set(), None
+        with open(os.path.join(ROOT, "portal-api", "openapi.yaml")) as f:
+            in_paths = False
+            for line in f:
+                if line.startswith("paths:"):
+                    in_paths = True
+                    continue
+                if in_paths and line and not line.startswith(" "):
+                    break
+                if in_paths and line.startswith("  /"):
+                    path = line.strip().rstrip(":")
+                elif in_paths and path and line.startswith("    ") and not line.startswith("     "):
+                    verb = line.strip().rstrip(":")
+                    if verb in ("get", "put", "post", "patch", "delete", "head", "options"):
+                        documented.add((path, verb))
+        self.assertTrue(routed)
+        self.assertEqual(routed, documented)
+
     def test_usage_and_unknown_command(self):
         r = subprocess.run([os.environ["MSPFLOW_BIN"], "frobnicate"], capture_output=True, text=True)
         self.assertEqual(r.returncode, 2)
