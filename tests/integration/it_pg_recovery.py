@@ -46,6 +46,28 @@ class PgRecoveryTest(unittest.TestCase):
             pg.cleanup()
         self.assertEqual(rc, 0)
 
+    def test_transactions_commit_and_roll_back(self):
+        pg = PgCluster()
+        pg.psql("CREATE TABLE tx_probe (v int PRIMARY KEY)")
+        srv = Server(pg, binary=TESTSRV, config={"db_pool_size": 2})
+        try:
+            self.assertEqual(wait_status(srv.port, "/db/tx?commit=1&v=1", 200, 10).json(), {"committed": True})
+            self.assertEqual(request(srv.port, "GET", "/db/tx?commit=0&v=2").json(), {"committed": False})
+            r = request(srv.port, "GET", "/db/tx?commit=1&v=1")
+            self.assertEqual(r.status, 409, "a unique violation inside the transaction is a conflict")
+            self.assertEqual(r.json()["code"], "conflict")
+            for i in range(3, 23):
+                self.assertEqual(request(srv.port, "GET", f"/db/tx?commit=1&v={i}").status, 200)
+            self.assertEqual(pg.psql("SELECT string_agg(v::text, ',' ORDER BY v) FROM tx_probe WHERE v < 3"), "1",
+                             "the rolled-back and the failed insert left nothing")
+            self.assertEqual(pg.psql("SELECT count(*) FROM tx_probe"), "21")
+            self.assertEqual(pg.psql("SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'"),
+                             "0", "no transaction left open on a pooled connection")
+        finally:
+            rc = srv.stop()
+            pg.cleanup()
+        self.assertEqual(rc, 0)
+
     def test_query_timeout_gives_504_and_pool_survives(self):
         pg = PgCluster()
         srv = Server(pg, binary=TESTSRV, config={"db_pool_size": 1, "db_query_timeout_ms": 500})

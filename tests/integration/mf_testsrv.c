@@ -84,6 +84,81 @@ static void db_sleep(gw_req_t *req, void *arg)
 		gw_respond_error(req, 503, "database_unavailable", "no database");
 }
 
+/* POST-less transaction probe: GET /db/tx?commit=0|1&v=N inserts v into
+ * tx_probe inside a transaction and commits or rolls back. */
+struct tx {
+	gw_req_t *req;
+	bool commit;
+	char v[32];
+};
+
+static void tx_ended(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	struct tx *t = arg;
+
+	if (err)
+		gw_respond_problem(t->req, err);
+	else
+		gw_respond_json(t->req, 200, json_pack("{sb}", "committed", t->commit));
+	free(t);
+}
+
+static void tx_inserted(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	struct tx *t = arg;
+	mf_pg_conn_t *conn = *(mf_pg_conn_t **)(t + 1);
+
+	if (err) {
+		gw_respond_problem(t->req, err);
+		if (mf_pg_tx_end(conn, false, NULL, NULL) < 0)
+			mf_warn("testsrv", "rollback not sent");
+		free(t);
+		return;
+	}
+	if (mf_pg_tx_end(conn, t->commit, tx_ended, t) < 0) {
+		gw_respond_error(t->req, 500, "internal_error", "commit not sent");
+		free(t);
+	}
+}
+
+static void tx_begun(mf_pg_conn_t *conn, const mf_err_t *err, void *arg)
+{
+	struct tx *t = arg;
+	const char *params[1] = { t->v };
+
+	if (err) {
+		gw_respond_problem(t->req, err);
+		free(t);
+		return;
+	}
+	*(mf_pg_conn_t **)(t + 1) = conn;
+	if (mf_pg_conn_query(conn, "INSERT INTO tx_probe (v) VALUES ($1::int)", 1, params, tx_inserted, t) < 0) {
+		gw_respond_error(t->req, 500, "internal_error", "insert not sent");
+		free(t);
+	}
+}
+
+static void db_tx(gw_req_t *req, void *arg)
+{
+	mf_worker_t *w = gw_req_worker_data(req);
+	const char *q = gw_req_query(req) ? gw_req_query(req) : "";
+	const char *v = strstr(q, "v=");
+	struct tx *t = calloc(1, sizeof(*t) + sizeof(mf_pg_conn_t *));
+
+	if (t == NULL || w == NULL || w->pg == NULL) {
+		free(t);
+		gw_respond_error(req, 503, "database_unavailable", "no database");
+		return;
+	}
+	t->req = req;
+	t->commit = strstr(q, "commit=1") != NULL;
+	snprintf(t->v, sizeof(t->v), "%ld", v ? strtol(v + 2, NULL, 10) : 0L);
+	if (mf_pg_tx_begin(w->pg, tx_begun, t) < 0) {
+		free(t);
+		gw_respond_error(req, 500, "internal_error", "begin not sent");
+	}
+}
+
 static int add_routes(gw_router_t *api, gw_router_t *admin, void *arg)
 {
 	return gw_router_add(api, "POST", "/echo", echo, NULL, GW_ROUTE_JSON_BODY) |
@@ -92,7 +167,8 @@ static int add_routes(gw_router_t *api, gw_router_t *admin, void *arg)
 	       gw_router_add(api, "GET", "/items/new", item_new, NULL, 0) |
 	       gw_router_add(api, "GET", "/items/{id}/parts/{part}", item, NULL, 0) |
 	       gw_router_add(api, "GET", "/sleep", sleep_route, NULL, 0) |
-	       gw_router_add(api, "GET", "/db/sleep", db_sleep, NULL, 0);
+	       gw_router_add(api, "GET", "/db/sleep", db_sleep, NULL, 0) |
+	       gw_router_add(api, "GET", "/db/tx", db_tx, NULL, 0);
 }
 
 int main(int argc, char **argv)
