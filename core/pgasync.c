@@ -353,7 +353,6 @@ static void conn_send(mf_pg_conn_t *c, pgq_t *q)
 	struct timespec now;
 	long ms;
 
-	mf_debug("pg", "send");
 	c->cur = q;
 	c->state = C_BUSY;
 	atomic_fetch_add(&p->busy, 1);
@@ -598,7 +597,6 @@ static int submit(mf_pg_pool_t *p, pgq_t *q)
 		err.retry_after = 1;
 		return q_fail_later(p, q, &err);
 	}
-	mf_debug("pg", "queue", MF_B("up", pool_has_up(p)));
 	TAILQ_INSERT_TAIL(&p->queue, q, link);
 	p->queued++;
 	atomic_fetch_add(&p->nqueued, 1);
