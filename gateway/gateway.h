@@ -41,8 +41,9 @@ void gw_router_free(gw_router_t *r);
 /*
  * pattern: literal segments and "{name}" parameters, e.g.
  * "/v1/tenants/{id}/clients".  method: "GET", "POST", ... ; a GET route
- * answers HEAD too.  name: the route label used in logs and metrics
- * (defaults to pattern when NULL).
+ * answers HEAD too.  The pattern is the route's label in logs and metrics.
+ * Returns -1 for a malformed pattern (not starting with '/', empty inner
+ * segment, more than 16 segments) or out of memory.
  */
 int gw_router_add(gw_router_t *r, const char *method, const char *pattern,
 		  gw_handler_fn fn, void *arg, unsigned flags)
