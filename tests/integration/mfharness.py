@@ -152,13 +152,13 @@ class Server:
         write_config(self.config_path, cfg)
         argv = [binary or BIN] + (args or ["serve", "--config", self.config_path])
         self.lines, self.raw = [], []
+        self.port = self.admin_port = None   # before the readers start: they set them
         self._cv = threading.Condition()
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE)
         _procs.append(self.proc)
         threading.Thread(target=self._reader, args=(self.proc.stderr,), daemon=True).start()
         threading.Thread(target=self._reader, args=(self.proc.stdout,), daemon=True).start()
-        self.port = self.admin_port = None
         if wait:
             self.wait_listening()
 
