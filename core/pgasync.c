@@ -296,9 +296,12 @@ static void map_error(const PGresult *res, mf_err_t *err)
 	else
 		mf_err_set(err, 500, "database_error", "a database statement failed");
 	snprintf(err->sqlstate, sizeof(err->sqlstate), "%s", state);
-	/* the server's message names the problem, never our parameters */
+	/* the server's message names the problem and, except for data
+	 * exceptions (class 22, e.g. "invalid input syntax for type integer:
+	 * <value>"), not the values; those may be secrets, so keep them out */
 	mf_warn("pg", "statement failed", MF_S("sqlstate", state),
-		MF_S("error", PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)));
+		MF_S("error", strncmp(state, "22", 2) == 0 ? "data exception (value withheld)"
+			      : PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)));
 }
 
 /* A statement finished on c: deliver it and make c available again. */
@@ -323,13 +326,21 @@ static void conn_done(mf_pg_conn_t *c)
 		}
 		q->conn_cb(ok ? c : NULL, ok ? NULL : &err, q->arg);
 	} else {
-		if (q->kind == K_END)
+		bool rolled_back = false;
+
+		if (q->kind == K_END) {
 			c->pinned = false;
-		if (ok) {
+			/* COMMIT of a transaction that already failed succeeds with
+			 * the tag ROLLBACK: the caller must not believe it committed */
+			rolled_back = ok && strcmp(q->sql, "COMMIT") == 0 && strcmp(PQcmdStatus(res), "ROLLBACK") == 0;
+		}
+		if (ok && !rolled_back) {
 			if (q->cb)
 				q->cb(res, NULL, q->arg);
 		} else {
-			if (res)
+			if (rolled_back)
+				mf_err_set(&err, 500, "database_error", "the transaction was rolled back after an earlier error");
+			else if (res)
 				map_error(res, &err);
 			else
 				mf_err_set(&err, 500, "database_error", "the database returned no result");
@@ -358,6 +369,15 @@ static void conn_send(mf_pg_conn_t *c, pgq_t *q)
 	atomic_fetch_add(&p->busy, 1);
 	atomic_fetch_add(&p->queries, 1);
 	if (!PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, (const char *const *)q->params, NULL, NULL, 0)) {
+		mf_err_t err;
+
+		/* we may be inside the caller's mf_pg_query(): its callback must
+		 * run from the loop, so detach the statement before dropping c */
+		c->cur = NULL;
+		set_unavailable(p, &err);
+		atomic_fetch_add(&p->errors, 1);
+		if (q_fail_later(p, q, &err) < 0)
+			mf_error("pg", "out of memory: a failed statement lost its callback");
 		conn_broken(c, NULL);
 		return;
 	}

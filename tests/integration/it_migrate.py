@@ -84,16 +84,37 @@ class MigrateTest(unittest.TestCase):
             if done >= 20 or p.poll() is not None:
                 break
             time.sleep(0.01)
+        self.assertIsNone(p.poll(), "the run was still going when it was killed")
         p.send_signal(signal.SIGKILL)
         p.wait()
+        # let the server notice the dead client and abort its open transaction
+        deadline = time.time() + 10
+        while time.time() < deadline and self.pg.psql(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                "AND pid <> pg_backend_pid()") != "0":
+            time.sleep(0.05)
+        done = int(self.pg.psql("SELECT count(*) FROM pg_tables WHERE tablename = 'schema_migrations' "
+                                "AND schemaname LIKE 't\\_%'"))
+        self.assertLess(done, 300, "killed mid-way, not after the end")
         s = summary(run_migrate(self.pg))
         self.assertEqual(s["schemas"], 301)
+        self.assertEqual(s["changed"], 300 - done, "the re-run resumes exactly where the killed run stopped")
+        self.assertEqual(s["applied"], (300 - done) * s["tenant_version"])
         counts = self.pg.psql("SELECT n.nspname FROM pg_namespace n WHERE n.nspname LIKE 't\\_%' ").split()
         self.assertEqual(len(counts), 300)
         bad = self.pg.psql(
             "SELECT count(*) FROM platform.tenants t WHERE t.schema_name IS NOT NULL AND NOT EXISTS ("
             " SELECT 1 FROM pg_tables WHERE schemaname = t.schema_name AND tablename = 'settings')")
         self.assertEqual(bad, "0", "every schema is fully migrated after the re-run")
+        # each version recorded exactly once in every schema (versions 1..latest)
+        latest = s["tenant_version"]
+        wrong = self.pg.psql(
+            "SELECT count(*) FROM (SELECT query_to_xml(format("
+            "'SELECT count(*) AS n, max(version) AS hi FROM %I.schema_migrations', schema_name), false, true, '') x "
+            "FROM platform.tenants WHERE schema_name IS NOT NULL) c "
+            f"WHERE (xpath('/row/n/text()', x))[1]::text::int <> {latest} "
+            f"OR (xpath('/row/hi/text()', x))[1]::text::int <> {latest}")
+        self.assertEqual(wrong, "0", "every tenant schema has each version exactly once")
 
     def test_concurrent_runs_apply_each_version_once(self):
         self.add_tenants_after_platform = None

@@ -17,6 +17,19 @@ def wait_status(port, path, status, timeout):
     return r
 
 
+def wait_all_ok(port, path, timeout, run=8):
+    """True once `run` consecutive requests answer 200 (before timeout)."""
+    deadline = time.time() + timeout
+    ok = 0
+    while time.time() < deadline:
+        ok = ok + 1 if request(port, "GET", path).status == 200 else 0
+        if ok >= run:
+            return True
+        if ok == 0:
+            time.sleep(0.1)
+    return False
+
+
 class PgRecoveryTest(unittest.TestCase):
     def test_database_restart(self):
         pg = PgCluster()
@@ -38,7 +51,11 @@ class PgRecoveryTest(unittest.TestCase):
                 pg.start()
                 r = wait_status(srv.port, "/readyz", 200, 15)
                 self.assertEqual(r.status, 200, f"cycle {cycle}: no recovery: {r.body}")
-                self.assertEqual(request(srv.port, "GET", "/db/sleep?ms=1").status, 200)
+                # each worker thread has its own pool with its own backoff, so
+                # one ready answer proves one pool; wait until a run of
+                # requests (spread over the workers) all succeed
+                self.assertTrue(wait_all_ok(srv.port, "/db/sleep?ms=1", 10),
+                                f"cycle {cycle}: some worker's pool did not recover")
             body = request(srv.admin_port, "GET", "/metrics").body.decode()
             self.assertRegex(body, r"mspflow_db_reconnects_total [1-9]")
         finally:
@@ -56,6 +73,9 @@ class PgRecoveryTest(unittest.TestCase):
             r = request(srv.port, "GET", "/db/tx?commit=1&v=1")
             self.assertEqual(r.status, 409, "a unique violation inside the transaction is a conflict")
             self.assertEqual(r.json()["code"], "conflict")
+            r = request(srv.port, "GET", "/db/tx?commit=1&fail=1")
+            self.assertEqual(r.status, 500, "COMMIT after a failed statement is not reported as committed")
+            self.assertEqual(r.json()["code"], "internal_error")
             for i in range(3, 23):
                 self.assertEqual(request(srv.port, "GET", f"/db/tx?commit=1&v={i}").status, 200)
             self.assertEqual(pg.psql("SELECT string_agg(v::text, ',' ORDER BY v) FROM tx_probe WHERE v < 3"), "1",

@@ -88,7 +88,7 @@ static void db_sleep(gw_req_t *req, void *arg)
  * tx_probe inside a transaction and commits or rolls back. */
 struct tx {
 	gw_req_t *req;
-	bool commit;
+	bool commit, fail;	/* fail: make the insert fail, then COMMIT anyway */
 	char v[32];
 };
 
@@ -108,7 +108,7 @@ static void tx_inserted(const PGresult *res, const mf_err_t *err, void *arg)
 	struct tx *t = arg;
 	mf_pg_conn_t *conn = *(mf_pg_conn_t **)(t + 1);
 
-	if (err) {
+	if (err && !t->fail) {
 		gw_respond_problem(t->req, err);
 		if (mf_pg_tx_end(conn, false, NULL, NULL) < 0)
 			mf_warn("testsrv", "rollback not sent");
@@ -152,7 +152,11 @@ static void db_tx(gw_req_t *req, void *arg)
 	}
 	t->req = req;
 	t->commit = strstr(q, "commit=1") != NULL;
-	snprintf(t->v, sizeof(t->v), "%ld", v ? strtol(v + 2, NULL, 10) : 0L);
+	t->fail = strstr(q, "fail=1") != NULL;
+	if (t->fail)
+		snprintf(t->v, sizeof(t->v), "not-a-number");
+	else
+		snprintf(t->v, sizeof(t->v), "%ld", v ? strtol(v + 2, NULL, 10) : 0L);
 	if (mf_pg_tx_begin(w->pg, tx_begun, t) < 0) {
 		free(t);
 		gw_respond_error(req, 500, "internal_error", "begin not sent");
