@@ -110,18 +110,41 @@ class DevTest(unittest.TestCase):
                 stale.kill()
             stale.wait()
 
+    def test_half_initialised_cluster_and_long_path(self):
+        # a path too long for a Unix socket under the state folder, and a
+        # data folder left behind by an interrupted initdb (no PG_VERSION)
+        state = os.path.join(_tmpdir("mspflow-dev-"), "s" * 60, "t" * 40, "state")
+        os.makedirs(os.path.join(state, "pg", "data"), mode=0o700)
+        with open(os.path.join(state, "pg", "data", "junk"), "w") as f:
+            f.write("left by an interrupted initdb")
+        srv, _ = self.start(state)
+        self.assertTrue(os.path.exists(os.path.join(data_dir(state), "PG_VERSION")))
+        self.assertFalse(os.path.exists(os.path.join(data_dir(state), "junk")))
+        ready = srv.wait_log(lambda o: o.get("msg") == "embedded PostgreSQL ready", 1)
+        self.assertTrue(ready["socket_dir"].startswith("/tmp/mspflow-"), ready)
+        self.assertEqual(srv.stop(), 0)
+        self.assertTrue(wait_gone(state, 10))
+
     @unittest.skipUnless(os.geteuid() == 0, "only root drops to an unprivileged user")
     def test_state_under_a_private_folder(self):
         parent = tempfile.mkdtemp(prefix="mspflow-private-")
         os.chmod(parent, 0o700)   # like /root: nobody cannot traverse it
+        state = os.path.join(parent, "state")
+        link = os.path.join(state, "pg")
         try:
-            state = os.path.join(parent, "state")
             srv, _ = self.start(state)
+            # the cluster moved where the server user can reach it, and said so
+            self.assertTrue(os.path.islink(link))
+            self.assertTrue(os.readlink(link).startswith("/var/tmp/mspflow-dev-"), os.readlink(link))
+            self.assertTrue(any("cluster" in l and l.get("cluster") == os.readlink(link)
+                                for l in srv.logs()), srv.output())
             self.assertEqual(srv.stop(), 0)
             self.assertTrue(wait_gone(state, 10))
         finally:
+            target = os.readlink(link) if os.path.islink(link) else None
             subprocess.run(["rm", "-rf", parent])
-            link = os.path.realpath(os.path.join(parent, "state", "pg"))
+            if target:   # the /var/tmp/mspflow-dev-<hash> folder holding it
+                subprocess.run(["rm", "-rf", os.path.dirname(target)])
 
 
 if __name__ == "__main__":
