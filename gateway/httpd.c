@@ -482,7 +482,7 @@ void gw_respond_problem(gw_req_t *r, const mf_err_t *err)
 	}
 	if (status == 408 || status == 413 || status == 431 || (status == 400 && r->route == NULL))
 		r->keep_alive = false;
-	rc |= mf_buf_addf(&b, "{\"type\":\"https://mspflow.dev/problems/%s\",\"title\":\"%s\",\"status\":%d,"
+	rc |= mf_buf_addf(&b, "{\"type\":\"/problems/%s\",\"title\":\"%s\",\"status\":%d,"
 			  "\"detail\":", code, reason(status), status);
 	rc |= mf_buf_add_json_str(&b, detail, strlen(detail));
 	rc |= mf_buf_adds(&b, ",\"code\":");
@@ -763,7 +763,7 @@ void gw_conn_accept(gw_worker_t *w, int fd, const struct sockaddr *sa, bool admi
 	if (over) {
 		/* counted while it lingers, so a flood cannot exceed the cap */
 		static const char body[] =
-			"{\"type\":\"https://mspflow.dev/problems/over_capacity\",\"title\":\"Service Unavailable\","
+			"{\"type\":\"/problems/over_capacity\",\"title\":\"Service Unavailable\","
 			"\"status\":503,\"detail\":\"too many open connections\",\"code\":\"over_capacity\"}";
 
 		atomic_fetch_add(&w->srv->rejected, 1);

@@ -43,8 +43,11 @@ class HttpTest(unittest.TestCase):
             self.assertProblem(request(self.port, "GET", path), 400, "invalid_path")
 
     def test_404_problem(self):
-        p = self.assertProblem(request(self.port, "GET", "/no/such/thing"), 404, "not_found")
-        self.assertTrue(p["type"].endswith("/not_found"))
+        r = request(self.port, "GET", "/no/such/thing")
+        p = self.assertProblem(r, 404, "not_found")
+        self.assertEqual(p["type"], "/problems/not_found")
+        self.assertNotIn("mspflow", r.body.decode().lower() + str(r.headers).lower(),
+                         "no product name in responses (white-label)")
         self.assertProblem(request(self.port, "GET", "/items/42/"), 404, "not_found")
 
     def test_405_lists_allowed_methods(self):
