@@ -5,11 +5,14 @@
  *   mspflow dev [--listen H:P] [--admin-listen H:P] [--state DIR] [--config FILE]
  *   mspflow serve --config FILE [--listen H:P] [--admin-listen H:P]
  *   mspflow migrate --config FILE
- *   mspflow routes | config-reference | version | help
+ *   mspflow bootstrap --config FILE
+ *   mspflow rotate-keys --config FILE
+ *   mspflow keygen | routes | config-reference | version | help
  *
  * Exit codes: 0 success, 1 failure, 2 usage error.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stddef.h>
@@ -31,6 +34,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/migrate.h"
+#include "tenants/tenants.h"
 
 #ifndef MSPFLOW_VERSION
 #define MSPFLOW_VERSION "dev"
@@ -49,6 +53,12 @@ static void usage(FILE *out)
 		"        production server against database_url\n"
 		"  migrate --config FILE\n"
 		"        bring the platform schema and every tenant schema up to date\n"
+		"  bootstrap --config FILE\n"
+		"        create the platform tenant if missing and a new platform-admin\n"
+		"        API client; prints its credentials as JSON\n"
+		"  rotate-keys --config FILE\n"
+		"        add a new token signing key; older keys verify until their tokens expire\n"
+		"  keygen              print a new master key\n"
 		"  routes              print every route: listener, method, path\n"
 		"  config-reference    print every configuration key (Markdown)\n"
 		"  version             version and linked library versions\n");
@@ -171,7 +181,7 @@ static int cmd_serve(int argc, char **argv)
 		return 1;
 	if (cfg.database_url[0] == '\0')
 		mf_warn("serve", "database_url is not set: /readyz will answer 503");
-	rc = mf_serve(&cfg, NULL, NULL, &err);
+	rc = mf_serve(&cfg, NULL, &err);
 	if (rc < 0)
 		mf_error("serve", "server stopped with an error", MF_S("error", err.detail));
 	mf_config_free(&cfg);
@@ -193,6 +203,238 @@ static int cmd_migrate(int argc, char **argv)
 	return rc < 0 ? 1 : 0;
 }
 
+static PGconn *connect_db(const mf_config_t *cfg)
+{
+	PGconn *conn;
+
+	if (cfg->database_url[0] == '\0') {
+		fprintf(stderr, "mspflow: database_url is not set (config file or MSPFLOW_DATABASE_URL)\n");
+		return NULL;
+	}
+	conn = PQconnectdb(cfg->database_url);
+	if (PQstatus(conn) != CONNECTION_OK) {
+		fprintf(stderr, "mspflow: cannot connect to PostgreSQL: %s", PQerrorMessage(conn));
+		PQfinish(conn);
+		return NULL;
+	}
+	return conn;
+}
+
+static bool migrated(PGconn *conn)
+{
+	char v[16];
+	const char *p[1] = { v };
+	PGresult *r;
+	bool ok;
+
+	snprintf(v, sizeof(v), "%d", mf_migration_set_latest(&mf_migrations_platform));
+	r = PQexecParams(conn, mf_migrate_ready_sql, 1, NULL, p, NULL, NULL, 0);
+	ok = PQresultStatus(r) == PGRES_TUPLES_OK && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+	PQclear(r);
+	if (!ok)
+		fprintf(stderr, "mspflow: the database is not migrated to this version; run mspflow migrate first\n");
+	return ok;
+}
+
+static int cmd_bootstrap(int argc, char **argv)
+{
+	struct cli cli = { 0 };
+	mf_config_t cfg;
+	mf_err_t err = { 0 };
+	PGconn *conn;
+	char *json = NULL;
+	int rc = 1;
+
+	if (parse_flags(argc, argv, F_CONFIG, &cli) < 0)
+		return 2;
+	if (load_config(&cfg, &cli) < 0)
+		return 1;
+	conn = connect_db(&cfg);
+	if (conn && migrated(conn)) {
+		if (tn_bootstrap(conn, "platform admin (bootstrap)", &json, &err) < 0) {
+			fprintf(stderr, "mspflow: bootstrap failed: %s\n", err.detail);
+		} else {
+			printf("%s\n", json);
+			rc = 0;
+		}
+	}
+	if (json)
+		sodium_memzero(json, strlen(json));
+	free(json);
+	PQfinish(conn);
+	mf_config_free(&cfg);
+	return rc;
+}
+
+static int cmd_rotate_keys(int argc, char **argv)
+{
+	struct cli cli = { 0 };
+	mf_config_t cfg;
+	mf_err_t err = { 0 };
+	unsigned char master[32];
+	PGconn *conn = NULL;
+	int rc = 1;
+
+	if (parse_flags(argc, argv, F_CONFIG, &cli) < 0)
+		return 2;
+	if (load_config(&cfg, &cli) < 0)
+		return 1;
+	if (tn_master_key_load(&cfg, master, &err) < 0) {
+		fprintf(stderr, "mspflow: %s\n", err.detail);
+	} else if ((conn = connect_db(&cfg)) != NULL && migrated(conn)) {
+		if (tn_keys_rotate(conn, &cfg, master, stdout, &err) < 0)
+			fprintf(stderr, "mspflow: key rotation failed: %s\n", err.detail);
+		else
+			rc = 0;
+	}
+	sodium_memzero(master, sizeof(master));
+	PQfinish(conn);
+	mf_config_free(&cfg);
+	return rc;
+}
+
+static int cmd_keygen(void)
+{
+	char key[64];
+
+	if (tn_master_key_generate(key, sizeof(key)) < 0)
+		return 1;
+	printf("%s\n", key);
+	sodium_memzero(key, sizeof(key));
+	return 0;
+}
+
+/* ---- dev: credentials.json ---- */
+
+struct dev_creds {
+	const mf_config_t *cfg;
+	char *path;
+	char client_id[64];
+	char secret[128];
+};
+
+/* Creates STATE/master.key (0600) the first time; dev uses it unless a
+ * master key is configured. */
+static int dev_master_key(mf_config_t *cfg)
+{
+	char *path = NULL, key[64];
+	mf_err_t err = { 0 };
+	int fd, rc = -1;
+
+	if (cfg->master_key[0] || cfg->master_key_file[0])
+		return 0;
+	if (asprintf(&path, "%s/master.key", cfg->state_dir) < 0)
+		return -1;
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		if (tn_master_key_generate(key, sizeof(key)) == 0) {
+			size_t n = strlen(key);
+
+			key[n++] = '\n';
+			rc = write(fd, key, n) == (ssize_t)n ? 0 : -1;
+		}
+		sodium_memzero(key, sizeof(key));
+		close(fd);
+		if (rc < 0) {
+			unlink(path);
+			fprintf(stderr, "mspflow: cannot write %s\n", path);
+			goto out;
+		}
+	} else if (errno != EEXIST) {
+		fprintf(stderr, "mspflow: cannot create %s: %s\n", path, strerror(errno));
+		goto out;
+	}
+	rc = mf_config_set(cfg, "master_key_file", path, &err);
+out:
+	free(path);
+	return rc;
+}
+
+/* Reuses the client in STATE/credentials.json while it is still valid,
+ * else bootstraps a new platform-admin client. */
+static int dev_credentials(const mf_config_t *cfg, struct dev_creds *dc)
+{
+	json_t *old;
+	PGconn *conn;
+	mf_err_t err = { 0 };
+	char *json = NULL;
+	int rc = -1;
+
+	if (asprintf(&dc->path, "%s/credentials.json", cfg->state_dir) < 0) {
+		dc->path = NULL;
+		return -1;
+	}
+	conn = connect_db(cfg);
+	if (conn == NULL)
+		return -1;
+	old = json_load_file(dc->path, 0, NULL);
+	if (old) {
+		const char *id = json_string_value(json_object_get(old, "client_id"));
+		const char *sec = json_string_value(json_object_get(old, "client_secret"));
+
+		if (id && sec && strlen(id) < sizeof(dc->client_id) && strlen(sec) < sizeof(dc->secret) &&
+		    tn_client_valid(conn, id, sec)) {
+			snprintf(dc->client_id, sizeof(dc->client_id), "%s", id);
+			snprintf(dc->secret, sizeof(dc->secret), "%s", sec);
+			rc = 0;
+		}
+		json_decref(old);
+	}
+	if (rc < 0) {
+		if (tn_bootstrap(conn, "platform admin (mspflow dev)", &json, &err) < 0) {
+			fprintf(stderr, "mspflow: cannot create the platform admin: %s\n", err.detail);
+		} else {
+			json_t *j = json_loads(json, 0, NULL);
+
+			snprintf(dc->client_id, sizeof(dc->client_id), "%s",
+				 json_string_value(json_object_get(j, "client_id")));
+			snprintf(dc->secret, sizeof(dc->secret), "%s",
+				 json_string_value(json_object_get(j, "client_secret")));
+			json_decref(j);
+			sodium_memzero(json, strlen(json));
+			rc = 0;
+		}
+		free(json);
+	}
+	PQfinish(conn);
+	return rc;
+}
+
+/* Once the port is known: STATE/credentials.json (0600) and stdout. */
+static void dev_on_serving(int port, void *arg)
+{
+	struct dev_creds *dc = arg;
+	char host[256], *text;
+	const char *listen = dc->cfg->listen, *colon = strrchr(listen, ':');
+	json_t *j;
+	int fd;
+
+	snprintf(host, sizeof(host), "%.*s", (int)(colon - listen), listen);
+	if (strcmp(host, "0.0.0.0") == 0 || host[0] == '\0')
+		snprintf(host, sizeof(host), "127.0.0.1");
+	{
+		char url[320];
+
+		snprintf(url, sizeof(url), "http://%s:%d", host, port);
+		j = json_pack("{s:s,s:s,s:s}", "base_url", url, "client_id", dc->client_id,
+			      "client_secret", dc->secret);
+	}
+	text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	if (text == NULL)
+		return;
+	unlink(dc->path);
+	fd = open(dc->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text) || write(fd, "\n", 1) != 1)
+		mf_error("dev", "cannot write credentials.json", MF_S("path", dc->path));
+	if (fd >= 0)
+		close(fd);
+	printf("%s\n", text);
+	fflush(stdout);
+	sodium_memzero(text, strlen(text));
+	free(text);
+}
+
 static int cmd_dev(int argc, char **argv)
 {
 	struct cli cli = { 0 };
@@ -200,6 +442,7 @@ static int cmd_dev(int argc, char **argv)
 	mf_err_t err = { 0 };
 	mf_devdb_t *db = NULL;
 	char *conninfo = NULL;
+	struct dev_creds dc = { 0 };
 	int rc = 1;
 
 	if (parse_flags(argc, argv, F_CONFIG | F_LISTEN | F_ADMIN | F_STATE, &cli) < 0)
@@ -215,9 +458,11 @@ static int cmd_dev(int argc, char **argv)
 		fprintf(stderr, "mspflow: cannot start the embedded PostgreSQL: %s\n", err.detail);
 		goto out;
 	}
-	if (mf_config_set(&cfg, "database_url", conninfo, &err) < 0 || run_migrations(&cfg, false) < 0)
+	if (mf_config_set(&cfg, "database_url", conninfo, &err) < 0 || dev_master_key(&cfg) < 0 ||
+	    run_migrations(&cfg, false) < 0 || dev_credentials(&cfg, &dc) < 0)
 		goto out;
-	if (mf_serve(&cfg, NULL, NULL, &err) < 0) {
+	dc.cfg = &cfg;
+	if (mf_serve(&cfg, &(mf_serve_hooks_t){ .on_serving = dev_on_serving, .arg = &dc }, &err) < 0) {
 		mf_error("dev", "server stopped with an error", MF_S("error", err.detail));
 		goto out;
 	}
@@ -225,6 +470,8 @@ static int cmd_dev(int argc, char **argv)
 out:
 	mf_devdb_stop(db);
 	free(conninfo);
+	free(dc.path);
+	sodium_memzero(dc.secret, sizeof(dc.secret));
 	mf_config_free(&cfg);
 	return rc;
 }
@@ -265,6 +512,12 @@ int main(int argc, char **argv)
 		return cmd_dev(argc - 2, argv + 2);
 	if (strcmp(cmd, "migrate") == 0)
 		return cmd_migrate(argc - 2, argv + 2);
+	if (strcmp(cmd, "bootstrap") == 0)
+		return cmd_bootstrap(argc - 2, argv + 2);
+	if (strcmp(cmd, "rotate-keys") == 0)
+		return cmd_rotate_keys(argc - 2, argv + 2);
+	if (strcmp(cmd, "keygen") == 0)
+		return cmd_keygen();
 	if (strcmp(cmd, "routes") == 0)
 		return mf_serve_print_routes(stdout) < 0 ? 1 : 0;
 	if (strcmp(cmd, "config-reference") == 0) {

@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
 
 #include "cmd/serve.h"
 #include "core/buf.h"
@@ -17,7 +20,9 @@
 #include "core/migrate.h"
 #include "core/pg.h"
 #include "core/worker.h"
+#include "gateway/ratelimit.h"
 #include "gateway/route.h"
+#include "tenants/tenants.h"
 
 #define MAX_WORKERS 256
 
@@ -116,9 +121,24 @@ static void handle_metrics(gw_req_t *req, void *arg)
 	mf_buf_free(&out);
 }
 
+struct serve_ctx {
+	const mf_config_t *cfg;
+	tn_t *tn;
+	const mf_serve_hooks_t *hooks;
+};
+
+static void on_serving(gw_server_t *srv, void *arg)
+{
+	struct serve_ctx *sc = arg;
+
+	if (sc->hooks && sc->hooks->on_serving)
+		sc->hooks->on_serving(gw_server_port(srv, false), sc->hooks->arg);
+}
+
 static void *worker_init(int index, struct event_base *base, void *arg)
 {
-	const mf_config_t *cfg = arg;
+	struct serve_ctx *sc = arg;
+	const mf_config_t *cfg = sc->cfg;
 	mf_worker_t *w = calloc(1, sizeof(*w));
 
 	if (w == NULL)
@@ -140,6 +160,15 @@ static void *worker_init(int index, struct event_base *base, void *arg)
 		if (w->pg == NULL)
 			mf_error("serve", "cannot create the database pool", MF_I("worker", index));
 	}
+	/* sharers: the worker count as gw_server_new resolves it (0 = one per core) */
+	w->rl = gw_rl_new(base, w->pg, cfg->workers > 0 ? cfg->workers : (int)sysconf(_SC_NPROCESSORS_ONLN));
+	if (w->rl == NULL)
+		mf_error("serve", "cannot create the rate limiter", MF_I("worker", index));
+	if (sc->tn) {
+		w->tn = tn_worker_new(sc->tn, w);
+		if (w->tn == NULL)
+			mf_error("serve", "cannot create the identity state", MF_I("worker", index));
+	}
 	if (index < MAX_WORKERS)
 		atomic_store_explicit(&workers[index], w, memory_order_release);
 	return w;
@@ -153,7 +182,11 @@ static void worker_fini(void *data)
 		return;
 	if (w->index < MAX_WORKERS)
 		atomic_store_explicit(&workers[w->index], NULL, memory_order_release);
+	gw_rl_free(w->rl);	/* answers its waiters; leases still in the pool are detached */
+	/* then the pool: its pending callbacks still find the identity state
+	 * they belong to */
 	mf_pg_pool_free(w->pg);
+	tn_worker_free(w->tn);
 	free(w);
 }
 
@@ -185,34 +218,74 @@ int mf_serve_print_routes(FILE *out)
 	struct print_ctx a = { out, "api" }, b = { out, "admin" };
 	int rc = -1;
 
-	if (api && admin && add_ops_routes(api, false) == 0 && add_ops_routes(admin, true) == 0) {
+	mf_config_t cfg;
+	tn_t *tn = NULL;
+
+	if (mf_config_init(&cfg) < 0)
+		return -1;
+	tn = tn_new(&cfg, NULL);
+	if (api && admin && tn && add_ops_routes(api, false) == 0 && add_ops_routes(admin, true) == 0 &&
+	    tn_routes_add(tn, api) == 0) {
 		gw_router_each(api, print_route, &a);
 		gw_router_each(admin, print_route, &b);
 		rc = 0;
 	}
 	gw_router_free(api);
 	gw_router_free(admin);
+	tn_free(tn);
+	mf_config_free(&cfg);
 	return rc;
 }
 
-int mf_serve(const mf_config_t *cfg, mf_routes_fn extra, void *arg, mf_err_t *err)
+/* Start-up, blocking and before any loop: the first signing key and the
+ * ring every worker starts from.  A database that is down now is not
+ * fatal: the gateway comes up, /readyz says 503, and the workers load the
+ * ring on their next refresh. */
+static void prepare_keys(const mf_config_t *cfg, tn_t *tn)
+{
+	unsigned char master[32];
+	mf_err_t err;
+	PGconn *c;
+
+	if (!cfg->database_url[0])
+		return;
+	if (tn_master_key_load(cfg, master, &err) < 0) {
+		mf_warn("serve", "no master key: this instance cannot sign tokens", MF_S("error", err.detail));
+		return;
+	}
+	c = PQconnectdb(cfg->database_url);
+	if (PQstatus(c) != CONNECTION_OK) {
+		mf_warn("serve", "database unreachable at start; the key ring loads later");
+	} else if (tn_keys_ensure(c, master, &err) < 0 || tn_keys_seed(tn, c, &err) < 0) {
+		mf_warn("serve", "cannot prepare the signing keys (run mspflow migrate?)", MF_S("error", err.detail));
+	}
+	PQfinish(c);
+	sodium_memzero(master, sizeof(master));
+}
+
+int mf_serve(const mf_config_t *cfg, const mf_serve_hooks_t *hooks, mf_err_t *err)
 {
 	gw_router_t *api = gw_router_new(), *admin = gw_router_new();
 	gw_server_t *srv = NULL;
+	struct serve_ctx sc = { cfg, NULL, hooks };
 	int rc = -1;
 
 	if (api == NULL || admin == NULL) {
 		mf_err_set(err, 500, "out_of_memory", "out of memory");
 		goto out;
 	}
-	if (add_ops_routes(api, false) < 0 || add_ops_routes(admin, true) < 0 ||
-	    (extra && extra(api, admin, arg) < 0)) {
+	sc.tn = tn_new(cfg, err);
+	if (sc.tn == NULL)
+		goto out;
+	prepare_keys(cfg, sc.tn);
+	if (add_ops_routes(api, false) < 0 || add_ops_routes(admin, true) < 0 || tn_routes_add(sc.tn, api) < 0 ||
+	    (hooks && hooks->routes && hooks->routes(api, admin, hooks->arg) < 0)) {
 		mf_err_set(err, 500, "internal_error", "cannot build the routes");
 		goto out;
 	}
 	gw_options_t opt = {
 		.cfg = cfg, .api = api, .admin = admin,
-		.worker_init = worker_init, .worker_fini = worker_fini, .arg = (void *)cfg,
+		.worker_init = worker_init, .worker_fini = worker_fini, .on_serving = on_serving, .arg = &sc,
 	};
 	srv = gw_server_new(&opt, err);
 	if (srv == NULL)
@@ -222,5 +295,6 @@ out:
 	gw_server_free(srv);
 	gw_router_free(api);
 	gw_router_free(admin);
+	tn_free(sc.tn);
 	return rc;
 }

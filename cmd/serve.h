@@ -15,7 +15,16 @@
 /* Extra routes hook (tests use it to add their own routes). */
 typedef int (*mf_routes_fn)(gw_router_t *api, gw_router_t *admin, void *arg);
 
-int mf_serve(const mf_config_t *cfg, mf_routes_fn extra, void *arg, mf_err_t *err)
+typedef struct mf_serve_hooks {
+	mf_routes_fn routes;		/* extra routes, or NULL */
+	/* once the listeners are bound: the API's actual port (dev writes
+	 * credentials.json with it) */
+	void (*on_serving)(int api_port, void *arg);
+	void *arg;
+} mf_serve_hooks_t;
+
+/* hooks may be NULL. */
+int mf_serve(const mf_config_t *cfg, const mf_serve_hooks_t *hooks, mf_err_t *err)
 	__attribute__((warn_unused_result));
 
 /* Prints "LISTENER METHOD PATTERN" for every route mspflow serves (what

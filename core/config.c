@@ -51,6 +51,19 @@ static const struct cfg_row rows[] = {
 	ROW(log_level, CFG_STR, "info", 0, 0, "debug | info | warn | error"),
 	ROW(access_log, CFG_BOOL, "true", 0, 0, "one JSON line per request (buffered, flushed at least every 200 ms)"),
 	ROW(state_dir, CFG_STR, ".mspflow", 0, 0, "`mspflow dev`: folder of the embedded cluster and credentials"),
+	ROW(master_key, CFG_STR, "", 0, 0, "base64 of 32 random bytes (`mspflow keygen`) that encrypts stored keys; prefer `MSPFLOW_MASTER_KEY` or `master_key_file`"),
+	ROW(master_key_file, CFG_STR, "", 0, 0, "file holding the master key (mode 0600); `mspflow dev` creates STATE/master.key"),
+	ROW(jwt_issuer, CFG_STR, "urn:tenancy:platform", 0, 0, "`iss` of the tokens this platform signs"),
+	ROW(jwt_audience, CFG_STR, "urn:tenancy:api", 0, 0, "`aud` every accepted token must carry"),
+	ROW(jwt_issuers_file, CFG_STR, "", 0, 0, "JSON file of trusted external issuers and their keys (docs/identity.md); empty = none"),
+	ROW(jwt_leeway_s, CFG_INT, "30", 0, 60, "clock leeway for exp, nbf and iat"),
+	ROW(token_ttl_s, CFG_INT, "3600", 60, 86400, "lifetime of issued access tokens"),
+	ROW(key_refresh_s, CFG_INT, "10", 1, 3600, "how often each worker reloads the signing key ring from the database"),
+	ROW(token_cache_size, CFG_INT, "16384", 0, 1048576, "verified tokens cached per worker (0 = verify every request)"),
+	ROW(auth_cache_ttl_ms, CFG_INT, "2000", 0, 5000, "how long a worker trusts what it read of a tenant or API client; bounds how late a suspension or deletion takes effect"),
+	ROW(auth_ip_rate, CFG_INT, "100", 1, 1000000, "token signature checks per second per client IP before 429 (tokens already verified are cached and free)"),
+	ROW(auth_ip_burst, CFG_INT, "400", 1, 1000000, "burst allowance of auth_ip_rate"),
+	ROW(auth_fail_per_min, CFG_INT, "10", 1, 100000, "failed token requests or sign-ins per minute per account (and 5 times that per client address) before 429"),
 };
 
 #define NROWS (sizeof(rows) / sizeof(rows[0]))

@@ -38,6 +38,19 @@ typedef struct mf_config {
 	char *log_level;		/* debug | info | warn | error */
 	bool access_log;
 	char *state_dir;		/* mspflow dev: cluster and credentials live here */
+	char *master_key;		/* base64 master key (secret: never log) */
+	char *master_key_file;
+	char *jwt_issuer;
+	char *jwt_audience;
+	char *jwt_issuers_file;
+	int jwt_leeway_s;
+	int token_ttl_s;
+	int key_refresh_s;
+	int token_cache_size;
+	int auth_cache_ttl_ms;
+	int auth_ip_rate;
+	int auth_ip_burst;
+	int auth_fail_per_min;
 } mf_config_t;
 
 /* Fills cfg with the defaults.  Returns 0 or -1 (out of memory). */

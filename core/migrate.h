@@ -56,6 +56,13 @@ int mf_migrate_all(PGconn *conn, mf_migrate_report_t *report, mf_err_t *err)
  * ^t_[0-9a-z_]{1,60}$ (names are generated, never user input). */
 int mf_migrate_tenant_schema(PGconn *conn, const char *schema, mf_err_t *err)
 	__attribute__((warn_unused_result));
+/* The SQL script that creates a new tenant schema at the latest version,
+ * for running inside a transaction of the async pool (tenant provisioning):
+ * waits for a concurrent `mspflow migrate`, creates the schema, applies
+ * every tenant migration and records them.  Appended to out. */
+struct mf_buf;
+int mf_migrate_tenant_script(const char *schema, struct mf_buf *out, mf_err_t *err)
+	__attribute__((warn_unused_result));
 /* Current version of a schema's set (0 = none / no such schema). */
 int mf_migrate_current(PGconn *conn, const char *schema, mf_err_t *err);
 

@@ -61,6 +61,12 @@ int mf_pg_tx_begin(mf_pg_pool_t *pool, mf_pg_conn_cb cb, void *arg)
 int mf_pg_conn_query(mf_pg_conn_t *conn, const char *sql, int nparams,
 		     const char *const *params, mf_pg_cb cb, void *arg)
 	__attribute__((warn_unused_result));
+/* Runs a multi-statement script (simple query protocol, no parameters; the
+ * text is copied) inside a transaction.  Only for text the program built
+ * itself from constants and generated identifiers, such as a new tenant
+ * schema's migrations; cb gets the last result or the first error. */
+int mf_pg_conn_script(mf_pg_conn_t *conn, const char *script, mf_pg_cb cb, void *arg)
+	__attribute__((warn_unused_result));
 int mf_pg_tx_end(mf_pg_conn_t *conn, bool commit, mf_pg_cb cb, void *arg)
 	__attribute__((warn_unused_result));
 

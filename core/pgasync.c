@@ -29,6 +29,7 @@ typedef struct pgq {
 	const char *sql;
 	int nparams;
 	char **params;			/* one block: pointers then strings */
+	char *owned_sql;		/* a script's copied text (nparams < 0) */
 	mf_pg_cb cb;
 	mf_pg_conn_cb conn_cb;
 	void *arg;
@@ -95,6 +96,7 @@ static void q_fail(pgq_t *q, const mf_err_t *err)
 	else if (q->cb)
 		q->cb(NULL, err, q->arg);
 	free(q->params);
+	free(q->owned_sql);
 	free(q);
 }
 
@@ -113,6 +115,7 @@ static int q_fail_later(mf_pg_pool_t *p, pgq_t *q, const mf_err_t *err)
 	q->err = *err;
 	if (event_base_once(p->base, -1, EV_TIMEOUT, q_deferred, q, &zero) < 0) {
 		free(q->params);
+		free(q->owned_sql);
 		free(q);
 		return -1;
 	}
@@ -353,6 +356,7 @@ static void conn_done(mf_pg_conn_t *c)
 	PQclear(c->error);
 	c->result = c->error = NULL;
 	free(q->params);
+	free(q->owned_sql);
 	free(q);
 	if (!c->pinned)
 		pool_dispatch(p);
@@ -368,7 +372,8 @@ static void conn_send(mf_pg_conn_t *c, pgq_t *q)
 	c->state = C_BUSY;
 	atomic_fetch_add(&p->busy, 1);
 	atomic_fetch_add(&p->queries, 1);
-	if (!PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, (const char *const *)q->params, NULL, NULL, 0)) {
+	if (q->nparams < 0 ? !PQsendQuery(c->pg, q->sql)
+	    : !PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, (const char *const *)q->params, NULL, NULL, 0)) {
 		mf_err_t err;
 
 		/* we may be inside the caller's mf_pg_query(): its callback must
@@ -675,6 +680,23 @@ int mf_pg_conn_query(mf_pg_conn_t *c, const char *sql, int nparams, const char *
 
 	if (q == NULL)
 		return -1;
+	q->cb = cb;
+	q->arg = arg;
+	return conn_submit(c, q);
+}
+
+int mf_pg_conn_script(mf_pg_conn_t *c, const char *script, mf_pg_cb cb, void *arg)
+{
+	pgq_t *q = q_new(c->pool, K_QUERY, NULL, -1, NULL);
+
+	if (q == NULL)
+		return -1;
+	q->owned_sql = strdup(script);
+	if (q->owned_sql == NULL) {
+		free(q);
+		return -1;
+	}
+	q->sql = q->owned_sql;
 	q->cb = cb;
 	q->arg = arg;
 	return conn_submit(c, q);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/buf.h"
 #include "core/log.h"
 #include "core/migrate.h"
 
@@ -142,6 +143,28 @@ int mf_migrate_tenant_schema(PGconn *c, const char *schema, mf_err_t *err)
 	if (strcmp(schema, MF_PLATFORM_SCHEMA) == 0)
 		return mf_err_set(err, 500, "migration_failed", "not a tenant schema");
 	return migrate_schema(c, schema, &mf_migrations_tenant, err) < 0 ? -1 : 0;
+}
+
+int mf_migrate_tenant_script(const char *schema, mf_buf_t *out, mf_err_t *err)
+{
+	const mf_migration_set_t *set = &mf_migrations_tenant;
+	int rc = 0;
+
+	if (!schema_name_ok(schema) || strcmp(schema, MF_PLATFORM_SCHEMA) == 0)
+		return mf_err_set(err, 500, "internal_error", "refusing schema name");
+	/* the name matched ^t_[0-9a-z_]+$, so double quotes make it a safe
+	 * identifier; the shared lock waits for a running `mspflow migrate` */
+	rc |= mf_buf_addf(out,
+		"SELECT pg_advisory_xact_lock_shared(" MIGRATE_LOCK_KEY ");\n"
+		"CREATE SCHEMA \"%s\";\n"
+		"SET LOCAL search_path = \"%s\";\n"
+		"CREATE TABLE schema_migrations (version int PRIMARY KEY, name text NOT NULL, "
+		"applied_at timestamptz NOT NULL DEFAULT now());\n", schema, schema);
+	for (int i = 0; i < set->count; i++)
+		rc |= mf_buf_addf(out, "%s;\nINSERT INTO schema_migrations (version, name) VALUES (%d, '%s');\n",
+				  set->items[i].sql, set->items[i].version, set->items[i].name);
+	rc |= mf_buf_addf(out, "SET LOCAL search_path = %s;\n", MF_PLATFORM_SCHEMA);
+	return rc < 0 ? mf_err_set(err, 500, "out_of_memory", "out of memory") : 0;
 }
 
 int mf_migrate_all(PGconn *c, mf_migrate_report_t *rep, mf_err_t *err)

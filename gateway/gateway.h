@@ -69,6 +69,14 @@ bool gw_req_aborted(const gw_req_t *req);
 void *gw_req_worker_data(const gw_req_t *req);
 struct event_base *gw_req_base(const gw_req_t *req);
 gw_server_t *gw_req_server(const gw_req_t *req);
+/* The client's IP address as text ("" for a unix socket); stays valid
+ * after the client has gone. */
+const char *gw_req_peer(const gw_req_t *req);
+/* One handler-owned pointer per request, freed with data_free (may be NULL)
+ * when the request is freed, i.e. after its response; setting it again frees
+ * the previous one. */
+void gw_req_set_data(gw_req_t *req, void *data, void (*data_free)(void *));
+void *gw_req_data(const gw_req_t *req);
 /* Recorded in the access log line. */
 void gw_req_set_tenant(gw_req_t *req, const char *tenant_id);
 
@@ -83,6 +91,11 @@ void gw_respond_raw(gw_req_t *req, int status, const char *content_type,
 /* RFC 9457 problem+json from err (status 0 is answered as 500).  Adds
  * Retry-After when err->retry_after > 0.  A 500 carries no internals. */
 void gw_respond_problem(gw_req_t *req, const mf_err_t *err);
+/* The same with extension members (e.g. "errors" of a validation problem,
+ * "error" of an OAuth failure) taken from ext, a JSON object whose
+ * reference is stolen (may be NULL); the standard members cannot be
+ * overridden and a 500 carries none. */
+void gw_respond_problem_ext(gw_req_t *req, const mf_err_t *err, json_t *ext);
 /* Shorthand: fills an mf_err_t and answers it. */
 void gw_respond_error(gw_req_t *req, int status, const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -97,6 +110,9 @@ typedef struct gw_options {
 	 * gw_req_worker_data() returns.  NULL fn = no per-worker data. */
 	void *(*worker_init)(int index, struct event_base *base, void *arg);
 	void (*worker_fini)(void *data);
+	/* Called on the thread of gw_server_run() once every listener is
+	 * bound and the workers serve (e.g. to publish the actual port). */
+	void (*on_serving)(gw_server_t *srv, void *arg);
 	void *arg;
 } gw_options_t;
 

@@ -61,6 +61,9 @@ struct gw_req {
 	size_t bytes_in;
 	char id[129];
 	char tenant[64];
+	char remote[48];		/* peer address, kept after the client goes */
+	void *data;			/* gw_req_set_data */
+	void (*data_free)(void *);
 	char *scratch;
 	TAILQ_ENTRY(gw_req) link;	/* in the worker's list of live requests */
 	/* followed by: hdrs array, head copy, scratch */
@@ -221,6 +224,7 @@ static gw_req_t *req_new(gw_conn_t *c, const gw_head_t *h, const char *head)
 	r->conn = c;
 	r->w = c->w;
 	r->admin = c->admin;
+	memcpy(r->remote, c->remote, sizeof(r->remote));
 	r->hdrs = (gw_hdr_t *)(r + 1);
 	copy = (char *)r->hdrs + hsz;
 	memcpy(copy, head, h->head_len);
@@ -265,6 +269,8 @@ static gw_req_t *req_new(gw_conn_t *c, const gw_head_t *h, const char *head)
 
 static void req_free(gw_req_t *r)
 {
+	if (r->data_free)
+		r->data_free(r->data);
 	TAILQ_REMOVE(&r->w->reqs, r, link);
 	mf_buf_free(&r->body);
 	mf_buf_free(&r->resh);
@@ -280,6 +286,16 @@ bool gw_req_aborted(const gw_req_t *r) { return r->conn == NULL; }
 void *gw_req_worker_data(const gw_req_t *r) { return r->w->data; }
 struct event_base *gw_req_base(const gw_req_t *r) { return r->w->base; }
 gw_server_t *gw_req_server(const gw_req_t *r) { return r->w->srv; }
+const char *gw_req_peer(const gw_req_t *r) { return r->remote; }
+void *gw_req_data(const gw_req_t *r) { return r->data; }
+
+void gw_req_set_data(gw_req_t *r, void *data, void (*data_free)(void *))
+{
+	if (r->data_free)
+		r->data_free(r->data);
+	r->data = data;
+	r->data_free = data_free;
+}
 
 const char *gw_req_param(const gw_req_t *r, const char *name)
 {
@@ -460,6 +476,11 @@ void gw_respond_json(gw_req_t *r, int status, json_t *body)
 
 void gw_respond_problem(gw_req_t *r, const mf_err_t *err)
 {
+	gw_respond_problem_ext(r, err, NULL);
+}
+
+void gw_respond_problem_ext(gw_req_t *r, const mf_err_t *err, json_t *ext)
+{
 	int status = err && err->status >= 400 && err->status <= 599 ? err->status : 500;
 	const char *code = err && err->code[0] ? err->code : "internal_error";
 	const char *detail = err ? err->detail : "";
@@ -489,6 +510,25 @@ void gw_respond_problem(gw_req_t *r, const mf_err_t *err)
 	rc |= mf_buf_add_json_str(&b, code, strlen(code));
 	rc |= mf_buf_adds(&b, ",\"request_id\":");
 	rc |= mf_buf_add_json_str(&b, r->id, strlen(r->id));
+	if (ext && status != 500) {
+		const char *k;
+		json_t *v;
+
+		json_object_foreach(ext, k, v) {
+			char *enc;
+
+			if (!strcmp(k, "type") || !strcmp(k, "title") || !strcmp(k, "status") ||
+			    !strcmp(k, "detail") || !strcmp(k, "code") || !strcmp(k, "request_id"))
+				continue;
+			enc = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+			rc |= mf_buf_addc(&b, ',');
+			rc |= mf_buf_add_json_str(&b, k, strlen(k));
+			rc |= mf_buf_addc(&b, ':');
+			rc |= enc ? mf_buf_adds(&b, enc) : -1;
+			free(enc);
+		}
+	}
+	json_decref(ext);
 	rc |= mf_buf_addc(&b, '}');
 	if (rc) {
 		static const char oom[] = "{\"type\":\"about:blank\",\"status\":503,\"code\":\"over_capacity\"}";

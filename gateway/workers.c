@@ -361,6 +361,8 @@ int gw_server_run(gw_server_t *s, mf_err_t *err)
 		if (s->admin_fd >= 0)
 			log_listening("admin", s->cfg->admin_listen, s->admin_port);
 		mf_info("gateway", "serving", MF_I("workers", s->nworkers));
+		if (s->opt.on_serving)
+			s->opt.on_serving(s, s->opt.arg);
 		event_base_dispatch(main_base);
 		mf_info("gateway", "draining in-flight requests", MF_I("grace_ms", s->cfg->shutdown_grace_ms));
 	}

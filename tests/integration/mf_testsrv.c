@@ -193,7 +193,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	mf_log_set_level(cfg.log_level);
-	rc = mf_serve(&cfg, add_routes, NULL, &err);
+	rc = mf_serve(&cfg, &(mf_serve_hooks_t){ .routes = add_routes }, &err);
 	if (rc < 0)
 		fprintf(stderr, "mspflow-testsrv: %s\n", err.detail);
 	mf_config_free(&cfg);

@@ -1,0 +1,354 @@
+/*
+ * access.c - the guard in front of every /v1 and /portal/v1 route that
+ * needs a token, and the one place where reach and permissions are
+ * decided (policies/authz.c holds the rules).  A handler registered with
+ * tn_route() runs only after:
+ *
+ *   1. a Bearer token was verified (or found in the worker's cache of
+ *      verified tokens; signature checks on a cache miss are limited per
+ *      client IP first, so a flood of junk tokens costs little CPU);
+ *   2. its subject (API client or user) is still live and belongs to the
+ *      token's tenant, and that tenant and its parent are active;
+ *   3. the tenant's and the API client's rate limits admitted the call
+ *      (the tenant comes from the verified token only);
+ *   4. the route's {tenant_id} exists, is within the caller's reach
+ *      (else 404, exactly like a missing tenant) and the caller holds the
+ *      route's permission there (else 403).
+ *
+ * The handler then finds ctx->me and ctx->target filled: the tenant schema
+ * it may touch is ctx->target.schema, never anything the client sent.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "core/log.h"
+#include "tenants/tn.h"
+
+struct tn_route {
+	struct tn_route *next;		/* in tn->routes, freed by tn_free */
+	tn_t *tn;
+	enum pol_perm perm;
+	bool has_tenant;
+	tn_handler_fn fn;
+};
+
+bool tn_uuid_ok(const char *s)
+{
+	static const int dash[] = { 8, 13, 18, 23 };
+
+	if (s == NULL || strlen(s) != 36)
+		return false;
+	for (int i = 0, d = 0; i < 36; i++) {
+		if (d < 4 && i == dash[d]) {
+			if (s[i] != '-')
+				return false;
+			d++;
+		} else if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
+			return false;	/* canonical form: lower-case hex only */
+		}
+	}
+	return true;
+}
+
+void tn_uuid_new(char out[37])
+{
+	unsigned char b[16];
+
+	randombytes_buf(b, sizeof(b));
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+		 b[14], b[15]);
+}
+
+void tn_respond_unauthorized(gw_req_t *req, const char *detail)
+{
+	gw_res_header(req, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
+	gw_respond_error(req, 401, "invalid_token", "%s", detail);
+}
+
+static void ctx_free(void *p)
+{
+	tn_ctx_t *ctx = p;
+
+	json_decref(ctx->body);
+	json_decref(ctx->out);
+	free(ctx->text);
+	if (ctx->data_free)
+		ctx->data_free(ctx->data);
+	free(ctx);
+}
+
+static void rl_headers(gw_req_t *req, const gw_rl_result_t *r)
+{
+	char v[24];
+
+	snprintf(v, sizeof(v), "%d", r->limit);
+	gw_res_header(req, "RateLimit-Limit", v);
+	snprintf(v, sizeof(v), "%d", r->remaining > 0 ? r->remaining : 0);
+	gw_res_header(req, "RateLimit-Remaining", v);
+	snprintf(v, sizeof(v), "%d", r->reset_s > 0 ? r->reset_s : 1);
+	gw_res_header(req, "RateLimit-Reset", v);
+}
+
+static void rate_limited(tn_ctx_t *ctx, const gw_rl_result_t *r, const char *what)
+{
+	mf_err_t err;
+
+	rl_headers(ctx->req, r);
+	mf_err_set(&err, 429, "rate_limited", "the %s rate limit of %d requests is used up; retry after %d s",
+		   what, r->limit, r->reset_s > 0 ? r->reset_s : 1);
+	err.retry_after = r->reset_s > 0 ? r->reset_s : 1;
+	gw_respond_problem(ctx->req, &err);
+}
+
+static void decide(tn_ctx_t *ctx);
+
+static void target_found(const tn_tenant_t *t, const mf_err_t *err, void *arg)
+{
+	tn_ctx_t *ctx = arg;
+	pol_tenant_t pt;
+
+	if (err) {
+		gw_respond_problem(ctx->req, err);
+		return;
+	}
+	if (t == NULL || t->status == TN_DELETED) {
+		gw_respond_error(ctx->req, 404, "not_found", "no such tenant");
+		return;
+	}
+	ctx->target = *t;
+	pt.id = ctx->target.id;
+	pt.parent_id = ctx->target.parent_id;
+	pt.kind = ctx->target.kind;
+	switch (pol_decide(&ctx->who, &pt, ctx->route->perm)) {
+	case POL_NOT_FOUND:
+		gw_respond_error(ctx->req, 404, "not_found", "no such tenant");
+		return;
+	case POL_FORBIDDEN:
+		gw_respond_error(ctx->req, 403, "forbidden", "your roles do not allow this on that tenant");
+		return;
+	case POL_ALLOW:
+		break;
+	}
+	gw_req_set_tenant(ctx->req, ctx->target.id);
+	ctx->route->fn(ctx);
+}
+
+static void decide(tn_ctx_t *ctx)
+{
+	if (ctx->route->has_tenant) {
+		tn_dir_tenant(ctx->tw->dir, gw_req_param(ctx->req, "tenant_id"), target_found, ctx);
+		return;
+	}
+	/* no tenant in the path: the permission applies to the caller's own */
+	target_found(&ctx->me, NULL, ctx);
+}
+
+static void client_rl_done(enum gw_rl_outcome o, const gw_rl_result_t *r, void *arg)
+{
+	tn_ctx_t *ctx = arg;
+
+	if (o == GW_RL_REJECT) {
+		char key[48];
+
+		/* a refused call consumes nothing: give the tenant its unit back */
+		snprintf(key, sizeof(key), "t:%s", ctx->me.id);
+		gw_rl_refund(ctx->tw->w->rl, key, ctx->me.plan.window_s);
+		rate_limited(ctx, r, "API client");
+		return;
+	}
+	/* report the tighter of the two budgets */
+	rl_headers(ctx->req, r->remaining < ctx->rl_tenant.remaining ? r : &ctx->rl_tenant);
+	decide(ctx);
+}
+
+static void tenant_rl_done(enum gw_rl_outcome o, const gw_rl_result_t *r, void *arg)
+{
+	tn_ctx_t *ctx = arg;
+	gw_rl_result_t cr;
+
+	if (o == GW_RL_REJECT) {
+		rate_limited(ctx, r, "tenant");
+		return;
+	}
+	ctx->rl_tenant = *r;
+	if (ctx->claims.issuer != 0) {
+		/* an external issuer's subject has no API client of ours */
+		rl_headers(ctx->req, r);
+		decide(ctx);
+		return;
+	}
+	o = gw_rl_acquire(ctx->tw->w->rl, ctx->actor, ctx->me.plan.client_requests, ctx->me.plan.window_s, &cr,
+			  client_rl_done, ctx);
+	if (o != GW_RL_PENDING)
+		client_rl_done(o, &cr, ctx);
+}
+
+static void limit(tn_ctx_t *ctx)
+{
+	char key[48];
+	gw_rl_result_t r;
+	enum gw_rl_outcome o;
+
+	if (ctx->tw->w->rl == NULL) {
+		decide(ctx);
+		return;
+	}
+	snprintf(key, sizeof(key), "t:%s", ctx->me.id);
+	o = gw_rl_acquire(ctx->tw->w->rl, key, ctx->me.plan.tenant_requests, ctx->me.plan.window_s, &r,
+			  tenant_rl_done, ctx);
+	if (o != GW_RL_PENDING)
+		tenant_rl_done(o, &r, ctx);
+}
+
+static void me_found(const tn_tenant_t *t, const mf_err_t *err, void *arg)
+{
+	tn_ctx_t *ctx = arg;
+	unsigned roles = 0;
+
+	if (err) {
+		gw_respond_problem(ctx->req, err);
+		return;
+	}
+	if (t == NULL || t->status != TN_ACTIVE || !t->parent_active) {
+		tn_respond_unauthorized(ctx->req, "the token's tenant is suspended or gone");
+		return;
+	}
+	ctx->me = *t;
+	for (int i = 0; i < ctx->claims.nroles; i++)
+		roles |= pol_role_bit(ctx->claims.roles[i]);
+	ctx->who.tenant.id = ctx->me.id;
+	ctx->who.tenant.parent_id = ctx->me.parent_id;
+	ctx->who.tenant.kind = ctx->me.kind;
+	/* a role its tenant's kind cannot hold grants nothing */
+	ctx->who.roles = roles & pol_roles_allowed(ctx->me.kind);
+	limit(ctx);
+}
+
+static void principal_found(const char *tenant_id, const mf_err_t *err, void *arg)
+{
+	tn_ctx_t *ctx = arg;
+
+	if (err) {
+		gw_respond_problem(ctx->req, err);
+		return;
+	}
+	if (tenant_id == NULL || strcmp(tenant_id, ctx->claims.tenant_id) != 0) {
+		tn_respond_unauthorized(ctx->req, "the token's client or user no longer exists");
+		return;
+	}
+	tn_dir_tenant(ctx->tw->dir, ctx->claims.tenant_id, me_found, ctx);
+}
+
+static void guard(gw_req_t *req, void *arg)
+{
+	const struct tn_route *route = arg;
+	mf_worker_t *w = gw_req_worker_data(req);
+	tn_worker_t *tw = w ? w->tn : NULL;
+	const char *auth = gw_req_header(req, "authorization"), *token, *reason = NULL;
+	const gw_claims_t *cached;
+	tn_ctx_t *ctx;
+	size_t len;
+	long long now = time(NULL);
+
+	if (tw == NULL || tw->ring == NULL) {
+		gw_respond_error(req, 503, "not_ready", "the server is starting; retry");
+		return;
+	}
+	if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0) {
+		tn_respond_unauthorized(req, "a Bearer token is required");
+		return;
+	}
+	token = auth + 7;
+	while (*token == ' ')
+		token++;
+	len = strlen(token);
+	if (len == 0 || len > GW_JWT_MAX_TOKEN) {
+		tn_respond_unauthorized(req, "the token is malformed");
+		return;
+	}
+	ctx = calloc(1, sizeof(*ctx));
+	if (ctx == NULL) {
+		gw_respond_error(req, 503, "over_capacity", "out of memory; retry");
+		return;
+	}
+	gw_req_set_data(req, ctx, ctx_free);
+	ctx->req = req;
+	ctx->tw = tw;
+	ctx->tn = route->tn;
+	ctx->route = route;
+	cached = gw_tokcache_get(tw->tokens, token, len, now);
+	if (cached) {
+		ctx->claims = *cached;
+	} else {
+		const mf_config_t *cfg = tw->tn->cfg;
+		const char *ip = gw_req_peer(req);
+		struct timespec ts;
+		uint64_t retry_ms = 0;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		if (!gw_gcra_take(tw->tn->gcra, ip, strlen(ip), cfg->auth_ip_rate, cfg->auth_ip_burst,
+				  (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec, &retry_ms)) {
+			mf_err_t err;
+
+			mf_err_set(&err, 429, "rate_limited", "too many token checks from this address; retry later");
+			err.retry_after = (int)((retry_ms + 999) / 1000);
+			if (err.retry_after < 1)
+				err.retry_after = 1;
+			gw_respond_problem(req, &err);
+			return;
+		}
+		if (gw_jwt_verify(tw->ring, token, len, now, &ctx->claims, &reason) < 0) {
+			/* the reason is a fixed word; the token itself is never logged */
+			mf_info("auth", "token refused", MF_S("request_id", gw_req_id(req)), MF_S("reason", reason),
+				MF_S("remote", ip));
+			tn_respond_unauthorized(req, "the token is invalid or expired");
+			return;
+		}
+		gw_tokcache_put(tw->tokens, token, len, &ctx->claims);
+	}
+	snprintf(ctx->actor, sizeof(ctx->actor), "s:%.44s", ctx->claims.sub);
+	if (ctx->claims.issuer != 0) {
+		/* an external issuer vouches for its own subjects */
+		snprintf(ctx->actor, sizeof(ctx->actor), "x:%.44s", ctx->claims.sub);
+		tn_dir_tenant(tw->dir, ctx->claims.tenant_id, me_found, ctx);
+		return;
+	}
+	tn_dir_principal(tw->dir, ctx->claims.sub, principal_found, ctx);
+}
+
+int tn_route(gw_router_t *r, tn_t *tn, const char *method, const char *pattern, enum pol_perm perm,
+	     unsigned flags, tn_handler_fn fn)
+{
+	struct tn_route *route = calloc(1, sizeof(*route));
+
+	if (route == NULL)
+		return -1;
+	route->tn = tn;
+	route->perm = perm;
+	route->has_tenant = strstr(pattern, "{tenant_id}") != NULL;
+	route->fn = fn;
+	if (gw_router_add(r, method, pattern, guard, route, flags) < 0) {
+		free(route);
+		return -1;
+	}
+	route->next = tn->routes;
+	tn->routes = route;
+	return 0;
+}
+
+void tn_routes_free(tn_t *tn)
+{
+	while (tn->routes) {
+		struct tn_route *next = tn->routes->next;
+
+		free(tn->routes);
+		tn->routes = next;
+	}
+}

@@ -1,0 +1,609 @@
+/*
+ * api_tenants.c - the tenant hierarchy over HTTP: create msps and partners
+ * (platform admin), provision an msp's clients, read, edit, suspend,
+ * resume and delete tenants, and /access (what the caller may do there).
+ *
+ * Provisioning is one transaction: the tenant row, its schema (generated
+ * name t_<uuid hex>) with every tenant migration, and the audit row.  It
+ * answers 201 only after COMMIT, so a created tenant is usable at once and
+ * a failure leaves nothing behind.  Deletion is also one transaction: it
+ * drops the schema, revokes the tenant's API clients and users, and keeps
+ * a tombstone row so that its tokens keep failing until they expire.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/buf.h"
+#include "core/log.h"
+#include "core/migrate.h"
+#include "tenants/tn.h"
+
+#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+#define TENANT_COLS "id, kind, coalesce(parent_id::text, ''), name, slug, status, branding::text, " \
+	TS("created_at") ", " TS("updated_at")
+
+static json_t *tenant_json(const PGresult *r, int row)
+{
+	const char *parent = PQgetvalue(r, row, 2);
+	json_t *branding = json_loads(PQgetvalue(r, row, 6), 0, NULL);
+
+	return json_pack("{s:s,s:s,s:o,s:s,s:s,s:s,s:o,s:s,s:s}",
+		"id", PQgetvalue(r, row, 0), "kind", PQgetvalue(r, row, 1),
+		"parent_id", parent[0] ? json_string(parent) : json_null(),
+		"name", PQgetvalue(r, row, 3), "slug", PQgetvalue(r, row, 4), "status", PQgetvalue(r, row, 5),
+		"branding", branding ? branding : json_object(),
+		"created_at", PQgetvalue(r, row, 7), "updated_at", PQgetvalue(r, row, 8));
+}
+
+/* ---- validation ---- */
+
+static json_t *one_error(const char *path, const char *msg)
+{
+	return json_pack("[{s:s,s:s}]", "path", path, "message", msg);
+}
+
+static int invalid(tn_ctx_t *ctx, const char *path, const char *msg)
+{
+	mf_err_t err;
+
+	mf_err_set(&err, 400, "validation_failed", "%s: %s", path, msg);
+	gw_respond_problem_ext(ctx->req, &err, json_pack("{s:o}", "errors", one_error(path, msg)));
+	return -1;
+}
+
+static bool slug_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < 1 || n > 63 || !(islower((unsigned char)s[0]) || isdigit((unsigned char)s[0])))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!(islower((unsigned char)s[i]) || isdigit((unsigned char)s[i]) || s[i] == '-'))
+			return false;
+	return true;
+}
+
+static bool text_ok(const json_t *v, size_t max)
+{
+	const char *s = json_string_value(v);
+	size_t n = s ? json_string_length(v) : 0;
+
+	if (s == NULL || n == 0 || n > max || strlen(s) != n)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return false;
+	return true;
+}
+
+static bool hostname_ok(const char *s)
+{
+	size_t n = strlen(s), label = 0;
+
+	if (n == 0 || n > 253)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (c == '.') {
+			if (label == 0 || s[i - 1] == '-')
+				return false;
+			label = 0;
+			continue;
+		}
+		if (!(islower((unsigned char)c) || isdigit((unsigned char)c) || (c == '-' && label > 0)))
+			return false;
+		if (++label > 63)
+			return false;
+	}
+	return label > 0 && s[n - 1] != '-' && strchr(s, '.') != NULL;
+}
+
+/* Branding (the white-label basics; templates and the portal use it). */
+static int branding_check(tn_ctx_t *ctx, const json_t *b)
+{
+	static const char *const keys[] = { "display_name", "logo_url", "primary_color", "support_email",
+					     "domains", NULL };
+	const char *k;
+	json_t *v;
+	mf_err_t err;
+	json_t *errors = NULL;
+
+	if (!json_is_object(b))
+		return invalid(ctx, "/branding", "must be an object");
+	if (tn_only_keys(b, keys, &err, &errors) < 0) {
+		char path[96];
+		const char *sub = json_string_value(json_object_get(json_array_get(errors, 0), "path"));
+
+		snprintf(path, sizeof(path), "/branding%s", sub ? sub : "");
+		json_decref(errors);
+		return invalid(ctx, path, "unknown field");
+	}
+	json_object_foreach((json_t *)b, k, v) {
+		const char *s = json_string_value(v);
+
+		if (!strcmp(k, "display_name") && !text_ok(v, 100))
+			return invalid(ctx, "/branding/display_name", "must be 1 to 100 printable characters");
+		if (!strcmp(k, "logo_url") && (!text_ok(v, 2048) || strncmp(s, "https://", 8) != 0))
+			return invalid(ctx, "/branding/logo_url", "must be an https URL of at most 2048 characters");
+		if (!strcmp(k, "primary_color")) {
+			bool ok = s && strlen(s) == 7 && s[0] == '#';
+
+			for (int i = 1; ok && i < 7; i++)
+				ok = isxdigit((unsigned char)s[i]);
+			if (!ok)
+				return invalid(ctx, "/branding/primary_color", "must be #rrggbb");
+		}
+		if (!strcmp(k, "support_email") && (!text_ok(v, 254) || !strchr(s, '@') || strchr(s, ' ')))
+			return invalid(ctx, "/branding/support_email", "must be an email address");
+		if (!strcmp(k, "domains")) {
+			size_t i;
+			json_t *d;
+
+			if (!json_is_array(v) || json_array_size(v) > 20)
+				return invalid(ctx, "/branding/domains", "must be an array of at most 20 host names");
+			json_array_foreach(v, i, d) {
+				char path[48];
+
+				snprintf(path, sizeof(path), "/branding/domains/%zu", i);
+				if (!json_is_string(d) || !hostname_ok(json_string_value(d)))
+					return invalid(ctx, path, "must be a lower-case host name");
+			}
+		}
+	}
+	return 0;
+}
+
+/* ---- create: POST /v1/tenants and POST /v1/tenants/{id}/clients ---- */
+
+static const char insert_sql[] =
+	"INSERT INTO platform.tenants (id, parent_id, kind, name, slug, schema_name, branding) "
+	"VALUES ($1::uuid, nullif($2, '')::uuid, $3, $4, $5, $6, $7::jsonb) RETURNING " TENANT_COLS;
+
+static void prov_done(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	tn_ctx_t *ctx = arg;
+	json_t *out = ctx->out;
+
+	ctx->out = NULL;
+	mf_info("tenants", "tenant provisioned", MF_S("request_id", gw_req_id(ctx->req)), MF_S("tenant_id", ctx->id));
+	gw_res_header(ctx->req, "Location", ctx->text);
+	gw_respond_json(ctx->req, 201, out);
+}
+
+static void prov_audited(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	tn_ctx_t *ctx = arg;
+
+	if (tn_failed(ctx, err))
+		return;
+	tn_commit(ctx, prov_done);
+}
+
+static void prov_schema(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	tn_ctx_t *ctx = arg;
+	json_t *o = ctx->out;
+
+	if (tn_failed(ctx, err))
+		return;
+	if (tn_audit(ctx, ctx->id, "tenant.create", ctx->id,
+		     json_pack("{s:O,s:O,s:O}", "kind", json_object_get(o, "kind"), "slug", json_object_get(o, "slug"),
+			       "parent_id", json_object_get(o, "parent_id")), prov_audited) < 0) {
+		mf_err_set(&ctx->err, 503, "over_capacity", "out of memory; retry");
+		tn_abort(ctx, &ctx->err);
+	}
+}
+
+static void prov_inserted(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	tn_ctx_t *ctx = arg;
+	mf_buf_t script = MF_BUF_INIT;
+
+	if (err && err->status == 409) {
+		mf_err_set(&ctx->err, 409, "slug_taken", "a tenant with this slug already exists");
+		tn_abort(ctx, &ctx->err);
+		return;
+	}
+	if (tn_failed(ctx, err))
+		return;
+	ctx->out = tenant_json(res, 0);
+	if (mf_migrate_tenant_script(ctx->schema, &script, &ctx->err) < 0 ||
+	    mf_pg_conn_script(ctx->conn, script.data, prov_schema, ctx) < 0) {
+		mf_buf_free(&script);
+		if (ctx->err.status == 0)
+			mf_err_set(&ctx->err, 503, "over_capacity", "out of memory; retry");
+		tn_abort(ctx, &ctx->err);
+		return;
+	}
+	mf_buf_free(&script);
+}
+
+static void prov_begun(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	tn_ctx_t *ctx = arg;
+	json_t *b = ctx->body;
+	json_t *branding = json_object_get(b, "branding");
+	char *btext = json_dumps(branding ? branding : json_object(), JSON_COMPACT);
+	const char *p[7] = {
+		ctx->id, ctx->route_kind == POL_CLIENT ? ctx->target.id : ctx->me.id,
+		pol_kind_name(ctx->route_kind), json_string_value(json_object_get(b, "name")),
+		json_string_value(json_object_get(b, "slug")), ctx->schema, btext ? btext : "{}",
+	};
+
+	tn_q(ctx, insert_sql, 7, p, prov_inserted);
+	free(btext);
+}
+
+static void provision(tn_ctx_t *ctx, enum pol_kind kind)
+{
+	static const char *const keys[] = { "kind", "name", "slug", "branding", NULL };
+	static const char *const client_keys[] = { "name", "slug", "branding", NULL };
+	mf_err_t err;
+	json_t *errors = NULL, *v;
+	char *p;
+
+	ctx->body = gw_req_json(ctx->req, &err);
+	if (ctx->body == NULL) {
+		gw_respond_problem(ctx->req, &err);
+		return;
+	}
+	if (tn_only_keys(ctx->body, kind == POL_CLIENT ? client_keys : keys, &err, &errors) < 0) {
+		gw_respond_problem_ext(ctx->req, &err, errors ? json_pack("{s:o}", "errors", errors) : NULL);
+		return;
+	}
+	if (kind != POL_CLIENT) {
+		const char *k = json_string_value(json_object_get(ctx->body, "kind"));
+
+		kind = k ? pol_kind_parse(k) : POL_KIND_NONE;
+		if (kind != POL_MSP && kind != POL_PARTNER) {
+			invalid(ctx, "/kind", "must be \"msp\" or \"partner\" (clients are created under their msp)");
+			return;
+		}
+	}
+	if (!text_ok(json_object_get(ctx->body, "name"), 200)) {
+		invalid(ctx, "/name", "must be 1 to 200 printable characters");
+		return;
+	}
+	v = json_object_get(ctx->body, "slug");
+	if (!json_is_string(v) || !slug_ok(json_string_value(v))) {
+		invalid(ctx, "/slug", "must be 1 to 63 of a-z, 0-9 and '-', starting with a letter or digit");
+		return;
+	}
+	v = json_object_get(ctx->body, "branding");
+	if (v && branding_check(ctx, v) < 0)
+		return;
+	ctx->route_kind = kind;
+	tn_uuid_new(ctx->id);
+	/* the schema name comes from the generated id, never from input */
+	p = ctx->schema;
+	p += sprintf(p, "t_");
+	for (const char *s = ctx->id; *s; s++)
+		if (*s != '-')
+			*p++ = *s;
+	*p = '\0';
+	if (asprintf(&ctx->text, "/v1/tenants/%s", ctx->id) < 0) {
+		ctx->text = NULL;
+		gw_respond_error(ctx->req, 503, "over_capacity", "out of memory; retry");
+		return;
+	}
+	tn_begin(ctx, prov_begun);
+}
+
+static void create_tenant(tn_ctx_t *ctx)
+{
+	provision(ctx, POL_KIND_NONE);
+}
+
+static void create_client(tn_ctx_t *ctx)
+{
+	provision(ctx, POL_CLIENT);
+}
+
+/* ---- read ---- */
+
+static void got_tenant(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	tn_ctx_t *ctx = arg;
+
+	if (tn_failed(ctx, err))
+		return;
+	if (PQntuples(res) == 0) {
+		gw_respond_error(ctx->req, 404, "not_found", "no such tenant");
+		return;
+	}
+	gw_respond_json(ctx->req, 200, tenant_json(res, 0));
+}
+
+static void get_tenant(tn_ctx_t *ctx)
+{
+	const char *p[1] = { ctx->target.id };
+
+	tn_q(ctx, "SELECT " TENANT_COLS " FROM platform.tenants WHERE id = $1::uuid AND deleted_at IS NULL", 1, p,
+	     got_tenant);
+}
+
+static void got_clients(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	tn_ctx_t *ctx = arg;
+	json_t *items = json_array();
+	int n = PQntuples(res), limit = ctx->limit;
+
+	if (tn_failed(ctx, err)) {
+		json_decref(items);
+		return;
+	}
+	for (int i = 0; i < n && i < limit; i++)
+		json_array_append_new(items, tenant_json(res, i));
+	gw_respond_json(ctx->req, 200, json_pack("{s:o,s:o}", "items", items, "next_cursor",
+		tn_page_cursor(n > limit ? PQgetvalue(res, limit - 1, 0) : NULL)));
+}
+
+static void list_clients(tn_ctx_t *ctx)
+{
+	char cursor[64], lim[16];
+	const char *p[3] = { ctx->target.id, cursor, lim };
+	mf_err_t err;
+
+	if (ctx->target.kind != POL_MSP) {
+		gw_respond_error(ctx->req, 404, "not_found", "only an msp has clients");
+		return;
+	}
+	if (tn_page_params(ctx, &ctx->limit, cursor, &err) < 0) {
+		gw_respond_problem(ctx->req, &err);
+		return;
+	}
+	snprintf(lim, sizeof(lim), "%d", ctx->limit + 1);
+	tn_q(ctx, "SELECT " TENANT_COLS " FROM platform.tenants WHERE parent_id = $1::uuid AND deleted_at IS NULL "
+		  "AND id > coalesce(nullif($2, ''), '00000000-0000-0000-0000-000000000000')::uuid "
+		  "ORDER BY id LIMIT $3::int", 3, p, got_clients);
+}
+
+/* ---- edit ---- */
+
+static void edit_done(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	tn_ctx_t *ctx = arg;
+	json_t *out = ctx->out;
+
+	ctx->out = NULL;
+	tn_dir_forget(ctx->tw->dir, ctx->target.id);
+	gw_respond_json(ctx->req, 200, out);
+}
+
+static void edit_audited(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	tn_ctx_t *ctx = arg;
+
+	if (tn_failed(ctx, err))
+		return;
+	tn_commit(ctx, edit_done);
+}
+
+static void edit_updated(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	tn_ctx_t *ctx = arg;
+
+	if (tn_failed(ctx, err))
+		return;
+	if (PQntuples(res) == 0) {
+		mf_err_set(&ctx->err, 404, "not_found", "no such tenant");
+		tn_abort(ctx, &ctx->err);
+		return;
+	}
+	ctx->out = tenant_json(res, 0);
+	if (tn_audit(ctx, ctx->target.id, ctx->action, ctx->target.id, json_deep_copy(ctx->body), edit_audited) < 0) {
+		mf_err_set(&ctx->err, 503, "over_capacity", "out of memory; retry");
+		tn_abort(ctx, &ctx->err);
+	}
+}
+
+static void edit_begun(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	tn_ctx_t *ctx = arg;
+	json_t *b = json_object_get(ctx->body, "branding");
+	char *btext = b ? json_dumps(b, JSON_COMPACT) : NULL;
+	const char *p[3] = { ctx->target.id, json_string_value(json_object_get(ctx->body, "name")), btext };
+
+	tn_q(ctx, "UPDATE platform.tenants SET name = coalesce($2, name), branding = coalesce($3::jsonb, branding), "
+		  "updated_at = now() WHERE id = $1::uuid AND deleted_at IS NULL RETURNING " TENANT_COLS,
+	     3, p, edit_updated);
+	free(btext);
+}
+
+static void patch_tenant(tn_ctx_t *ctx)
+{
+	static const char *const keys[] = { "name", "branding", NULL };
+	mf_err_t err;
+	json_t *errors = NULL, *v;
+
+	ctx->body = gw_req_json(ctx->req, &err);
+	if (ctx->body == NULL) {
+		gw_respond_problem(ctx->req, &err);
+		return;
+	}
+	if (tn_only_keys(ctx->body, keys, &err, &errors) < 0) {
+		gw_respond_problem_ext(ctx->req, &err, errors ? json_pack("{s:o}", "errors", errors) : NULL);
+		return;
+	}
+	v = json_object_get(ctx->body, "name");
+	if (v && !text_ok(v, 200)) {
+		invalid(ctx, "/name", "must be 1 to 200 printable characters");
+		return;
+	}
+	v = json_object_get(ctx->body, "branding");
+	if (v && branding_check(ctx, v) < 0)
+		return;
+	ctx->action = "tenant.update";
+	tn_begin(ctx, edit_begun);
+}
+
+/* ---- suspend / resume ---- */
+
+static void set_status_begun(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	tn_ctx_t *ctx = arg;
+	const char *p[2] = { ctx->target.id, ctx->status_to };
+
+	tn_q(ctx, "UPDATE platform.tenants SET status = $2, updated_at = now() "
+		  "WHERE id = $1::uuid AND deleted_at IS NULL RETURNING " TENANT_COLS, 2, p, edit_updated);
+}
+
+static void suspend_tenant(tn_ctx_t *ctx)
+{
+	ctx->status_to = "suspended";
+	ctx->action = "tenant.suspend";
+	tn_begin(ctx, set_status_begun);
+}
+
+static void resume_tenant(tn_ctx_t *ctx)
+{
+	ctx->status_to = "active";
+	ctx->action = "tenant.resume";
+	tn_begin(ctx, set_status_begun);
+}
+
+/* ---- delete ---- */
+
+static void del_done(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	tn_ctx_t *ctx = arg;
+
+	tn_dir_forget(ctx->tw->dir, ctx->target.id);
+	mf_info("tenants", "tenant deleted", MF_S("request_id", gw_req_id(ctx->req)), MF_S("tenant_id", ctx->target.id));
+	gw_respond_raw(ctx->req, 204, NULL, "", 0);
+}
+
+static void del_audited(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	tn_ctx_t *ctx = arg;
+
+	if (tn_failed(ctx, err))
+		return;
+	tn_commit(ctx, del_done);
+}
+
+static void del_dropped(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	tn_ctx_t *ctx = arg;
+
+	if (tn_failed(ctx, err))
+		return;
+	if (tn_audit(ctx, ctx->target.id, "tenant.delete", ctx->target.id, NULL, del_audited) < 0) {
+		mf_err_set(&ctx->err, 503, "over_capacity", "out of memory; retry");
+		tn_abort(ctx, &ctx->err);
+	}
+}
+
+static void del_revoked(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	tn_ctx_t *ctx = arg;
+	char script[160];
+
+	if (tn_failed(ctx, err))
+		return;
+	if (ctx->target.schema[0] == '\0') {
+		del_dropped(NULL, NULL, ctx);
+		return;
+	}
+	/* target.schema came from the database and matched ^t_[0-9a-f]+$ when
+	 * it was generated; quoting it keeps it an identifier */
+	snprintf(script, sizeof(script), "DROP SCHEMA IF EXISTS \"%s\" CASCADE", ctx->target.schema);
+	if (strspn(ctx->target.schema, "t_0123456789abcdef") != strlen(ctx->target.schema) ||
+	    mf_pg_conn_script(ctx->conn, script, del_dropped, ctx) < 0) {
+		mf_err_set(&ctx->err, 500, "internal_error", "unexpected schema name");
+		tn_abort(ctx, &ctx->err);
+	}
+}
+
+static void del_marked(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	tn_ctx_t *ctx = arg;
+	const char *p[1] = { ctx->target.id };
+
+	if (tn_failed(ctx, err))
+		return;
+	if (PQntuples(res) == 0) {
+		mf_err_set(&ctx->err, 404, "not_found", "no such tenant");
+		tn_abort(ctx, &ctx->err);
+		return;
+	}
+	tn_q(ctx, "WITH c AS (UPDATE platform.api_clients SET deleted_at = now() "
+		  "WHERE tenant_id = $1::uuid AND deleted_at IS NULL RETURNING 1) "
+		  "UPDATE platform.users SET deleted_at = now() WHERE tenant_id = $1::uuid AND deleted_at IS NULL",
+	     1, p, del_revoked);
+}
+
+static void del_checked(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	tn_ctx_t *ctx = arg;
+	const char *p[1] = { ctx->target.id };
+
+	if (tn_failed(ctx, err))
+		return;
+	if (PQntuples(res) == 0) {
+		mf_err_set(&ctx->err, 404, "not_found", "no such tenant");
+		tn_abort(ctx, &ctx->err);
+		return;
+	}
+	if (strcmp(PQgetvalue(res, 0, 0), "0") != 0) {
+		mf_err_set(&ctx->err, 409, "tenant_has_clients", "delete this tenant's clients first");
+		tn_abort(ctx, &ctx->err);
+		return;
+	}
+	tn_q(ctx, "UPDATE platform.tenants SET status = 'deleted', deleted_at = now(), schema_name = NULL, "
+		  "policy = NULL, updated_at = now() WHERE id = $1::uuid AND deleted_at IS NULL RETURNING id",
+	     1, p, del_marked);
+}
+
+static void del_begun(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	tn_ctx_t *ctx = arg;
+	const char *p[1] = { ctx->target.id };
+
+	/* FOR UPDATE conflicts with the key-share lock a concurrent client
+	 * insert takes on its parent, so no client can appear meanwhile */
+	tn_q(ctx, "SELECT (SELECT count(*) FROM platform.tenants c WHERE c.parent_id = t.id AND c.deleted_at IS NULL) "
+		  "FROM platform.tenants t WHERE t.id = $1::uuid AND t.deleted_at IS NULL FOR UPDATE", 1, p, del_checked);
+}
+
+static void delete_tenant(tn_ctx_t *ctx)
+{
+	tn_begin(ctx, del_begun);
+}
+
+/* ---- /access: what the caller may do on a tenant (no database) ---- */
+
+static void get_access(tn_ctx_t *ctx)
+{
+	pol_tenant_t t = { ctx->target.id, ctx->target.parent_id, ctx->target.kind };
+	json_t *perms = json_object(), *roles = json_array();
+
+	for (int p = 0; p < POL_PERM_COUNT; p++)
+		json_object_set_new(perms, pol_perm_name((enum pol_perm)p),
+				    json_boolean(pol_decide(&ctx->who, &t, (enum pol_perm)p) == POL_ALLOW));
+	for (int i = 0; i < ctx->claims.nroles; i++)
+		json_array_append_new(roles, json_string(ctx->claims.roles[i]));
+	gw_respond_json(ctx->req, 200, json_pack("{s:s,s:s,s:s,s:s,s:o,s:o}",
+		"tenant_id", ctx->target.id, "kind", pol_kind_name(ctx->target.kind),
+		"subject", ctx->claims.sub, "subject_tenant_id", ctx->me.id, "roles", roles, "permissions", perms));
+}
+
+int tn_tenants_routes(tn_t *tn, gw_router_t *api)
+{
+	const unsigned J = GW_ROUTE_JSON_BODY;
+
+	if (tn_route(api, tn, "POST", "/v1/tenants", POL_CREATE_TENANT, J, create_tenant) < 0 ||
+	    tn_route(api, tn, "GET", "/v1/tenants/{tenant_id}", POL_READ, 0, get_tenant) < 0 ||
+	    tn_route(api, tn, "PATCH", "/v1/tenants/{tenant_id}", POL_EDIT, J, patch_tenant) < 0 ||
+	    tn_route(api, tn, "DELETE", "/v1/tenants/{tenant_id}", POL_LIFECYCLE, 0, delete_tenant) < 0 ||
+	    tn_route(api, tn, "POST", "/v1/tenants/{tenant_id}/clients", POL_CREATE_CLIENT, J, create_client) < 0 ||
+	    tn_route(api, tn, "GET", "/v1/tenants/{tenant_id}/clients", POL_READ, 0, list_clients) < 0 ||
+	    tn_route(api, tn, "POST", "/v1/tenants/{tenant_id}/suspend", POL_LIFECYCLE, 0, suspend_tenant) < 0 ||
+	    tn_route(api, tn, "POST", "/v1/tenants/{tenant_id}/resume", POL_LIFECYCLE, 0, resume_tenant) < 0 ||
+	    tn_route(api, tn, "GET", "/v1/tenants/{tenant_id}/access", POL_READ, 0, get_access) < 0)
+		return -1;
+	return 0;
+}

@@ -1,0 +1,444 @@
+/*
+ * module.c - the tenants module's life cycle (process and worker state),
+ * its route table, and the small helpers its handlers share.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <sodium.h>
+
+#include "core/json.h"
+#include "core/log.h"
+#include "core/offload.h"
+#include "tenants/tn.h"
+
+static json_t *load_issuers(const char *path, mf_err_t *err)
+{
+	json_error_t je;
+	json_t *doc = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+
+	if (doc == NULL)
+		mf_err_set(err, 400, "invalid_config", "jwt_issuers_file %s: %s (line %d)", path, je.text, je.line);
+	return doc;
+}
+
+tn_t *tn_new(const mf_config_t *cfg, mf_err_t *err)
+{
+	tn_t *tn = calloc(1, sizeof(*tn));
+	unsigned char master[32];
+	char pw[32];
+
+	if (tn == NULL || sodium_init() < 0) {
+		free(tn);
+		mf_err_set(err, 500, "internal_error", "cannot initialise");
+		return NULL;
+	}
+	tn->cfg = cfg;
+	if (cfg->master_key[0] || cfg->master_key_file[0]) {
+		if (tn_master_key_load(cfg, master, err) < 0)
+			goto fail;
+		tn_keys_derive(master, tn->keybox);
+		sodium_memzero(master, sizeof(master));
+		tn->have_master = true;
+	}
+	if (cfg->jwt_issuers_file[0]) {
+		tn->issuers = load_issuers(cfg->jwt_issuers_file, err);
+		if (tn->issuers == NULL)
+			goto fail;
+		/* check it once here so a bad file stops the start, not each worker */
+		gw_keyring_t *probe = gw_keyring_new(cfg->jwt_issuer, cfg->jwt_audience, cfg->jwt_leeway_s);
+
+		if (probe == NULL || gw_keyring_add_issuers_json(probe, tn->issuers, err) < 0) {
+			gw_keyring_free(probe);
+			goto fail;
+		}
+		gw_keyring_free(probe);
+	}
+	tn->gcra = gw_gcra_new(100000);
+	tn->offload = mf_offload_new(2);
+	/* a real Argon2id hash to verify against when an email is unknown */
+	randombytes_buf(pw, sizeof(pw));
+	tn->dummy_hash = malloc(crypto_pwhash_STRBYTES);
+	if (tn->gcra == NULL || tn->offload == NULL || tn->dummy_hash == NULL ||
+	    crypto_pwhash_str(tn->dummy_hash, pw, sizeof(pw), crypto_pwhash_OPSLIMIT_INTERACTIVE,
+			      crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0) {
+		mf_err_set(err, 500, "out_of_memory", "out of memory");
+		goto fail;
+	}
+	return tn;
+fail:
+	tn_free(tn);
+	return NULL;
+}
+
+void tn_free(tn_t *tn)
+{
+	if (tn == NULL)
+		return;
+	mf_offload_free(tn->offload);
+	gw_gcra_free(tn->gcra);
+	json_decref(tn->issuers);
+	free(tn->dummy_hash);
+	PQclear(tn->seed);
+	tn_routes_free(tn);
+	sodium_memzero(tn->keybox, sizeof(tn->keybox));
+	free(tn);
+}
+
+tn_worker_t *tn_worker_new(tn_t *tn, mf_worker_t *w)
+{
+	tn_worker_t *tw = calloc(1, sizeof(*tw));
+
+	if (tw == NULL)
+		return NULL;
+	tw->tn = tn;
+	tw->w = w;
+	tw->tokens = gw_tokcache_new((size_t)tn->cfg->token_cache_size, tn->cfg->jwt_leeway_s);
+	tw->dir = tn_dir_new(tw, tn->cfg->auth_cache_ttl_ms, 65536);
+	if ((tn->cfg->token_cache_size > 0 && tw->tokens == NULL) || tw->dir == NULL ||
+	    tn_keys_worker_start(tw) < 0) {
+		tn_worker_free(tw);
+		return NULL;
+	}
+	return tw;
+}
+
+void tn_worker_free(tn_worker_t *tw)
+{
+	if (tw == NULL)
+		return;
+	/* no Argon2 job may post its answer to this loop once it is gone */
+	mf_offload_wait_idle(tw->tn->offload);
+	if (tw->key_timer)
+		event_free(tw->key_timer);
+	gw_keyring_free(tw->ring);
+	gw_tokcache_free(tw->tokens);
+	tn_dir_free(tw->dir);
+	free(tw);
+}
+
+/* ---- public, unauthenticated routes ---- */
+
+static void handle_jwks(gw_req_t *req, void *arg)
+{
+	mf_worker_t *w = gw_req_worker_data(req);
+	json_t *jwks = w && w->tn && w->tn->ring ? gw_keyring_jwks(w->tn->ring) : json_pack("{s:[]}", "keys");
+
+	if (jwks == NULL) {
+		gw_respond_error(req, 500, "internal_error", "cannot encode the key set");
+		return;
+	}
+	gw_res_header(req, "Cache-Control", "public, max-age=60");
+	gw_respond_json(req, 200, jwks);
+}
+
+int tn_routes_add(tn_t *tn, gw_router_t *api)
+{
+	if (gw_router_add(api, "GET", "/.well-known/jwks.json", handle_jwks, tn, 0) < 0)
+		return -1;
+	if (tn_tenants_routes(tn, api) < 0 || tn_clients_routes(tn, api) < 0 || tn_users_routes(tn, api) < 0 ||
+	    tn_policy_routes(tn, api) < 0)
+		return -1;
+	return 0;
+}
+
+/* ---- helpers for handlers ---- */
+
+void tn_fail(tn_ctx_t *ctx, const mf_err_t *err)
+{
+	gw_respond_problem(ctx->req, err);
+}
+
+static void abort_done(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	tn_ctx_t *ctx = arg;
+
+	gw_respond_problem(ctx->req, &ctx->err);
+}
+
+void tn_abort(tn_ctx_t *ctx, const mf_err_t *err)
+{
+	if (err != &ctx->err)
+		ctx->err = *err;
+	if (ctx->conn) {
+		mf_pg_conn_t *c = ctx->conn;
+
+		ctx->conn = NULL;
+		if (mf_pg_tx_end(c, false, abort_done, ctx) == 0)
+			return;
+	}
+	gw_respond_problem(ctx->req, &ctx->err);
+}
+
+void tn_q(tn_ctx_t *ctx, const char *sql, int n, const char *const *p, mf_pg_cb cb)
+{
+	int rc = ctx->conn ? mf_pg_conn_query(ctx->conn, sql, n, p, cb, ctx)
+			   : mf_pg_query(ctx->tw->w->pg, sql, n, p, cb, ctx);
+
+	if (rc < 0) {
+		mf_err_t err;
+
+		mf_err_set(&err, 503, "over_capacity", "out of memory; retry");
+		err.retry_after = 1;
+		tn_abort(ctx, &err);
+	}
+}
+
+bool tn_failed(tn_ctx_t *ctx, const mf_err_t *err)
+{
+	if (err == NULL)
+		return false;
+	tn_abort(ctx, err);
+	return true;
+}
+
+static void begun(mf_pg_conn_t *conn, const mf_err_t *err, void *arg)
+{
+	tn_ctx_t *ctx = arg;
+
+	if (err) {
+		gw_respond_problem(ctx->req, err);
+		return;
+	}
+	ctx->conn = conn;
+	ctx->next(NULL, NULL, ctx);
+}
+
+void tn_begin(tn_ctx_t *ctx, mf_pg_cb first)
+{
+	ctx->next = first;
+	if (mf_pg_tx_begin(ctx->tw->w->pg, begun, ctx) < 0) {
+		mf_err_t err;
+
+		mf_err_set(&err, 503, "over_capacity", "out of memory; retry");
+		err.retry_after = 1;
+		gw_respond_problem(ctx->req, &err);
+	}
+}
+
+static void committed(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	tn_ctx_t *ctx = arg;
+
+	if (err) {
+		gw_respond_problem(ctx->req, err);
+		return;
+	}
+	ctx->next(NULL, NULL, ctx);
+}
+
+void tn_commit(tn_ctx_t *ctx, mf_pg_cb then)
+{
+	mf_pg_conn_t *c = ctx->conn;
+
+	ctx->conn = NULL;
+	ctx->next = then;
+	if (mf_pg_tx_end(c, true, committed, ctx) < 0) {
+		mf_err_t err;
+
+		mf_err_set(&err, 503, "over_capacity", "out of memory; retry");
+		gw_respond_problem(ctx->req, &err);
+	}
+}
+
+int tn_audit(tn_ctx_t *ctx, const char *tenant_id, const char *action, const char *target, json_t *detail,
+	     mf_pg_cb cb)
+{
+	char *d = detail ? json_dumps(detail, JSON_COMPACT) : NULL;
+	const char *p[5] = { tenant_id, ctx->actor, action, target ? target : "", d ? d : "{}" };
+	int rc;
+
+	json_decref(detail);
+	rc = mf_pg_conn_query(ctx->conn, "INSERT INTO platform.audit_events (tenant_id, actor, action, target, detail) "
+				 "VALUES ($1::uuid, $2, $3, $4, $5::jsonb)", 5, p, cb, ctx);
+	free(d);
+	return rc;
+}
+
+/* Value of name in a query string, percent-decoded into out. */
+static int query_get(const char *q, const char *name, char *out, size_t outlen)
+{
+	size_t nl = strlen(name);
+
+	while (q && *q) {
+		const char *amp = strchr(q, '&'), *end = amp ? amp : q + strlen(q);
+
+		if ((size_t)(end - q) > nl && strncmp(q, name, nl) == 0 && q[nl] == '=') {
+			size_t o = 0;
+
+			for (const char *s = q + nl + 1; s < end; s++) {
+				int c = (unsigned char)*s;
+
+				if (c == '%' && end - s >= 3) {
+					char hex[3] = { s[1], s[2], 0 }, *e;
+
+					c = (int)strtol(hex, &e, 16);
+					if (*e)
+						return -1;
+					s += 2;
+				} else if (c == '+') {
+					c = ' ';
+				}
+				if (o + 1 >= outlen || c == 0)
+					return -1;
+				out[o++] = (char)c;
+			}
+			out[o] = '\0';
+			return 1;
+		}
+		q = amp ? amp + 1 : NULL;
+	}
+	return 0;
+}
+
+int tn_page_params(tn_ctx_t *ctx, int *limit, char cursor[64], mf_err_t *err)
+{
+	const char *q = gw_req_query(ctx->req);
+	char v[80];
+	int rc;
+
+	*limit = 50;
+	cursor[0] = '\0';
+	rc = query_get(q, "limit", v, sizeof(v));
+	if (rc < 0)
+		return mf_err_set(err, 400, "validation_failed", "limit must be a whole number from 1 to 500");
+	if (rc > 0) {
+		char *e;
+		long l = strtol(v, &e, 10);
+
+		if (*e || e == v || l < 1 || l > 500)
+			return mf_err_set(err, 400, "validation_failed", "limit must be a whole number from 1 to 500");
+		*limit = (int)l;
+	}
+	rc = query_get(q, "cursor", v, sizeof(v));
+	if (rc < 0)
+		return mf_err_set(err, 400, "validation_failed", "cursor is not one this server issued");
+	if (rc > 0) {
+		/* the cursor is the last id of the previous page, base64url */
+		unsigned char bin[40];
+		size_t n = 0;
+
+		if (sodium_base642bin(bin, sizeof(bin) - 1, v, strlen(v), NULL, &n, NULL,
+				      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 || n != 36) {
+			return mf_err_set(err, 400, "validation_failed", "cursor is not one this server issued");
+		}
+		bin[n] = '\0';
+		if (!tn_uuid_ok((const char *)bin))
+			return mf_err_set(err, 400, "validation_failed", "cursor is not one this server issued");
+		memcpy(cursor, bin, n + 1);
+	}
+	return 0;
+}
+
+json_t *tn_page_cursor(const char *last_id)
+{
+	char out[64];
+
+	if (last_id == NULL)
+		return json_null();
+	sodium_bin2base64(out, sizeof(out), (const unsigned char *)last_id, strlen(last_id),
+			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	return json_string(out);
+}
+
+int tn_only_keys(const json_t *obj, const char *const *allowed, mf_err_t *err, json_t **errors)
+{
+	const char *k;
+	json_t *v;
+
+	if (!json_is_object(obj))
+		return mf_err_set(err, 400, "validation_failed", "the body must be a JSON object");
+	json_object_foreach((json_t *)obj, k, v) {
+		bool ok = false;
+
+		for (const char *const *a = allowed; *a; a++)
+			if (strcmp(k, *a) == 0)
+				ok = true;
+		if (!ok) {
+			if (errors) {
+				char path[80];
+
+				snprintf(path, sizeof(path), "/%.60s", k);
+				*errors = json_pack("[{s:s,s:s}]", "path", path, "message", "unknown field");
+			}
+			return mf_err_set(err, 400, "validation_failed", "unknown field \"%.60s\"", k);
+		}
+	}
+	return 0;
+}
+
+json_t *tn_pg_text_array(const char *v)
+{
+	/* role names are [a-z0-9_]: PostgreSQL prints them unquoted, {a,b} */
+	json_t *arr = json_array();
+	const char *p = v;
+
+	if (arr == NULL || p == NULL || *p != '{')
+		return arr;
+	p++;
+	while (*p && *p != '}') {
+		size_t n = strcspn(p, ",}");
+		json_t *s = json_stringn(p, n);
+
+		if (s)
+			json_array_append_new(arr, s);
+		p += n;
+		if (*p == ',')
+			p++;
+	}
+	return arr;
+}
+
+char *tn_pg_array_literal(const json_t *arr)
+{
+	size_t i, len = 3;
+	json_t *v;
+	char *out, *o;
+
+	json_array_foreach(arr, i, v)
+		len += strlen(json_string_value(v)) + 1;
+	out = malloc(len);
+	if (out == NULL)
+		return NULL;
+	o = out;
+	*o++ = '{';
+	json_array_foreach(arr, i, v) {
+		/* callers pass role names only (checked [a-z0-9_]) */
+		o += sprintf(o, "%s%s", i ? "," : "", json_string_value(v));
+	}
+	*o++ = '}';
+	*o = '\0';
+	return out;
+}
+
+/* Roles of a new API client or user: an array of grantable role names
+ * (non-empty, no duplicates, at most 16).  Default: the tenant's admin. */
+int tn_roles_check(enum pol_kind kind, json_t *roles, mf_err_t *err, json_t **errors)
+{
+	size_t i, j;
+	json_t *v;
+
+	if (!json_is_array(roles) || json_array_size(roles) == 0 || json_array_size(roles) > 16) {
+		*errors = json_pack("[{s:s,s:s}]", "path", "/roles", "message", "must be an array of 1 to 16 role names");
+		return mf_err_set(err, 400, "validation_failed", "roles must be an array of 1 to 16 role names");
+	}
+	json_array_foreach(roles, i, v) {
+		char path[32];
+
+		snprintf(path, sizeof(path), "/roles/%zu", i);
+		if (!json_is_string(v) || !pol_role_grantable(kind, json_string_value(v))) {
+			*errors = json_pack("[{s:s,s:s}]", "path", path, "message",
+					    "not a role a tenant of this kind can grant");
+			return mf_err_set(err, 400, "validation_failed", "%s is not a role a %s tenant can grant",
+					  path, pol_kind_name(kind));
+		}
+		for (j = 0; j < i; j++)
+			if (json_equal(v, json_array_get(roles, j))) {
+				*errors = json_pack("[{s:s,s:s}]", "path", path, "message", "duplicate role");
+				return mf_err_set(err, 400, "validation_failed", "%s repeats a role", path);
+			}
+	}
+	return 0;
+}

@@ -1,0 +1,59 @@
+/*
+ * tenants.h - identity, tenants and isolation: the tenant hierarchy and its
+ * schemas, API clients and the OAuth token endpoint, portal users and
+ * login, policy documents, the platform key ring, and the access guard that
+ * every tenant-scoped route goes through.
+ *
+ * The composition root (cmd/serve.c) creates one tn_t for the process, adds
+ * its routes, and gives each worker thread its tn_worker_t.  The commands
+ * (bootstrap, dev, rotate-keys) use the blocking helpers at the bottom,
+ * which never run inside an event loop.
+ */
+#ifndef TN_TENANTS_H
+#define TN_TENANTS_H
+
+#include <stdio.h>
+#include <libpq-fe.h>
+
+#include "core/config.h"
+#include "core/err.h"
+#include "gateway/gateway.h"
+
+typedef struct tn tn_t;
+typedef struct tn_worker tn_worker_t;
+struct mf_worker;
+
+/* Reads the master key and the external issuers file; cfg is borrowed and
+ * must outlive the result. */
+tn_t *tn_new(const mf_config_t *cfg, mf_err_t *err);
+void tn_free(tn_t *tn);	/* after the server has stopped */
+int tn_routes_add(tn_t *tn, gw_router_t *api) __attribute__((warn_unused_result));
+/* On the worker's thread, after its database pool exists. */
+tn_worker_t *tn_worker_new(tn_t *tn, struct mf_worker *w);
+void tn_worker_free(tn_worker_t *tw);
+
+/* ---- blocking helpers for the command line ---- */
+
+/* The master key from cfg (master_key, else master_key_file), decoded. */
+int tn_master_key_load(const mf_config_t *cfg, unsigned char key[32], mf_err_t *err)
+	__attribute__((warn_unused_result));
+/* A new random master key in the text form master_key takes. */
+int tn_master_key_generate(char *out, size_t len) __attribute__((warn_unused_result));
+/* Makes sure a signing key exists (creates the first one). */
+int tn_keys_ensure(PGconn *conn, const unsigned char master[32], mf_err_t *err)
+	__attribute__((warn_unused_result));
+/* Start-up: reads the ring rows every worker of tn starts with. */
+int tn_keys_seed(tn_t *tn, PGconn *conn, mf_err_t *err) __attribute__((warn_unused_result));
+/* Adds a new signing key that takes over after every instance has loaded
+ * it; older keys keep verifying until tokens signed by them have expired. */
+int tn_keys_rotate(PGconn *conn, const mf_config_t *cfg, const unsigned char master[32], FILE *out,
+		   mf_err_t *err) __attribute__((warn_unused_result));
+/* Creates the platform tenant if missing and a new platform-admin API
+ * client; writes {"client_id","client_secret","tenant_id"} to *json
+ * (malloc'd). */
+int tn_bootstrap(PGconn *conn, const char *name, char **json, mf_err_t *err)
+	__attribute__((warn_unused_result));
+/* True when client_id exists, is live and secret matches it. */
+bool tn_client_valid(PGconn *conn, const char *client_id, const char *secret);
+
+#endif
