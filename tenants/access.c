@@ -257,8 +257,8 @@ static void guard(gw_req_t *req, void *arg)
 	size_t len;
 	long long now = time(NULL);
 
-	if (tw == NULL || tw->ring == NULL) {
-		gw_respond_error(req, 503, "not_ready", "the server is starting; retry");
+	if (tw == NULL || tw->ring == NULL || w->pg == NULL) {
+		gw_respond_error(req, 503, "not_ready", "no database is configured or the server is starting");
 		return;
 	}
 	if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0) {

@@ -350,6 +350,11 @@ int tn_issue_token(tn_worker_t *tw, const char *sub, const char *tenant_id, cons
 	json_decref(roles);
 	c.iat = c.nbf = now;
 	c.exp = now + tw->tn->cfg->token_ttl_s;
+	if (gw_keyring_count(tw->ring) == 0) {
+		mf_err_set(err, 503, "not_ready", "this instance has no signing key (master key or migrations missing)");
+		err->retry_after = tw->tn->cfg->key_refresh_s;
+		return -1;
+	}
 	token = gw_jwt_sign(tw->ring, &c, err);
 	if (token == NULL)
 		return -1;

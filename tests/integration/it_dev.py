@@ -81,6 +81,38 @@ class DevTest(unittest.TestCase):
         self.assertEqual(srv.stop(), 0)
         self.assertTrue(wait_gone(state, 10))
 
+    def test_credentials_json(self):
+        """dev bootstraps a platform admin, writes STATE/credentials.json (0600)
+        and prints the same; the credentials work, and survive a restart."""
+        import json
+        import stat
+        from mfidentity import api, token_for
+        state = os.path.join(_tmpdir("mspflow-dev-"), "state")
+        srv, _ = self.start(state)
+        path = os.path.join(state, "credentials.json")
+        self.assertTrue(os.path.exists(path))
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        self.assertEqual(stat.S_IMODE(os.stat(os.path.join(state, "master.key")).st_mode), 0o600)
+        creds = json.load(open(path))
+        self.assertEqual(set(creds), {"base_url", "client_id", "client_secret"})
+        self.assertEqual(creds["base_url"], f"http://127.0.0.1:{srv.port}")
+        printed = [l for l in srv.raw if l.startswith("{") and "client_secret" in l]
+        self.assertEqual([json.loads(l) for l in printed], [creds])
+        tok = token_for(srv.port, creds["client_id"], creds["client_secret"])
+        r = api(srv.port, "POST", "/v1/tenants", tok, {"kind": "msp", "name": "Dev MSP", "slug": "dev-msp"})
+        self.assertEqual(r.status, 201, r.body)
+        # the secret is shown to the operator, never logged
+        self.assertFalse(any(creds["client_secret"] in l for l in srv.raw if l not in printed))
+        self.assertEqual(srv.stop(), 0)
+        self.assertTrue(wait_gone(state, 10))
+        srv, _ = self.start(state)
+        again = json.load(open(path))
+        self.assertEqual(again["client_id"], creds["client_id"])      # still valid: reused
+        self.assertEqual(again["base_url"], f"http://127.0.0.1:{srv.port}")
+        token_for(srv.port, again["client_id"], again["client_secret"])
+        self.assertEqual(srv.stop(), 0)
+        self.assertTrue(wait_gone(state, 10))
+
     def test_stale_postmaster_is_recovered(self):
         state = os.path.join(_tmpdir("mspflow-dev-"), "state")
         srv, _ = self.start(state)
