@@ -70,6 +70,55 @@ static void handle_readyz(gw_req_t *req, void *arg)
 		gw_respond_error(req, 503, "database_unavailable", "the database is not reachable");
 }
 
+static int add_identity_metrics(mf_buf_t *out)
+{
+	tn_stats_t sum = { 0 };
+	gw_rl_stats_t rsum = { 0 };
+
+	for (int i = 0; i < MAX_WORKERS; i++) {
+		mf_worker_t *w = atomic_load_explicit(&workers[i], memory_order_acquire);
+		tn_stats_t s;
+		gw_rl_stats_t r;
+
+		if (w == NULL)
+			continue;
+		if (w->tn) {
+			tn_worker_stats(w->tn, &s);
+			sum.verified += s.verified;
+			sum.cached += s.cached;
+			sum.refused += s.refused;
+			sum.ip_limited += s.ip_limited;
+			sum.rate_limited += s.rate_limited;
+		}
+		if (w->rl) {
+			gw_rl_stats(w->rl, &r);
+			rsum.admitted += r.admitted;
+			rsum.rejected += r.rejected;
+			rsum.leases += r.leases;
+			rsum.lease_failures += r.lease_failures;
+		}
+	}
+	return mf_buf_addf(out,
+		"# HELP mspflow_auth_tokens_total Bearer tokens by outcome of the guard.\n"
+		"# TYPE mspflow_auth_tokens_total counter\n"
+		"mspflow_auth_tokens_total{outcome=\"verified\"} %llu\n"
+		"mspflow_auth_tokens_total{outcome=\"cached\"} %llu\n"
+		"mspflow_auth_tokens_total{outcome=\"refused\"} %llu\n"
+		"mspflow_auth_tokens_total{outcome=\"ip_limited\"} %llu\n"
+		"# HELP mspflow_rate_limited_total Calls refused by a tenant or API-client limit.\n"
+		"# TYPE mspflow_rate_limited_total counter\nmspflow_rate_limited_total %llu\n"
+		"# HELP mspflow_ratelimit_decisions_total Window limiter decisions.\n"
+		"# TYPE mspflow_ratelimit_decisions_total counter\n"
+		"mspflow_ratelimit_decisions_total{outcome=\"admit\"} %llu\n"
+		"mspflow_ratelimit_decisions_total{outcome=\"reject\"} %llu\n"
+		"# HELP mspflow_ratelimit_leases_total Budget leases asked of PostgreSQL, and those that failed.\n"
+		"# TYPE mspflow_ratelimit_leases_total counter\n"
+		"mspflow_ratelimit_leases_total{result=\"sent\"} %llu\n"
+		"mspflow_ratelimit_leases_total{result=\"failed\"} %llu\n",
+		sum.verified, sum.cached, sum.refused, sum.ip_limited, sum.rate_limited,
+		rsum.admitted, rsum.rejected, rsum.leases, rsum.lease_failures);
+}
+
 static int add_pg_metrics(mf_buf_t *out)
 {
 	mf_pg_stats_t sum = { 0 };
@@ -112,7 +161,8 @@ static void handle_metrics(gw_req_t *req, void *arg)
 {
 	mf_buf_t out = MF_BUF_INIT;
 
-	if (gw_server_metrics(gw_req_server(req), &out) < 0 || add_pg_metrics(&out) < 0) {
+	if (gw_server_metrics(gw_req_server(req), &out) < 0 || add_pg_metrics(&out) < 0 ||
+	    add_identity_metrics(&out) < 0) {
 		mf_buf_free(&out);
 		gw_respond_error(req, 500, "internal_error", "metrics unavailable");
 		return;

@@ -96,10 +96,24 @@ static void rl_headers(gw_req_t *req, const gw_rl_result_t *r)
 	gw_res_header(req, "RateLimit-Reset", v);
 }
 
+#define COUNT(tw, field) atomic_fetch_add_explicit(&(tw)->field, 1, memory_order_relaxed)
+
+void tn_worker_stats(const tn_worker_t *tw, tn_stats_t *out)
+{
+	tn_worker_t *t = (tn_worker_t *)tw;
+
+	out->verified = atomic_load_explicit(&t->n_verified, memory_order_relaxed);
+	out->cached = atomic_load_explicit(&t->n_cached, memory_order_relaxed);
+	out->refused = atomic_load_explicit(&t->n_refused, memory_order_relaxed);
+	out->ip_limited = atomic_load_explicit(&t->n_ip_limited, memory_order_relaxed);
+	out->rate_limited = atomic_load_explicit(&t->n_rate_limited, memory_order_relaxed);
+}
+
 static void rate_limited(tn_ctx_t *ctx, const gw_rl_result_t *r, const char *what)
 {
 	mf_err_t err;
 
+	COUNT(ctx->tw, n_rate_limited);
 	rl_headers(ctx->req, r);
 	mf_err_set(&err, 429, "rate_limited", "the %s rate limit of %d requests is used up; retry after %d s",
 		   what, r->limit, r->reset_s > 0 ? r->reset_s : 1);
@@ -217,6 +231,7 @@ static void me_found(const tn_tenant_t *t, const mf_err_t *err, void *arg)
 		return;
 	}
 	if (t == NULL || t->status != TN_ACTIVE || !t->parent_active) {
+		COUNT(ctx->tw, n_refused);
 		tn_respond_unauthorized(ctx->req, "the token's tenant is suspended or gone");
 		return;
 	}
@@ -240,6 +255,7 @@ static void principal_found(const char *tenant_id, const mf_err_t *err, void *ar
 		return;
 	}
 	if (tenant_id == NULL || strcmp(tenant_id, ctx->claims.tenant_id) != 0) {
+		COUNT(ctx->tw, n_refused);
 		tn_respond_unauthorized(ctx->req, "the token's client or user no longer exists");
 		return;
 	}
@@ -285,6 +301,7 @@ static void guard(gw_req_t *req, void *arg)
 	ctx->route = route;
 	cached = gw_tokcache_get(tw->tokens, token, len, now);
 	if (cached) {
+		COUNT(tw, n_cached);
 		ctx->claims = *cached;
 	} else {
 		const mf_config_t *cfg = tw->tn->cfg;
@@ -297,6 +314,7 @@ static void guard(gw_req_t *req, void *arg)
 				  (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec, &retry_ms)) {
 			mf_err_t err;
 
+			COUNT(tw, n_ip_limited);
 			mf_err_set(&err, 429, "rate_limited", "too many token checks from this address; retry later");
 			err.retry_after = (int)((retry_ms + 999) / 1000);
 			if (err.retry_after < 1)
@@ -308,9 +326,11 @@ static void guard(gw_req_t *req, void *arg)
 			/* the reason is a fixed word; the token itself is never logged */
 			mf_info("auth", "token refused", MF_S("request_id", gw_req_id(req)), MF_S("reason", reason),
 				MF_S("remote", ip));
+			COUNT(tw, n_refused);
 			tn_respond_unauthorized(req, "the token is invalid or expired");
 			return;
 		}
+		COUNT(tw, n_verified);
 		gw_tokcache_put(tw->tokens, token, len, &ctx->claims);
 	}
 	snprintf(ctx->actor, sizeof(ctx->actor), "s:%.44s", ctx->claims.sub);

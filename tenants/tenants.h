@@ -32,6 +32,16 @@ int tn_routes_add(tn_t *tn, gw_router_t *api) __attribute__((warn_unused_result)
 tn_worker_t *tn_worker_new(tn_t *tn, struct mf_worker *w);
 void tn_worker_free(tn_worker_t *tw);
 
+/* Counters of a worker's guard, for /metrics (any thread, approximate). */
+typedef struct tn_stats {
+	unsigned long long verified;	/* tokens whose signature was checked and accepted */
+	unsigned long long cached;	/* tokens found in the verified-token cache */
+	unsigned long long refused;	/* 401s of the guard */
+	unsigned long long ip_limited;	/* 429s before a signature check (per-IP budget) */
+	unsigned long long rate_limited;	/* 429s of the tenant / API-client limits */
+} tn_stats_t;
+void tn_worker_stats(const tn_worker_t *tw, tn_stats_t *out);
+
 /* ---- blocking helpers for the command line ---- */
 
 /* The master key from cfg (master_key, else master_key_file), decoded. */

@@ -6,6 +6,7 @@
 #ifndef TN_TN_H
 #define TN_TN_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <jansson.h>
 
@@ -48,6 +49,8 @@ struct tn {
 typedef struct tn_dir tn_dir_t;
 
 struct tn_worker {
+	/* counters for /metrics: written by this worker, read anywhere (relaxed) */
+	_Atomic unsigned long long n_verified, n_cached, n_refused, n_ip_limited, n_rate_limited;
 	tn_t *tn;
 	mf_worker_t *w;
 	gw_keyring_t *ring;		/* this worker's copy; replaced on reload */

@@ -220,6 +220,12 @@ class TokenTest(unittest.TestCase):
         self.assertEqual(set(statuses), {401, 429})
         # a token already verified is served from the cache: no check, no limit
         self.assertEqual(api(srv.port, "GET", self.path, good).status, 200)
+        import re
+        metrics = request(srv.admin_port, "GET", "/metrics").body.decode()
+        limited = int(re.search(r'mspflow_auth_tokens_total\{outcome="ip_limited"\} (\d+)', metrics).group(1))
+        refused = int(re.search(r'mspflow_auth_tokens_total\{outcome="refused"\} (\d+)', metrics).group(1))
+        self.assertEqual(limited, statuses.count(429))
+        self.assertEqual(refused, statuses.count(401))
         m = srv.wait_log(lambda o: o.get("msg") == "token refused", timeout=2)
         self.assertIsNotNone(m)
         self.assertNotIn(good[-20:], srv.output())
