@@ -18,6 +18,7 @@
 
 #include "core/json.h"
 #include "core/log.h"
+#include "core/urlenc.h"
 #include "tenants/tn.h"
 
 /* one address may fail this many times more than one account: a few
@@ -400,38 +401,6 @@ static void tok_found(const PGresult *res, const mf_err_t *err, void *arg)
 	gw_respond_json(t->req, 200, out);
 }
 
-/* Percent-decodes an x-www-form-urlencoded value into out. */
-static int form_decode(const char *s, size_t n, char *out, size_t outlen)
-{
-	size_t o = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		int c = (unsigned char)s[i];
-
-		if (c == '+') {
-			c = ' ';
-		} else if (c == '%') {
-			char hex[3];
-			char *e;
-
-			if (i + 2 >= n)
-				return -1;
-			hex[0] = s[i + 1];
-			hex[1] = s[i + 2];
-			hex[2] = 0;
-			c = (int)strtol(hex, &e, 16);
-			if (*e || c == 0)
-				return -1;
-			i += 2;
-		}
-		if (o + 1 >= outlen)
-			return -1;
-		out[o++] = (char)c;
-	}
-	out[o] = '\0';
-	return 0;
-}
-
 /* Reads grant_type, client_id and client_secret from a form or JSON body. */
 static int tok_params(gw_req_t *req, char *grant, size_t glen, tok_t *t, mf_err_t *err)
 {
@@ -463,26 +432,10 @@ static int tok_params(gw_req_t *req, char *grant, size_t glen, tok_t *t, mf_err_
 	if (ct == NULL || strncasecmp(ct, "application/x-www-form-urlencoded", 33) != 0)
 		return mf_err_set(err, 415, "unsupported_media_type",
 				  "send application/x-www-form-urlencoded or application/json");
-	for (size_t i = 0; i < len;) {
-		const char *pair = body + i, *amp = memchr(pair, '&', len - i);
-		size_t plen = amp ? (size_t)(amp - pair) : len - i;
-		const char *eq = memchr(pair, '=', plen);
-
-		i += plen + 1;
-		if (eq == NULL)
-			continue;
-		size_t klen = (size_t)(eq - pair), vlen = plen - klen - 1;
-		int rc = 0;
-
-		if (klen == 10 && !memcmp(pair, "grant_type", 10))
-			rc = form_decode(eq + 1, vlen, grant, glen);
-		else if (!t->basic && klen == 9 && !memcmp(pair, "client_id", 9))
-			rc = form_decode(eq + 1, vlen, t->client_id, sizeof(t->client_id));
-		else if (!t->basic && klen == 13 && !memcmp(pair, "client_secret", 13))
-			rc = form_decode(eq + 1, vlen, t->secret, sizeof(t->secret));
-		if (rc < 0)
-			return mf_err_set(err, 400, "invalid_request", "a form field is malformed or too long");
-	}
+	if (mf_form_get(body, len, "grant_type", grant, glen) < 0 ||
+	    (!t->basic && (mf_form_get(body, len, "client_id", t->client_id, sizeof(t->client_id)) < 0 ||
+			   mf_form_get(body, len, "client_secret", t->secret, sizeof(t->secret)) < 0)))
+		return mf_err_set(err, 400, "invalid_request", "a form field is malformed or too long");
 	return 0;
 }
 
@@ -520,8 +473,8 @@ static void handle_token(gw_req_t *req, void *arg)
 		if (sodium_base642bin(dec, sizeof(dec) - 1, b64, strlen(b64), NULL, &n, NULL,
 				      sodium_base64_VARIANT_ORIGINAL) != 0 ||
 		    (colon = memchr(dec, ':', n)) == NULL ||
-		    form_decode((char *)dec, (size_t)(colon - (char *)dec), t->client_id, sizeof(t->client_id)) < 0 ||
-		    form_decode(colon + 1, n - (size_t)(colon + 1 - (char *)dec), t->secret, sizeof(t->secret)) < 0) {
+		    mf_form_decode((char *)dec, (size_t)(colon - (char *)dec), t->client_id, sizeof(t->client_id)) < 0 ||
+		    mf_form_decode(colon + 1, n - (size_t)(colon + 1 - (char *)dec), t->secret, sizeof(t->secret)) < 0) {
 			sodium_memzero(dec, sizeof(dec));
 			oauth_error(req, 401, "invalid_client", "malformed Basic credentials", 0);
 			return;

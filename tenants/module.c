@@ -12,6 +12,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "core/offload.h"
+#include "core/urlenc.h"
 #include "tenants/tn.h"
 
 static json_t *load_issuers(const char *path, mf_err_t *err)
@@ -257,42 +258,6 @@ int tn_audit(tn_ctx_t *ctx, const char *tenant_id, const char *action, const cha
 	return rc;
 }
 
-/* Value of name in a query string, percent-decoded into out. */
-static int query_get(const char *q, const char *name, char *out, size_t outlen)
-{
-	size_t nl = strlen(name);
-
-	while (q && *q) {
-		const char *amp = strchr(q, '&'), *end = amp ? amp : q + strlen(q);
-
-		if ((size_t)(end - q) > nl && strncmp(q, name, nl) == 0 && q[nl] == '=') {
-			size_t o = 0;
-
-			for (const char *s = q + nl + 1; s < end; s++) {
-				int c = (unsigned char)*s;
-
-				if (c == '%' && end - s >= 3) {
-					char hex[3] = { s[1], s[2], 0 }, *e;
-
-					c = (int)strtol(hex, &e, 16);
-					if (*e)
-						return -1;
-					s += 2;
-				} else if (c == '+') {
-					c = ' ';
-				}
-				if (o + 1 >= outlen || c == 0)
-					return -1;
-				out[o++] = (char)c;
-			}
-			out[o] = '\0';
-			return 1;
-		}
-		q = amp ? amp + 1 : NULL;
-	}
-	return 0;
-}
-
 int tn_page_params(tn_ctx_t *ctx, int *limit, char cursor[64], mf_err_t *err)
 {
 	const char *q = gw_req_query(ctx->req);
@@ -301,7 +266,7 @@ int tn_page_params(tn_ctx_t *ctx, int *limit, char cursor[64], mf_err_t *err)
 
 	*limit = 50;
 	cursor[0] = '\0';
-	rc = query_get(q, "limit", v, sizeof(v));
+	rc = mf_form_get(q, q ? strlen(q) : 0, "limit", v, sizeof(v));
 	if (rc < 0)
 		return mf_err_set(err, 400, "validation_failed", "limit must be a whole number from 1 to 500");
 	if (rc > 0) {
@@ -312,7 +277,7 @@ int tn_page_params(tn_ctx_t *ctx, int *limit, char cursor[64], mf_err_t *err)
 			return mf_err_set(err, 400, "validation_failed", "limit must be a whole number from 1 to 500");
 		*limit = (int)l;
 	}
-	rc = query_get(q, "cursor", v, sizeof(v));
+	rc = mf_form_get(q, q ? strlen(q) : 0, "cursor", v, sizeof(v));
 	if (rc < 0)
 		return mf_err_set(err, 400, "validation_failed", "cursor is not one this server issued");
 	if (rc > 0) {
