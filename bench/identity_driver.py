@@ -142,9 +142,11 @@ if nschemas > 0:
         raise SystemExit("cannot find the dev cluster's socket in its log")
     # "one new migration": take the newest tenant migration (0001_settings,
     # which creates one table) back out of every schema, then migrate
-    roll = ("DO $$ DECLARE s text; BEGIN FOR s IN SELECT schema_name FROM platform.tenants "
+    # (committing every 500 schemas: one transaction would need a lock per table)
+    roll = ("DO $$ DECLARE s text; n int := 0; BEGIN FOR s IN SELECT schema_name FROM platform.tenants "
             "WHERE schema_name IS NOT NULL LOOP EXECUTE format('DROP TABLE %I.settings', s); "
-            "EXECUTE format('DELETE FROM %I.schema_migrations WHERE version = 1', s); END LOOP; END $$")
+            "EXECUTE format('DELETE FROM %I.schema_migrations WHERE version = 1', s); n := n + 1; "
+            "IF n % 500 = 0 THEN COMMIT; END IF; END LOOP; END $$")
     r = subprocess.run(["psql", info, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", roll], capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit("rollback failed: " + r.stderr)
