@@ -135,20 +135,26 @@ int gw_head_parse(const char *buf, size_t len, size_t max_head, gw_head_t *h, gw
 	/* Tolerate empty lines before a request (RFC 9112 2.2). */
 	while (skip + 1 < len && skip < 8 && buf[skip] == '\r' && buf[skip + 1] == '\n')
 		skip += 2;
-	for (size_t i = skip; i + 3 < len && i < scan; i++) {
-		if (buf[i] == '\n' && (i == 0 || buf[i - 1] != '\r'))
+	/* line by line with memchr: every LF must follow a CR, and the first
+	 * empty line ends the head.  Heads carry long lines (bearer tokens),
+	 * so this jumps rather than testing each byte. */
+	for (const char *q = buf + skip, *lim = buf + scan; q < lim;) {
+		const char *nl = memchr(q, '\n', (size_t)(lim - q));
+		size_t i;
+
+		if (nl == NULL)
+			break;
+		i = (size_t)(nl - buf);
+		if (i == 0 || buf[i - 1] != '\r')
 			return fail(e, 400, "bad_request", "bare LF line ending");
-		if (buf[i] == '\r' && buf[i + 1] == '\n' && buf[i + 2] == '\r' && buf[i + 3] == '\n') {
-			if (i + 4 > max_head)
-				break;
-			term = buf + i;
+		if (i >= skip + 3 && buf[i - 2] == '\n' && buf[i - 3] == '\r') {
+			if (i + 1 <= max_head)
+				term = nl - 3;
 			break;
 		}
+		q = nl + 1;
 	}
 	if (term == NULL) {
-		for (size_t i = skip; i < scan; i++)
-			if (buf[i] == '\n' && (i == 0 || buf[i - 1] != '\r'))
-				return fail(e, 400, "bad_request", "bare LF line ending");
 		if (len >= max_head)
 			return fail(e, 431, "header_too_large", "request head exceeds the size limit");
 		return 0;

@@ -330,7 +330,10 @@ json_t *gw_req_json(gw_req_t *r, mf_err_t *err)
 
 void gw_req_set_tenant(gw_req_t *r, const char *tenant_id)
 {
-	snprintf(r->tenant, sizeof(r->tenant), "%s", tenant_id ? tenant_id : "");
+	size_t n = tenant_id ? strnlen(tenant_id, sizeof(r->tenant) - 1) : 0;
+
+	memcpy(r->tenant, tenant_id ? tenant_id : "", n);
+	r->tenant[n] = '\0';
 }
 
 void gw_res_header(gw_req_t *r, const char *name, const char *value)
@@ -338,7 +341,9 @@ void gw_res_header(gw_req_t *r, const char *name, const char *value)
 	/* refuse header injection outright: no CR/LF in either part */
 	if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n"))
 		return;
-	if (mf_buf_addf(&r->resh, "%s: %s\r\n", name, value) < 0)
+	/* no printf: this runs several times per request on hot routes */
+	if (mf_buf_adds(&r->resh, name) < 0 || mf_buf_add(&r->resh, ": ", 2) < 0 || mf_buf_adds(&r->resh, value) < 0 ||
+	    mf_buf_add(&r->resh, "\r\n", 2) < 0)
 		mf_warn("gateway", "out of memory adding a response header", MF_S("request_id", r->id));
 }
 

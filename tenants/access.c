@@ -84,16 +84,29 @@ static void ctx_free(void *p)
 	free(ctx);
 }
 
+/* Decimal text of v >= 0 at the end of buf[24]; returns its start.  The
+ * rate-limit headers go on every authenticated answer: no printf. */
+static const char *utoa(long long v, char buf[24])
+{
+	char *p = buf + 23;
+
+	*p = '\0';
+	if (v < 0)
+		v = 0;
+	do {
+		*--p = (char)('0' + v % 10);
+		v /= 10;
+	} while (v && p > buf);
+	return p;
+}
+
 static void rl_headers(gw_req_t *req, const gw_rl_result_t *r)
 {
 	char v[24];
 
-	snprintf(v, sizeof(v), "%d", r->limit);
-	gw_res_header(req, "RateLimit-Limit", v);
-	snprintf(v, sizeof(v), "%d", r->remaining > 0 ? r->remaining : 0);
-	gw_res_header(req, "RateLimit-Remaining", v);
-	snprintf(v, sizeof(v), "%d", r->reset_s > 0 ? r->reset_s : 1);
-	gw_res_header(req, "RateLimit-Reset", v);
+	gw_res_header(req, "RateLimit-Limit", utoa(r->limit, v));
+	gw_res_header(req, "RateLimit-Remaining", utoa(r->remaining, v));
+	gw_res_header(req, "RateLimit-Reset", utoa(r->reset_s > 0 ? r->reset_s : 1, v));
 }
 
 #define COUNT(tw, field) atomic_fetch_add_explicit(&(tw)->field, 1, memory_order_relaxed)
