@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd/serve.h"
 #include "core/buf.h"
@@ -17,6 +18,7 @@
 #include "core/migrate.h"
 #include "core/pg.h"
 #include "core/worker.h"
+#include "gateway/ratelimit.h"
 #include "gateway/route.h"
 
 #define MAX_WORKERS 256
@@ -140,6 +142,10 @@ static void *worker_init(int index, struct event_base *base, void *arg)
 		if (w->pg == NULL)
 			mf_error("serve", "cannot create the database pool", MF_I("worker", index));
 	}
+	/* sharers: the worker count as gw_server_new resolves it (0 = one per core) */
+	w->rl = gw_rl_new(base, w->pg, cfg->workers > 0 ? cfg->workers : (int)sysconf(_SC_NPROCESSORS_ONLN));
+	if (w->rl == NULL)
+		mf_error("serve", "cannot create the rate limiter", MF_I("worker", index));
 	if (index < MAX_WORKERS)
 		atomic_store_explicit(&workers[index], w, memory_order_release);
 	return w;
@@ -153,6 +159,7 @@ static void worker_fini(void *data)
 		return;
 	if (w->index < MAX_WORKERS)
 		atomic_store_explicit(&workers[w->index], NULL, memory_order_release);
+	gw_rl_free(w->rl);	/* answers its waiters; leases still in the pool are detached */
 	mf_pg_pool_free(w->pg);
 	free(w);
 }

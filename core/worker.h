@@ -16,6 +16,7 @@ typedef struct mf_worker {
 	struct event_base *base;
 	const mf_config_t *cfg;
 	mf_pg_pool_t *pg;
+	struct gw_rl *rl;		/* window rate limiter (gateway/ratelimit.h) */
 } mf_worker_t;
 
 #endif
