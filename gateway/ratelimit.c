@@ -306,6 +306,7 @@ static const char cleanup_sql[] =
 	"DELETE FROM platform.rate_windows WHERE window_start < $1::bigint AND window_start + window_s < $1::bigint";
 
 #define CLEANUP_EVERY_S 60
+#define CLEANUP_FIRST_S 2		/* soon after start: a restarted fleet cleans up at once */
 
 struct waiter {
 	struct waiter *next;
@@ -770,12 +771,14 @@ static void on_cleanup_timer(evutil_socket_t fd, short what, void *arg)
 {
 	/* one run per process per interval, whichever worker gets here first */
 	static _Atomic long long last_run;
+	struct timeval every = { CLEANUP_EVERY_S, 0 };
 	gw_rl_t *rl = arg;
 	long long now = (long long)time(NULL), prev = atomic_load(&last_run);
 	char cutoff[24];
 	const char *params[1] = { cutoff };
 
-	if (now - prev < CLEANUP_EVERY_S || !atomic_compare_exchange_strong(&last_run, &prev, now))
+	evtimer_add(rl->cleanup_timer, &every);
+	if ((prev != 0 && now - prev < CLEANUP_EVERY_S) || !atomic_compare_exchange_strong(&last_run, &prev, now))
 		return;
 	snprintf(cutoff, sizeof(cutoff), "%lld", now - 3600);
 	if (mf_pg_query(rl->pg, cleanup_sql, 1, params, cleanup_done, NULL) < 0)
@@ -800,11 +803,11 @@ gw_rl_t *gw_rl_new(struct event_base *base, mf_pg_pool_t *pg, int sharers)
 	if (rl->buckets == NULL || seed(rl->hkey, sizeof(rl->hkey)) < 0)
 		goto fail;
 	if (pg) {
-		struct timeval every = { CLEANUP_EVERY_S, 0 };
+		struct timeval first = { CLEANUP_FIRST_S, 0 };
 
 		rl->lease_timer = evtimer_new(base, on_lease_timer, rl);
-		rl->cleanup_timer = event_new(base, -1, EV_PERSIST, on_cleanup_timer, rl);
-		if (rl->lease_timer == NULL || rl->cleanup_timer == NULL || event_add(rl->cleanup_timer, &every) < 0)
+		rl->cleanup_timer = evtimer_new(base, on_cleanup_timer, rl);
+		if (rl->lease_timer == NULL || rl->cleanup_timer == NULL || evtimer_add(rl->cleanup_timer, &first) < 0)
 			goto fail;
 	}
 	return rl;

@@ -78,13 +78,14 @@ typedef void (*gw_rl_cb)(enum gw_rl_outcome outcome, const gw_rl_result_t *res, 
 gw_rl_t *gw_rl_new(struct event_base *base, mf_pg_pool_t *pg, int sharers);
 /* Waiting requests are answered GW_RL_ADMIT before it returns (shutdown
  * must not hang them); their callbacks must not use rl any more.  Leases
- * still in flight are detached: the pool may outlive rl. */
+ * still in flight are detached: the pool may be freed before or after rl. */
 void gw_rl_free(gw_rl_t *rl);
 /* Bounds the number of keys kept (default GW_RL_DEFAULT_MAX_KEYS, >= 1).
  * Keys idle for more than two windows are dropped anyway. */
 void gw_rl_set_max_keys(gw_rl_t *rl, int max_keys);
 
-/* key: 1..GW_RL_MAX_KEY bytes (e.g. "t:<uuid>", "c:<uuid>"); limit >= 1;
+/* key: 1..GW_RL_MAX_KEY bytes of UTF-8 text (e.g. "t:<uuid>", "c:<uuid>"; it
+ * is a text column in the database); limit >= 1;
  * window_s 1..3600.  Returns ADMIT or REJECT with *res filled (cb not
  * called), or PENDING: cb(arg) is called later from this worker's loop,
  * exactly once.  Arguments out of range are a caller bug and are answered

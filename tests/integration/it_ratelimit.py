@@ -103,6 +103,12 @@ class RateLimitClusterTest(unittest.TestCase):
         cls.pg = PgCluster()
         r = run_migrate(cls.pg)
         assert r.returncode == 0, r.stderr
+        # windows for the cleanup to find: one that ended more than an hour
+        # ago (deleted) and one that ended less than an hour ago (kept)
+        now = int(time.time())
+        cls.pg.psql("INSERT INTO platform.rate_windows VALUES "
+                    f"('t:ended-long-ago', 10, {now - 3700 - now % 10}, 5, 5), "
+                    f"('t:ended-recently', 3600, {now - 5000 - now % 3600}, 5, 5)")
         cls.srvs = [Server(cls.pg, binary=TESTSRV, config={"workers": 2, "db_pool_size": 2})
                     for _ in range(2)]
         for s in cls.srvs:
@@ -157,6 +163,14 @@ class RateLimitClusterTest(unittest.TestCase):
         rows = self.pg.psql(f"SELECT used FROM platform.rate_windows WHERE key = '{keys[0]}' "
                             f"AND window_s = {W} AND window_start = {win}")
         self.assertTrue(rows and int(rows) <= LIMIT, f"the database granted {rows}")
+
+    def test_0_old_windows_are_deleted(self):
+        deadline = time.time() + 30  # the first cleanup runs 2 s after start
+        while time.time() < deadline and self.pg.psql(
+                "SELECT count(*) FROM platform.rate_windows WHERE key = 't:ended-long-ago'") != "0":
+            time.sleep(0.2)
+        self.assertEqual(self.pg.psql("SELECT string_agg(key, ',') FROM platform.rate_windows "
+                                      "WHERE key LIKE 't:ended-%'"), "t:ended-recently")
 
     def test_2_retry_after_is_honest(self):
         key, port = "t:" + str(uuid.uuid4()), self.ports()[0]
