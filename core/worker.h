@@ -16,7 +16,7 @@ typedef struct mf_worker {
 	struct event_base *base;
 	const mf_config_t *cfg;
 	mf_pg_pool_t *pg;
-	struct gw_rl *rl;		/* cluster rate limiter (gateway/ratelimit.h) */
+	struct gw_rl *rl;		/* window rate limiter (gateway/ratelimit.h) */
 	struct tn_worker *tn;		/* identity and tenants (tenants/tn.h) */
 } mf_worker_t;
 

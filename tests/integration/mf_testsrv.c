@@ -3,7 +3,8 @@
  * mspflow (mf_serve), plus a few routes the integration tests need and the
  * product does not have yet: a JSON echo (body limits, 415, duplicate
  * keys), parameterised routes (routing, 405), a slow route (graceful
- * shutdown) and a database sleep (pool behaviour).  Never installed.
+ * shutdown), a database sleep (pool behaviour) and the window rate limiter
+ * (GET /rl/{key}?limit=N&window=W).  Never installed.
  *
  *   mspflow-testsrv serve --config FILE
  */
@@ -17,6 +18,7 @@
 #include "cmd/serve.h"
 #include "core/log.h"
 #include "core/worker.h"
+#include "gateway/ratelimit.h"
 
 static void echo(gw_req_t *req, void *arg)
 {
@@ -163,6 +165,60 @@ static void db_tx(gw_req_t *req, void *arg)
 	}
 }
 
+static long query_long(gw_req_t *req, const char *name, long dflt)
+{
+	const char *q = gw_req_query(req);
+	size_t n = strlen(name);
+
+	for (const char *p = q; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL)
+		if (strncmp(p, name, n) == 0 && p[n] == '=')
+			return strtol(p + n + 1, NULL, 10);
+	return dflt;
+}
+
+static void rl_answer(enum gw_rl_outcome outcome, const gw_rl_result_t *res, void *arg)
+{
+	gw_req_t *req = arg;
+	char v[16];
+
+	snprintf(v, sizeof(v), "%d", res->limit);
+	gw_res_header(req, "RateLimit-Limit", v);
+	snprintf(v, sizeof(v), "%d", res->remaining);
+	gw_res_header(req, "RateLimit-Remaining", v);
+	snprintf(v, sizeof(v), "%d", res->reset_s);
+	gw_res_header(req, "RateLimit-Reset", v);
+	if (outcome == GW_RL_ADMIT) {
+		gw_respond_json(req, 200, json_pack("{sb}", "admitted", 1));
+	} else {
+		mf_err_t err;
+
+		mf_err_set(&err, 429, "rate_limited", "too many requests; retry later");
+		err.retry_after = res->reset_s;	/* the window's end: whole seconds, >= 1 */
+		gw_respond_problem(req, &err);
+	}
+}
+
+static void rl_route(gw_req_t *req, void *arg)
+{
+	mf_worker_t *w = gw_req_worker_data(req);
+	const char *key = gw_req_param(req, "key");
+	long limit = query_long(req, "limit", 10), window = query_long(req, "window", 10);
+	gw_rl_result_t res;
+	enum gw_rl_outcome o;
+
+	if (w == NULL || w->rl == NULL) {
+		gw_respond_error(req, 500, "internal_error", "no rate limiter");
+		return;
+	}
+	if (strlen(key) > GW_RL_MAX_KEY || limit < 1 || limit > 1000000000 || window < 1 || window > 3600) {
+		gw_respond_error(req, 400, "bad_request", "key up to 80 bytes, limit >= 1, window 1..3600");
+		return;
+	}
+	o = gw_rl_acquire(w->rl, key, (int)limit, (int)window, &res, rl_answer, req);
+	if (o != GW_RL_PENDING)
+		rl_answer(o, &res, req);
+}
+
 static int add_routes(gw_router_t *api, gw_router_t *admin, void *arg)
 {
 	return gw_router_add(api, "POST", "/echo", echo, NULL, GW_ROUTE_JSON_BODY) |
@@ -172,7 +228,8 @@ static int add_routes(gw_router_t *api, gw_router_t *admin, void *arg)
 	       gw_router_add(api, "GET", "/items/{id}/parts/{part}", item, NULL, 0) |
 	       gw_router_add(api, "GET", "/sleep", sleep_route, NULL, 0) |
 	       gw_router_add(api, "GET", "/db/sleep", db_sleep, NULL, 0) |
-	       gw_router_add(api, "GET", "/db/tx", db_tx, NULL, 0);
+	       gw_router_add(api, "GET", "/db/tx", db_tx, NULL, 0) |
+	       gw_router_add(api, "GET", "/rl/{key}", rl_route, NULL, 0);
 }
 
 int main(int argc, char **argv)
