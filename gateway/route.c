@@ -163,6 +163,27 @@ static void allow_add(gw_match_t *m, const char *method)
 	memcpy(m->allow + n, method, k + 1);
 }
 
+/* Does rt's pattern match the split path?  score: one bit per literal
+ * segment, earlier segments weigh more, so literals beat parameters. */
+static bool path_matches(const gw_route_t *rt, const char *const *seg, const size_t *seglen, int nseg,
+			 unsigned *score)
+{
+	*score = 0;
+	if (rt->nseg != nseg)
+		return false;
+	for (int k = 0; k < nseg; k++) {
+		if (rt->seg[k] == NULL) {
+			if (seglen[k] == 0)
+				return false;	/* a parameter is never empty */
+			continue;
+		}
+		if (strlen(rt->seg[k]) != seglen[k] || memcmp(rt->seg[k], seg[k], seglen[k]) != 0)
+			return false;
+		*score |= 1u << (GW_MAX_SEGMENTS - 1 - k);
+	}
+	return true;
+}
+
 void gw_router_match(const gw_router_t *r, const char *method, const char *path, size_t path_len,
 		     char *scratch, gw_match_t *m)
 {
@@ -179,22 +200,9 @@ void gw_router_match(const gw_router_t *r, const char *method, const char *path,
 		return;
 	for (int i = 0; i < r->n; i++) {
 		const gw_route_t *rt = &r->routes[i];
-		unsigned score = 0;
-		int k;
+		unsigned score;
 
-		if (rt->nseg != nseg)
-			continue;
-		for (k = 0; k < nseg; k++) {
-			if (rt->seg[k] == NULL) {
-				if (seglen[k] == 0)
-					break;		/* a parameter is never empty */
-				continue;
-			}
-			if (strlen(rt->seg[k]) != seglen[k] || memcmp(rt->seg[k], seg[k], seglen[k]) != 0)
-				break;
-			score |= 1u << (GW_MAX_SEGMENTS - 1 - k);
-		}
-		if (k < nseg)
+		if (!path_matches(rt, seg, seglen, nseg, &score))
 			continue;
 		path_known = true;
 		if (strcmp(rt->method, method) != 0 && !(is_head && strcmp(rt->method, "GET") == 0))
@@ -211,17 +219,13 @@ void gw_router_match(const gw_router_t *r, const char *method, const char *path,
 		m->status = 405;
 		for (int i = 0; i < r->n; i++) {
 			const gw_route_t *rt = &r->routes[i];
-			gw_match_t probe;
+			unsigned score;
 
-			if (rt->nseg != nseg)
+			if (!path_matches(rt, seg, seglen, nseg, &score))
 				continue;
-			/* the probe finds a route, so it never recurses further */
-			gw_router_match(r, rt->method, path, path_len, scratch, &probe);
-			if (probe.route) {
-				allow_add(m, rt->method);
-				if (strcmp(rt->method, "GET") == 0)
-					allow_add(m, "HEAD");
-			}
+			allow_add(m, rt->method);
+			if (strcmp(rt->method, "GET") == 0)
+				allow_add(m, "HEAD");
 		}
 		return;
 	}

@@ -49,6 +49,11 @@ int main(void)
 	T_STREQ(m.allow, "GET, HEAD, PATCH", "Allow lists the path's methods");
 	T_OK(match(r, "GET", "/v1/tenants/x/clients") == NULL && m.status == 405, "POST-only path");
 	T_STREQ(m.allow, "POST", "Allow for a POST-only path");
+	/* a route of the same depth that does not match the path (here
+	 * PUT /v1/other/{x}) must not be probed: that once recursed forever */
+	T_OK(gw_router_add(r, "PUT", "/v1/other/{x}", h1, NULL, 0) == 0, "a same-depth route elsewhere");
+	T_OK(match(r, "PUT", "/v1/tenants/x") == NULL && m.status == 405, "405 beside a same-depth route");
+	T_STREQ(m.allow, "GET, HEAD, PATCH", "Allow names only the path's own methods");
 	{
 		char deep[200] = "";
 
