@@ -108,7 +108,7 @@ class RateLimitClusterTest(unittest.TestCase):
         now = int(time.time())
         cls.pg.psql("INSERT INTO platform.rate_windows VALUES "
                     f"('t:ended-long-ago', 10, {now - 3700 - now % 10}, 5, 5), "
-                    f"('t:ended-recently', 3600, {now - 5000 - now % 3600}, 5, 5)")
+                    f"('t:ended-recently', 3600, {now - now % 3600 - 3600}, 5, 5)")
         cls.srvs = [Server(cls.pg, binary=TESTSRV, config={"workers": 2, "db_pool_size": 2})
                     for _ in range(2)]
         for s in cls.srvs:
