@@ -226,7 +226,7 @@ static void prov_begun(const PGresult *res, const mf_err_t *err, void *arg)
 	tn_ctx_t *ctx = arg;
 	json_t *b = ctx->body;
 	json_t *branding = json_object_get(b, "branding");
-	char *btext = json_dumps(branding ? branding : json_object(), JSON_COMPACT);
+	char *btext = branding ? json_dumps(branding, JSON_COMPACT) : NULL;
 	const char *p[7] = {
 		ctx->id, ctx->route_kind == POL_CLIENT ? ctx->target.id : ctx->me.id,
 		pol_kind_name(ctx->route_kind), json_string_value(json_object_get(b, "name")),

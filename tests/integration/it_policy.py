@@ -3,6 +3,7 @@ and its JSON Pointer, nothing stored on a bad write, versions and an audit
 row (with the previous document) per change, and the effective policy: msp
 defaults inherited by its clients, the msp's limits capping theirs."""
 import json
+import time
 import unittest
 
 from mfidentity import Platform, api
@@ -58,7 +59,9 @@ class PolicyTest(unittest.TestCase):
         self.assertEqual(pol["effective"]["rate_limit"]["tenant_requests"], 600)
         self.assertEqual(pol["effective"]["rate_limit"]["client_requests"], 100)
         self.assertFalse(pol["effective"]["ai"]["enabled"])
-        # and the gateway applies the effective plan
+        # and the gateway applies the effective plan, on every worker once
+        # their cached plan has expired (auth_cache_ttl_ms = 1000)
+        time.sleep(1.1)
         r = api(self.p.port, "GET", f"/v1/tenants/{self.client['id']}/access", self.client_tok)
         self.assertEqual(r.headers["ratelimit-limit"], "100")   # the tighter: the API client's
         r = self.put(self.client["id"], {"retention": {"runs": "P30D"}}, self.client_tok)
