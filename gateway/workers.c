@@ -382,6 +382,15 @@ out:
 			close(s->api_fds[i]);
 	if (s->admin_fd >= 0)
 		close(s->admin_fd);
+	/* the grace period bounds the shutdown; a second signal must not kill
+	 * the process half-way (dev still has PostgreSQL to stop).  Freeing the
+	 * signal events restores the old dispositions, so the signals are
+	 * blocked across that and ignored before they are let through again:
+	 * one arriving in between stays pending and is then discarded. */
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
 	if (sigint)
 		event_free(sigint);
 	if (sigterm)
@@ -390,11 +399,9 @@ out:
 		event_free(stopev);
 	if (main_base)
 		event_base_free(main_base);
-	/* the grace period bounds the shutdown; a second signal must not kill
-	 * the process half-way (dev still has PostgreSQL to stop).  Freeing the
-	 * signal events restored the old dispositions, so set them here. */
 	signal(SIGINT, SIG_IGN);
 	signal(SIGTERM, SIG_IGN);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return rc;
 }
 

@@ -85,15 +85,6 @@ static void create_done(const PGresult *res, const mf_err_t *err, void *arg)
 	gw_respond_json(ctx->req, 201, out);
 }
 
-static void create_audited(const PGresult *res, const mf_err_t *err, void *arg)
-{
-	tn_ctx_t *ctx = arg;
-
-	if (tn_failed(ctx, err))
-		return;
-	tn_commit(ctx, create_done);
-}
-
 static void create_inserted(const PGresult *res, const mf_err_t *err, void *arg)
 {
 	tn_ctx_t *ctx = arg;
@@ -101,11 +92,8 @@ static void create_inserted(const PGresult *res, const mf_err_t *err, void *arg)
 	if (tn_failed(ctx, err))
 		return;
 	ctx->out = client_json(res, 0);
-	if (tn_audit(ctx, ctx->target.id, "api_client.create", ctx->id,
-		     json_pack("{s:O}", "roles", json_object_get(ctx->out, "roles")), create_audited) < 0) {
-		mf_err_set(&ctx->err, 503, "over_capacity", "out of memory; retry");
-		tn_abort(ctx, &ctx->err);
-	}
+	tn_audit_commit(ctx, ctx->target.id, "api_client.create", ctx->id,
+		     json_pack("{s:O}", "roles", json_object_get(ctx->out, "roles")), create_done);
 }
 
 static void create_begun(const PGresult *res, const mf_err_t *err, void *arg)
@@ -130,20 +118,11 @@ static void create_client(tn_ctx_t *ctx)
 	mf_err_t err;
 	json_t *errors = NULL, *name;
 
-	ctx->body = gw_req_json(ctx->req, &err);
-	if (ctx->body == NULL) {
-		gw_respond_problem(ctx->req, &err);
+	if (tn_body(ctx, keys) == NULL)
 		return;
-	}
-	if (tn_only_keys(ctx->body, keys, &err, &errors) < 0) {
-		gw_respond_problem_ext(ctx->req, &err, errors ? json_pack("{s:o}", "errors", errors) : NULL);
-		return;
-	}
 	name = json_object_get(ctx->body, "name");
 	if (!json_is_string(name) || json_string_length(name) < 1 || json_string_length(name) > 200) {
-		mf_err_set(&err, 400, "validation_failed", "/name: must be 1 to 200 characters");
-		gw_respond_problem_ext(ctx->req, &err, json_pack("{s:[{s:s,s:s}]}", "errors", "path", "/name",
-								 "message", "must be 1 to 200 characters"));
+		tn_invalid(ctx, "/name", "must be 1 to 200 characters");
 		return;
 	}
 	if (json_object_get(ctx->body, "roles") == NULL)
@@ -164,117 +143,33 @@ static void create_client(tn_ctx_t *ctx)
 
 /* ---- GET list / GET one / DELETE ---- */
 
-static void got_list(const PGresult *res, const mf_err_t *err, void *arg)
-{
-	tn_ctx_t *ctx = arg;
-	json_t *items;
-	int n, limit = ctx->limit;
-
-	if (tn_failed(ctx, err))
-		return;
-	items = json_array();
-	n = PQntuples(res);
-	for (int i = 0; i < n && i < limit; i++)
-		json_array_append_new(items, client_json(res, i));
-	gw_respond_json(ctx->req, 200, json_pack("{s:o,s:o}", "items", items, "next_cursor",
-		tn_page_cursor(n > limit ? PQgetvalue(res, limit - 1, 0) : NULL)));
-}
+static const tn_subres_t clients = {
+	.noun = "API client",
+	.param = "client_id",
+	.list_sql = "SELECT " CLIENT_COLS " FROM platform.api_clients WHERE tenant_id = $1::uuid AND deleted_at IS NULL "
+		    "AND id > coalesce(nullif($2, ''), '00000000-0000-0000-0000-000000000000')::uuid "
+		    "ORDER BY id LIMIT $3::int",
+	.get_sql = "SELECT " CLIENT_COLS " FROM platform.api_clients WHERE tenant_id = $1::uuid AND id = $2::uuid "
+		   "AND deleted_at IS NULL",
+	.delete_sql = "UPDATE platform.api_clients SET deleted_at = now() WHERE tenant_id = $1::uuid "
+		      "AND id = $2::uuid AND deleted_at IS NULL RETURNING id",
+	.delete_action = "api_client.delete",
+	.row_json = client_json,
+};
 
 static void list_clients(tn_ctx_t *ctx)
 {
-	char cursor[64], lim[16];
-	const char *p[3] = { ctx->target.id, cursor, lim };
-	mf_err_t err;
-
-	if (tn_page_params(ctx, &ctx->limit, cursor, &err) < 0) {
-		gw_respond_problem(ctx->req, &err);
-		return;
-	}
-	snprintf(lim, sizeof(lim), "%d", ctx->limit + 1);
-	tn_q(ctx, "SELECT " CLIENT_COLS " FROM platform.api_clients WHERE tenant_id = $1::uuid AND deleted_at IS NULL "
-		  "AND id > coalesce(nullif($2, ''), '00000000-0000-0000-0000-000000000000')::uuid "
-		  "ORDER BY id LIMIT $3::int", 3, p, got_list);
-}
-
-static void got_one(const PGresult *res, const mf_err_t *err, void *arg)
-{
-	tn_ctx_t *ctx = arg;
-
-	if (tn_failed(ctx, err))
-		return;
-	if (PQntuples(res) == 0) {
-		gw_respond_error(ctx->req, 404, "not_found", "no such API client");
-		return;
-	}
-	gw_respond_json(ctx->req, 200, client_json(res, 0));
+	tn_subres_list(ctx, &clients);
 }
 
 static void get_client(tn_ctx_t *ctx)
 {
-	const char *id = gw_req_param(ctx->req, "client_id");
-	const char *p[2] = { ctx->target.id, id };
-
-	if (!tn_uuid_ok(id)) {
-		gw_respond_error(ctx->req, 404, "not_found", "no such API client");
-		return;
-	}
-	tn_q(ctx, "SELECT " CLIENT_COLS " FROM platform.api_clients WHERE tenant_id = $1::uuid AND id = $2::uuid "
-		  "AND deleted_at IS NULL", 2, p, got_one);
-}
-
-static void del_done(const PGresult *res, const mf_err_t *err, void *arg)
-{
-	tn_ctx_t *ctx = arg;
-
-	tn_dir_forget(ctx->tw->dir, ctx->id);
-	gw_respond_raw(ctx->req, 204, NULL, "", 0);
-}
-
-static void del_audited(const PGresult *res, const mf_err_t *err, void *arg)
-{
-	tn_ctx_t *ctx = arg;
-
-	if (tn_failed(ctx, err))
-		return;
-	tn_commit(ctx, del_done);
-}
-
-static void del_updated(const PGresult *res, const mf_err_t *err, void *arg)
-{
-	tn_ctx_t *ctx = arg;
-
-	if (tn_failed(ctx, err))
-		return;
-	if (PQntuples(res) == 0) {
-		mf_err_set(&ctx->err, 404, "not_found", "no such API client");
-		tn_abort(ctx, &ctx->err);
-		return;
-	}
-	if (tn_audit(ctx, ctx->target.id, "api_client.delete", ctx->id, NULL, del_audited) < 0) {
-		mf_err_set(&ctx->err, 503, "over_capacity", "out of memory; retry");
-		tn_abort(ctx, &ctx->err);
-	}
-}
-
-static void del_begun(const PGresult *res, const mf_err_t *err, void *arg)
-{
-	tn_ctx_t *ctx = arg;
-	const char *p[2] = { ctx->target.id, ctx->id };
-
-	tn_q(ctx, "UPDATE platform.api_clients SET deleted_at = now() WHERE tenant_id = $1::uuid AND id = $2::uuid "
-		  "AND deleted_at IS NULL RETURNING id", 2, p, del_updated);
+	tn_subres_get(ctx, &clients);
 }
 
 static void delete_client(tn_ctx_t *ctx)
 {
-	const char *id = gw_req_param(ctx->req, "client_id");
-
-	if (!tn_uuid_ok(id)) {
-		gw_respond_error(ctx->req, 404, "not_found", "no such API client");
-		return;
-	}
-	snprintf(ctx->id, sizeof(ctx->id), "%s", id);
-	tn_begin(ctx, del_begun);
+	tn_subres_delete(ctx, &clients);
 }
 
 /* ---- POST /oauth/token ---- */

@@ -83,15 +83,6 @@ static void put_done(const PGresult *res, const mf_err_t *err, void *arg)
 	gw_respond_json(ctx->req, 200, out);
 }
 
-static void put_audited(const PGresult *res, const mf_err_t *err, void *arg)
-{
-	tn_ctx_t *ctx = arg;
-
-	if (tn_failed(ctx, err))
-		return;
-	tn_commit(ctx, put_done);
-}
-
 static void put_reread(const PGresult *res, const mf_err_t *err, void *arg)
 {
 	tn_ctx_t *ctx = arg;
@@ -102,13 +93,10 @@ static void put_reread(const PGresult *res, const mf_err_t *err, void *arg)
 	ctx->out = policy_json(ctx, res);
 	before = ctx->data;
 	ctx->data = NULL;
-	if (tn_audit(ctx, ctx->target.id, "policy.update", ctx->target.id,
-		     json_pack("{s:o,s:O,s:O}", "before", before ? before : json_null(), "after",
-			       json_object_get(ctx->out, "document"), "version", json_object_get(ctx->out, "version")),
-		     put_audited) < 0) {
-		mf_err_set(&ctx->err, 503, "over_capacity", "out of memory; retry");
-		tn_abort(ctx, &ctx->err);
-	}
+	tn_audit_commit(ctx, ctx->target.id, "policy.update", ctx->target.id,
+			json_pack("{s:o,s:O,s:O}", "before", before ? before : json_null(), "after",
+				  json_object_get(ctx->out, "document"), "version", json_object_get(ctx->out, "version")),
+			put_done);
 }
 
 static void put_updated(const PGresult *res, const mf_err_t *err, void *arg)
@@ -118,11 +106,8 @@ static void put_updated(const PGresult *res, const mf_err_t *err, void *arg)
 
 	if (tn_failed(ctx, err))
 		return;
-	if (PQntuples(res) == 0) {
-		mf_err_set(&ctx->err, 404, "not_found", "no such tenant");
-		tn_abort(ctx, &ctx->err);
+	if (!tn_found(ctx, res, "tenant"))
 		return;
-	}
 	ctx->data = PQgetisnull(res, 0, 0) ? NULL : json_loads(PQgetvalue(res, 0, 0), 0, NULL);
 	tn_q(ctx, read_sql, 1, p, put_reread);
 }
@@ -150,11 +135,8 @@ static void put_policy(tn_ctx_t *ctx)
 	mf_err_t err;
 	json_t *errors = NULL;
 
-	ctx->body = gw_req_json(ctx->req, &err);
-	if (ctx->body == NULL) {
-		gw_respond_problem(ctx->req, &err);
+	if (tn_body(ctx, NULL) == NULL)
 		return;
-	}
 	if (pol_policy_validate(ctx->body, &errors, &err) < 0) {
 		gw_respond_problem_ext(ctx->req, &err, errors ? json_pack("{s:o}", "errors", errors) : NULL);
 		return;

@@ -39,17 +39,9 @@ static json_t *tenant_json(const PGresult *r, int row)
 
 /* ---- validation ---- */
 
-static json_t *one_error(const char *path, const char *msg)
-{
-	return json_pack("[{s:s,s:s}]", "path", path, "message", msg);
-}
-
 static int invalid(tn_ctx_t *ctx, const char *path, const char *msg)
 {
-	mf_err_t err;
-
-	mf_err_set(&err, 400, "validation_failed", "%s: %s", path, msg);
-	gw_respond_problem_ext(ctx->req, &err, json_pack("{s:o}", "errors", one_error(path, msg)));
+	tn_invalid(ctx, path, msg);
 	return -1;
 }
 
@@ -173,15 +165,6 @@ static void prov_done(const PGresult *res, const mf_err_t *err, void *arg)
 	gw_respond_json(ctx->req, 201, out);
 }
 
-static void prov_audited(const PGresult *res, const mf_err_t *err, void *arg)
-{
-	tn_ctx_t *ctx = arg;
-
-	if (tn_failed(ctx, err))
-		return;
-	tn_commit(ctx, prov_done);
-}
-
 static void prov_schema(const PGresult *res, const mf_err_t *err, void *arg)
 {
 	tn_ctx_t *ctx = arg;
@@ -189,12 +172,9 @@ static void prov_schema(const PGresult *res, const mf_err_t *err, void *arg)
 
 	if (tn_failed(ctx, err))
 		return;
-	if (tn_audit(ctx, ctx->id, "tenant.create", ctx->id,
+	tn_audit_commit(ctx, ctx->id, "tenant.create", ctx->id,
 		     json_pack("{s:O,s:O,s:O}", "kind", json_object_get(o, "kind"), "slug", json_object_get(o, "slug"),
-			       "parent_id", json_object_get(o, "parent_id")), prov_audited) < 0) {
-		mf_err_set(&ctx->err, 503, "over_capacity", "out of memory; retry");
-		tn_abort(ctx, &ctx->err);
-	}
+			       "parent_id", json_object_get(o, "parent_id")), prov_done);
 }
 
 static void prov_inserted(const PGresult *res, const mf_err_t *err, void *arg)
@@ -241,19 +221,11 @@ static void provision(tn_ctx_t *ctx, enum pol_kind kind)
 {
 	static const char *const keys[] = { "kind", "name", "slug", "branding", NULL };
 	static const char *const client_keys[] = { "name", "slug", "branding", NULL };
-	mf_err_t err;
-	json_t *errors = NULL, *v;
+	json_t *v;
 	char *p;
 
-	ctx->body = gw_req_json(ctx->req, &err);
-	if (ctx->body == NULL) {
-		gw_respond_problem(ctx->req, &err);
+	if (tn_body(ctx, kind == POL_CLIENT ? client_keys : keys) == NULL)
 		return;
-	}
-	if (tn_only_keys(ctx->body, kind == POL_CLIENT ? client_keys : keys, &err, &errors) < 0) {
-		gw_respond_problem_ext(ctx->req, &err, errors ? json_pack("{s:o}", "errors", errors) : NULL);
-		return;
-	}
 	if (kind != POL_CLIENT) {
 		const char *k = json_string_value(json_object_get(ctx->body, "kind"));
 
@@ -325,40 +297,22 @@ static void get_tenant(tn_ctx_t *ctx)
 	     got_tenant);
 }
 
-static void got_clients(const PGresult *res, const mf_err_t *err, void *arg)
-{
-	tn_ctx_t *ctx = arg;
-	json_t *items = json_array();
-	int n = PQntuples(res), limit = ctx->limit;
-
-	if (tn_failed(ctx, err)) {
-		json_decref(items);
-		return;
-	}
-	for (int i = 0; i < n && i < limit; i++)
-		json_array_append_new(items, tenant_json(res, i));
-	gw_respond_json(ctx->req, 200, json_pack("{s:o,s:o}", "items", items, "next_cursor",
-		tn_page_cursor(n > limit ? PQgetvalue(res, limit - 1, 0) : NULL)));
-}
+static const tn_subres_t children = {
+	.noun = "tenant",
+	.param = "",
+	.list_sql = "SELECT " TENANT_COLS " FROM platform.tenants WHERE parent_id = $1::uuid AND deleted_at IS NULL "
+		    "AND id > coalesce(nullif($2, ''), '00000000-0000-0000-0000-000000000000')::uuid "
+		    "ORDER BY id LIMIT $3::int",
+	.row_json = tenant_json,
+};
 
 static void list_clients(tn_ctx_t *ctx)
 {
-	char cursor[64], lim[16];
-	const char *p[3] = { ctx->target.id, cursor, lim };
-	mf_err_t err;
-
 	if (ctx->target.kind != POL_MSP) {
 		gw_respond_error(ctx->req, 404, "not_found", "only an msp has clients");
 		return;
 	}
-	if (tn_page_params(ctx, &ctx->limit, cursor, &err) < 0) {
-		gw_respond_problem(ctx->req, &err);
-		return;
-	}
-	snprintf(lim, sizeof(lim), "%d", ctx->limit + 1);
-	tn_q(ctx, "SELECT " TENANT_COLS " FROM platform.tenants WHERE parent_id = $1::uuid AND deleted_at IS NULL "
-		  "AND id > coalesce(nullif($2, ''), '00000000-0000-0000-0000-000000000000')::uuid "
-		  "ORDER BY id LIMIT $3::int", 3, p, got_clients);
+	tn_subres_list(ctx, &children);
 }
 
 /* ---- edit ---- */
@@ -373,31 +327,16 @@ static void edit_done(const PGresult *res, const mf_err_t *err, void *arg)
 	gw_respond_json(ctx->req, 200, out);
 }
 
-static void edit_audited(const PGresult *res, const mf_err_t *err, void *arg)
-{
-	tn_ctx_t *ctx = arg;
-
-	if (tn_failed(ctx, err))
-		return;
-	tn_commit(ctx, edit_done);
-}
-
 static void edit_updated(const PGresult *res, const mf_err_t *err, void *arg)
 {
 	tn_ctx_t *ctx = arg;
 
 	if (tn_failed(ctx, err))
 		return;
-	if (PQntuples(res) == 0) {
-		mf_err_set(&ctx->err, 404, "not_found", "no such tenant");
-		tn_abort(ctx, &ctx->err);
+	if (!tn_found(ctx, res, "tenant"))
 		return;
-	}
 	ctx->out = tenant_json(res, 0);
-	if (tn_audit(ctx, ctx->target.id, ctx->action, ctx->target.id, json_deep_copy(ctx->body), edit_audited) < 0) {
-		mf_err_set(&ctx->err, 503, "over_capacity", "out of memory; retry");
-		tn_abort(ctx, &ctx->err);
-	}
+	tn_audit_commit(ctx, ctx->target.id, ctx->action, ctx->target.id, json_deep_copy(ctx->body), edit_done);
 }
 
 static void edit_begun(const PGresult *res, const mf_err_t *err, void *arg)
@@ -416,18 +355,10 @@ static void edit_begun(const PGresult *res, const mf_err_t *err, void *arg)
 static void patch_tenant(tn_ctx_t *ctx)
 {
 	static const char *const keys[] = { "name", "branding", NULL };
-	mf_err_t err;
-	json_t *errors = NULL, *v;
+	json_t *v;
 
-	ctx->body = gw_req_json(ctx->req, &err);
-	if (ctx->body == NULL) {
-		gw_respond_problem(ctx->req, &err);
+	if (tn_body(ctx, keys) == NULL)
 		return;
-	}
-	if (tn_only_keys(ctx->body, keys, &err, &errors) < 0) {
-		gw_respond_problem_ext(ctx->req, &err, errors ? json_pack("{s:o}", "errors", errors) : NULL);
-		return;
-	}
 	v = json_object_get(ctx->body, "name");
 	if (v && !text_ok(v, 200)) {
 		invalid(ctx, "/name", "must be 1 to 200 printable characters");
@@ -476,25 +407,13 @@ static void del_done(const PGresult *res, const mf_err_t *err, void *arg)
 	gw_respond_raw(ctx->req, 204, NULL, "", 0);
 }
 
-static void del_audited(const PGresult *res, const mf_err_t *err, void *arg)
-{
-	tn_ctx_t *ctx = arg;
-
-	if (tn_failed(ctx, err))
-		return;
-	tn_commit(ctx, del_done);
-}
-
 static void del_dropped(const PGresult *res, const mf_err_t *err, void *arg)
 {
 	tn_ctx_t *ctx = arg;
 
 	if (tn_failed(ctx, err))
 		return;
-	if (tn_audit(ctx, ctx->target.id, "tenant.delete", ctx->target.id, NULL, del_audited) < 0) {
-		mf_err_set(&ctx->err, 503, "over_capacity", "out of memory; retry");
-		tn_abort(ctx, &ctx->err);
-	}
+	tn_audit_commit(ctx, ctx->target.id, "tenant.delete", ctx->target.id, NULL, del_done);
 }
 
 static void del_revoked(const PGresult *res, const mf_err_t *err, void *arg)
@@ -525,11 +444,8 @@ static void del_marked(const PGresult *res, const mf_err_t *err, void *arg)
 
 	if (tn_failed(ctx, err))
 		return;
-	if (PQntuples(res) == 0) {
-		mf_err_set(&ctx->err, 404, "not_found", "no such tenant");
-		tn_abort(ctx, &ctx->err);
+	if (!tn_found(ctx, res, "tenant"))
 		return;
-	}
 	tn_q(ctx, "WITH c AS (UPDATE platform.api_clients SET deleted_at = now() "
 		  "WHERE tenant_id = $1::uuid AND deleted_at IS NULL RETURNING 1) "
 		  "UPDATE platform.users SET deleted_at = now() WHERE tenant_id = $1::uuid AND deleted_at IS NULL",
@@ -543,11 +459,8 @@ static void del_checked(const PGresult *res, const mf_err_t *err, void *arg)
 
 	if (tn_failed(ctx, err))
 		return;
-	if (PQntuples(res) == 0) {
-		mf_err_set(&ctx->err, 404, "not_found", "no such tenant");
-		tn_abort(ctx, &ctx->err);
+	if (!tn_found(ctx, res, "tenant"))
 		return;
-	}
 	if (strcmp(PQgetvalue(res, 0, 0), "0") != 0) {
 		mf_err_set(&ctx->err, 409, "tenant_has_clients", "delete this tenant's clients first");
 		tn_abort(ctx, &ctx->err);

@@ -113,15 +113,6 @@ static void create_done(const PGresult *res, const mf_err_t *err, void *arg)
 	gw_respond_json(ctx->req, 201, out);
 }
 
-static void create_audited(const PGresult *res, const mf_err_t *err, void *arg)
-{
-	tn_ctx_t *ctx = arg;
-
-	if (tn_failed(ctx, err))
-		return;
-	tn_commit(ctx, create_done);
-}
-
 static void create_inserted(const PGresult *res, const mf_err_t *err, void *arg)
 {
 	tn_ctx_t *ctx = arg;
@@ -134,11 +125,8 @@ static void create_inserted(const PGresult *res, const mf_err_t *err, void *arg)
 	if (tn_failed(ctx, err))
 		return;
 	ctx->out = user_json(res, 0);
-	if (tn_audit(ctx, ctx->target.id, "user.create", ctx->id,
-		     json_pack("{s:O}", "roles", json_object_get(ctx->out, "roles")), create_audited) < 0) {
-		mf_err_set(&ctx->err, 503, "over_capacity", "out of memory; retry");
-		tn_abort(ctx, &ctx->err);
-	}
+	tn_audit_commit(ctx, ctx->target.id, "user.create", ctx->id,
+		     json_pack("{s:O}", "roles", json_object_get(ctx->out, "roles")), create_done);
 }
 
 static void create_begun(const PGresult *res, const mf_err_t *err, void *arg)
@@ -175,15 +163,8 @@ static void create_user(tn_ctx_t *ctx)
 	pwjob_t *j;
 	const char *bad = NULL, *msg = NULL;
 
-	ctx->body = gw_req_json(ctx->req, &err);
-	if (ctx->body == NULL) {
-		gw_respond_problem(ctx->req, &err);
+	if (tn_body(ctx, keys) == NULL)
 		return;
-	}
-	if (tn_only_keys(ctx->body, keys, &err, &errors) < 0) {
-		gw_respond_problem_ext(ctx->req, &err, errors ? json_pack("{s:o}", "errors", errors) : NULL);
-		return;
-	}
 	pw = json_object_get(ctx->body, "password");
 	name = json_object_get(ctx->body, "name");
 	if (!email_norm(json_object_get(ctx->body, "email"), email))
@@ -194,8 +175,7 @@ static void create_user(tn_ctx_t *ctx)
 	else if (name && (!json_is_string(name) || json_string_length(name) > 200))
 		bad = "/name", msg = "must be at most 200 characters";
 	if (bad) {
-		mf_err_set(&err, 400, "validation_failed", "%s: %s", bad, msg);
-		gw_respond_problem_ext(ctx->req, &err, json_pack("{s:[{s:s,s:s}]}", "errors", "path", bad, "message", msg));
+		tn_invalid(ctx, bad, msg);
 		return;
 	}
 	if (json_object_get(ctx->body, "roles") == NULL)
@@ -226,117 +206,33 @@ static void create_user(tn_ctx_t *ctx)
 
 /* ---- GET list / GET one / DELETE ---- */
 
-static void got_list(const PGresult *res, const mf_err_t *err, void *arg)
-{
-	tn_ctx_t *ctx = arg;
-	json_t *items;
-	int n, limit = ctx->limit;
-
-	if (tn_failed(ctx, err))
-		return;
-	items = json_array();
-	n = PQntuples(res);
-	for (int i = 0; i < n && i < limit; i++)
-		json_array_append_new(items, user_json(res, i));
-	gw_respond_json(ctx->req, 200, json_pack("{s:o,s:o}", "items", items, "next_cursor",
-		tn_page_cursor(n > limit ? PQgetvalue(res, limit - 1, 0) : NULL)));
-}
+static const tn_subres_t users = {
+	.noun = "user",
+	.param = "user_id",
+	.list_sql = "SELECT " USER_COLS " FROM platform.users WHERE tenant_id = $1::uuid AND deleted_at IS NULL "
+		    "AND id > coalesce(nullif($2, ''), '00000000-0000-0000-0000-000000000000')::uuid "
+		    "ORDER BY id LIMIT $3::int",
+	.get_sql = "SELECT " USER_COLS " FROM platform.users WHERE tenant_id = $1::uuid AND id = $2::uuid "
+		   "AND deleted_at IS NULL",
+	.delete_sql = "UPDATE platform.users SET deleted_at = now() WHERE tenant_id = $1::uuid AND id = $2::uuid "
+		      "AND deleted_at IS NULL RETURNING id",
+	.delete_action = "user.delete",
+	.row_json = user_json,
+};
 
 static void list_users(tn_ctx_t *ctx)
 {
-	char cursor[64], lim[16];
-	const char *p[3] = { ctx->target.id, cursor, lim };
-	mf_err_t err;
-
-	if (tn_page_params(ctx, &ctx->limit, cursor, &err) < 0) {
-		gw_respond_problem(ctx->req, &err);
-		return;
-	}
-	snprintf(lim, sizeof(lim), "%d", ctx->limit + 1);
-	tn_q(ctx, "SELECT " USER_COLS " FROM platform.users WHERE tenant_id = $1::uuid AND deleted_at IS NULL "
-		  "AND id > coalesce(nullif($2, ''), '00000000-0000-0000-0000-000000000000')::uuid "
-		  "ORDER BY id LIMIT $3::int", 3, p, got_list);
-}
-
-static void got_one(const PGresult *res, const mf_err_t *err, void *arg)
-{
-	tn_ctx_t *ctx = arg;
-
-	if (tn_failed(ctx, err))
-		return;
-	if (PQntuples(res) == 0) {
-		gw_respond_error(ctx->req, 404, "not_found", "no such user");
-		return;
-	}
-	gw_respond_json(ctx->req, 200, user_json(res, 0));
+	tn_subres_list(ctx, &users);
 }
 
 static void get_user(tn_ctx_t *ctx)
 {
-	const char *id = gw_req_param(ctx->req, "user_id");
-	const char *p[2] = { ctx->target.id, id };
-
-	if (!tn_uuid_ok(id)) {
-		gw_respond_error(ctx->req, 404, "not_found", "no such user");
-		return;
-	}
-	tn_q(ctx, "SELECT " USER_COLS " FROM platform.users WHERE tenant_id = $1::uuid AND id = $2::uuid "
-		  "AND deleted_at IS NULL", 2, p, got_one);
-}
-
-static void del_done(const PGresult *res, const mf_err_t *err, void *arg)
-{
-	tn_ctx_t *ctx = arg;
-
-	tn_dir_forget(ctx->tw->dir, ctx->id);
-	gw_respond_raw(ctx->req, 204, NULL, "", 0);
-}
-
-static void del_audited(const PGresult *res, const mf_err_t *err, void *arg)
-{
-	tn_ctx_t *ctx = arg;
-
-	if (tn_failed(ctx, err))
-		return;
-	tn_commit(ctx, del_done);
-}
-
-static void del_updated(const PGresult *res, const mf_err_t *err, void *arg)
-{
-	tn_ctx_t *ctx = arg;
-
-	if (tn_failed(ctx, err))
-		return;
-	if (PQntuples(res) == 0) {
-		mf_err_set(&ctx->err, 404, "not_found", "no such user");
-		tn_abort(ctx, &ctx->err);
-		return;
-	}
-	if (tn_audit(ctx, ctx->target.id, "user.delete", ctx->id, NULL, del_audited) < 0) {
-		mf_err_set(&ctx->err, 503, "over_capacity", "out of memory; retry");
-		tn_abort(ctx, &ctx->err);
-	}
-}
-
-static void del_begun(const PGresult *res, const mf_err_t *err, void *arg)
-{
-	tn_ctx_t *ctx = arg;
-	const char *p[2] = { ctx->target.id, ctx->id };
-
-	tn_q(ctx, "UPDATE platform.users SET deleted_at = now() WHERE tenant_id = $1::uuid AND id = $2::uuid "
-		  "AND deleted_at IS NULL RETURNING id", 2, p, del_updated);
+	tn_subres_get(ctx, &users);
 }
 
 static void delete_user(tn_ctx_t *ctx)
 {
-	const char *id = gw_req_param(ctx->req, "user_id");
-
-	if (!tn_uuid_ok(id)) {
-		gw_respond_error(ctx->req, 404, "not_found", "no such user");
-		return;
-	}
-	snprintf(ctx->id, sizeof(ctx->id), "%s", id);
-	tn_begin(ctx, del_begun);
+	tn_subres_delete(ctx, &users);
 }
 
 /* ---- POST /portal/v1/login ---- */

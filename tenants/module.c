@@ -195,6 +195,15 @@ bool tn_failed(tn_ctx_t *ctx, const mf_err_t *err)
 	return true;
 }
 
+bool tn_found(tn_ctx_t *ctx, const PGresult *res, const char *noun)
+{
+	if (PQntuples(res) > 0)
+		return true;
+	mf_err_set(&ctx->err, 404, "not_found", "no such %s", noun);
+	tn_abort(ctx, &ctx->err);
+	return false;
+}
+
 static void begun(mf_pg_conn_t *conn, const mf_err_t *err, void *arg)
 {
 	tn_ctx_t *ctx = arg;
@@ -244,18 +253,51 @@ void tn_commit(tn_ctx_t *ctx, mf_pg_cb then)
 	}
 }
 
-int tn_audit(tn_ctx_t *ctx, const char *tenant_id, const char *action, const char *target, json_t *detail,
-	     mf_pg_cb cb)
+static void audited(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	tn_ctx_t *ctx = arg;
+
+	if (tn_failed(ctx, err))
+		return;
+	tn_commit(ctx, ctx->after_audit);
+}
+
+void tn_audit_commit(tn_ctx_t *ctx, const char *tenant_id, const char *action, const char *target,
+		     json_t *detail, mf_pg_cb done)
 {
 	char *d = detail ? json_dumps(detail, JSON_COMPACT) : NULL;
 	const char *p[5] = { tenant_id, ctx->actor, action, target ? target : "", d ? d : "{}" };
-	int rc;
 
 	json_decref(detail);
-	rc = mf_pg_conn_query(ctx->conn, "INSERT INTO platform.audit_events (tenant_id, actor, action, target, detail) "
-				 "VALUES ($1::uuid, $2, $3, $4, $5::jsonb)", 5, p, cb, ctx);
+	ctx->after_audit = done;
+	tn_q(ctx, "INSERT INTO platform.audit_events (tenant_id, actor, action, target, detail) "
+		  "VALUES ($1::uuid, $2, $3, $4, $5::jsonb)", 5, p, audited);
 	free(d);
-	return rc;
+}
+
+json_t *tn_body(tn_ctx_t *ctx, const char *const *keys)
+{
+	mf_err_t err;
+	json_t *errors = NULL;
+
+	ctx->body = gw_req_json(ctx->req, &err);
+	if (ctx->body == NULL) {
+		gw_respond_problem(ctx->req, &err);
+		return NULL;
+	}
+	if (keys && tn_only_keys(ctx->body, keys, &err, &errors) < 0) {
+		gw_respond_problem_ext(ctx->req, &err, errors ? json_pack("{s:o}", "errors", errors) : NULL);
+		return NULL;
+	}
+	return ctx->body;
+}
+
+void tn_invalid(tn_ctx_t *ctx, const char *path, const char *msg)
+{
+	mf_err_t err;
+
+	mf_err_set(&err, 400, "validation_failed", "%s: %s", path, msg);
+	gw_respond_problem_ext(ctx->req, &err, json_pack("{s:[{s:s,s:s}]}", "errors", "path", path, "message", msg));
 }
 
 int tn_page_params(tn_ctx_t *ctx, int *limit, char cursor[64], mf_err_t *err)
@@ -406,4 +448,112 @@ int tn_roles_check(enum pol_kind kind, json_t *roles, mf_err_t *err, json_t **er
 			}
 	}
 	return 0;
+}
+
+/* ---- sub-resources of a tenant: list, get one, delete (API clients, users) ---- */
+
+static void sub_listed(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	tn_ctx_t *ctx = arg;
+	json_t *items;
+	int n, limit = ctx->limit;
+
+	if (tn_failed(ctx, err))
+		return;
+	items = json_array();
+	n = PQntuples(res);
+	for (int i = 0; i < n && i < limit; i++)
+		json_array_append_new(items, ctx->sub->row_json(res, i));
+	gw_respond_json(ctx->req, 200, json_pack("{s:o,s:o}", "items", items, "next_cursor",
+		tn_page_cursor(n > limit ? PQgetvalue(res, limit - 1, 0) : NULL)));
+}
+
+void tn_subres_list(tn_ctx_t *ctx, const tn_subres_t *d)
+{
+	char cursor[64], lim[16];
+	const char *p[3] = { ctx->target.id, cursor, lim };
+	mf_err_t err;
+
+	ctx->sub = d;
+	if (tn_page_params(ctx, &ctx->limit, cursor, &err) < 0) {
+		gw_respond_problem(ctx->req, &err);
+		return;
+	}
+	snprintf(lim, sizeof(lim), "%d", ctx->limit + 1);
+	tn_q(ctx, d->list_sql, 3, p, sub_listed);
+}
+
+static void sub_missing(tn_ctx_t *ctx)
+{
+	gw_respond_error(ctx->req, 404, "not_found", "no such %s", ctx->sub->noun);
+}
+
+static void sub_got(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	tn_ctx_t *ctx = arg;
+
+	if (tn_failed(ctx, err))
+		return;
+	if (PQntuples(res) == 0)
+		sub_missing(ctx);
+	else
+		gw_respond_json(ctx->req, 200, ctx->sub->row_json(res, 0));
+}
+
+/* The path's id of the sub-resource into ctx->id; false (answered 404)
+ * when it is not a UUID. */
+static bool sub_id(tn_ctx_t *ctx, const tn_subres_t *d)
+{
+	const char *id = gw_req_param(ctx->req, d->param);
+
+	ctx->sub = d;
+	if (!tn_uuid_ok(id)) {
+		sub_missing(ctx);
+		return false;
+	}
+	snprintf(ctx->id, sizeof(ctx->id), "%s", id);
+	return true;
+}
+
+void tn_subres_get(tn_ctx_t *ctx, const tn_subres_t *d)
+{
+	const char *p[2] = { ctx->target.id, ctx->id };
+
+	if (sub_id(ctx, d))
+		tn_q(ctx, d->get_sql, 2, p, sub_got);
+}
+
+static void sub_deleted_done(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	tn_ctx_t *ctx = arg;
+
+	/* a deleted subject's tokens stop here at once, elsewhere within
+	 * auth_cache_ttl_ms */
+	tn_dir_forget(ctx->tw->dir, ctx->id);
+	gw_respond_raw(ctx->req, 204, NULL, "", 0);
+}
+
+static void sub_deleted(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	tn_ctx_t *ctx = arg;
+
+	if (tn_failed(ctx, err))
+		return;
+	if (!tn_found(ctx, res, ctx->sub->noun))
+		return;
+	tn_audit_commit(ctx, ctx->target.id, ctx->sub->delete_action, ctx->id, NULL, sub_deleted_done);
+}
+
+static void sub_delete_begun(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	tn_ctx_t *ctx = arg;
+	const char *p[2] = { ctx->target.id, ctx->id };
+
+	tn_q(ctx, ctx->sub->delete_sql, 2, p, sub_deleted);
+}
+
+void tn_subres_delete(tn_ctx_t *ctx, const tn_subres_t *d)
+{
+	if (sub_id(ctx, d))
+		tn_begin(ctx, sub_delete_begun);
 }

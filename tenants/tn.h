@@ -106,6 +106,8 @@ struct tn_ctx {
 	char schema[64];
 	char *text;
 	mf_pg_cb next;			/* tn_begin / tn_commit continuation */
+	mf_pg_cb after_audit;		/* tn_audit_commit continuation */
+	const struct tn_subres *sub;	/* tn_subres_* */
 	enum pol_kind route_kind;
 	int limit;
 	const char *action;		/* audit action of a shared step */
@@ -139,6 +141,21 @@ int tn_keys_worker_start(tn_worker_t *tw) __attribute__((warn_unused_result));
 int tn_issue_token(tn_worker_t *tw, const char *sub, const char *tenant_id, const char *roles_text,
 		   json_t **out, mf_err_t *err) __attribute__((warn_unused_result));
 
+/* A kind of object that belongs to a tenant (API clients, users): the
+ * list / get / delete handlers are the same but for these. */
+typedef struct tn_subres {
+	const char *noun;		/* "API client", in 404 details */
+	const char *param;		/* the path parameter of its id */
+	const char *list_sql;		/* $1 tenant, $2 cursor id or '', $3 limit; ORDER BY id */
+	const char *get_sql;		/* $1 tenant, $2 id */
+	const char *delete_sql;		/* $1 tenant, $2 id; RETURNING id */
+	const char *delete_action;	/* audit action */
+	json_t *(*row_json)(const PGresult *r, int row);	/* new reference; column 0 is the id */
+} tn_subres_t;
+void tn_subres_list(tn_ctx_t *ctx, const tn_subres_t *d);
+void tn_subres_get(tn_ctx_t *ctx, const tn_subres_t *d);
+void tn_subres_delete(tn_ctx_t *ctx, const tn_subres_t *d);
+
 /* ---- handlers, by file ---- */
 int tn_tenants_routes(tn_t *tn, gw_router_t *api) __attribute__((warn_unused_result));
 int tn_clients_routes(tn_t *tn, gw_router_t *api) __attribute__((warn_unused_result));
@@ -153,6 +170,9 @@ void tn_fail(tn_ctx_t *ctx, const mf_err_t *err);
 void tn_q(tn_ctx_t *ctx, const char *sql, int n, const char *const *p, mf_pg_cb cb);
 /* err != NULL: rolls back, answers it and returns true. */
 bool tn_failed(tn_ctx_t *ctx, const mf_err_t *err);
+/* res has a row; else (inside a transaction) rolls back, answers 404
+ * "no such <noun>" and returns false. */
+bool tn_found(tn_ctx_t *ctx, const PGresult *res, const char *noun);
 /* Opens a transaction on ctx->conn, then calls first(NULL, NULL, ctx). */
 void tn_begin(tn_ctx_t *ctx, mf_pg_cb first);
 /* Commits ctx->conn, then calls then(NULL, NULL, ctx); a failed commit is
@@ -160,9 +180,15 @@ void tn_begin(tn_ctx_t *ctx, mf_pg_cb first);
 void tn_commit(tn_ctx_t *ctx, mf_pg_cb then);
 /* Rolls back ctx->conn (if any) and answers err. */
 void tn_abort(tn_ctx_t *ctx, const mf_err_t *err);
-/* Inserts one audit row on ctx->conn: action, target, detail (stolen). */
-int tn_audit(tn_ctx_t *ctx, const char *tenant_id, const char *action, const char *target, json_t *detail,
-	     mf_pg_cb cb) __attribute__((warn_unused_result));
+/* Inserts the audit row (detail stolen, may be NULL) on ctx->conn, commits,
+ * then calls done(NULL, NULL, ctx); any failure rolls back and answers. */
+void tn_audit_commit(tn_ctx_t *ctx, const char *tenant_id, const char *action, const char *target,
+		     json_t *detail, mf_pg_cb done);
+/* The request's JSON body, with only the given keys (NULL: any) allowed;
+ * NULL when it was answered with the problem (400, 415...). */
+json_t *tn_body(tn_ctx_t *ctx, const char *const *keys);
+/* Answers a 400 validation_failed with one {path, message}. */
+void tn_invalid(tn_ctx_t *ctx, const char *path, const char *msg);
 /* ?limit= and ?cursor= of a list route: limit 1..500 (default 50); cursor
  * "" when absent.  Returns -1 with err for a bad value. */
 int tn_page_params(tn_ctx_t *ctx, int *limit, char cursor[64], mf_err_t *err);
