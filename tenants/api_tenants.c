@@ -527,6 +527,26 @@ static void get_access(tn_ctx_t *ctx)
 	mf_buf_free(&b);
 }
 
+/* One permission: 204 when the caller holds it here, 403 when not; an
+ * unknown permission name is 404.  No body: the cheapest question a
+ * portal or an integration can ask before it offers an action. */
+static void get_access_one(tn_ctx_t *ctx)
+{
+	const char *name = gw_req_param(ctx->req, "permission");
+	pol_tenant_t t = { ctx->target.id, ctx->target.parent_id, ctx->target.kind };
+
+	for (int p = 0; p < POL_PERM_COUNT; p++) {
+		if (strcmp(name, pol_perm_name((enum pol_perm)p)) != 0)
+			continue;
+		if (pol_decide(&ctx->who, &t, (enum pol_perm)p) == POL_ALLOW)
+			gw_respond_raw(ctx->req, 204, NULL, "", 0);
+		else
+			gw_respond_error(ctx->req, 403, "forbidden", "your roles do not grant this permission here");
+		return;
+	}
+	gw_respond_error(ctx->req, 404, "not_found", "no such permission");
+}
+
 int tn_tenants_routes(tn_t *tn, gw_router_t *api)
 {
 	const unsigned J = GW_ROUTE_JSON_BODY;
@@ -539,7 +559,8 @@ int tn_tenants_routes(tn_t *tn, gw_router_t *api)
 	    tn_route(api, tn, "GET", "/v1/tenants/{tenant_id}/clients", POL_READ, 0, list_clients) < 0 ||
 	    tn_route(api, tn, "POST", "/v1/tenants/{tenant_id}/suspend", POL_LIFECYCLE, 0, suspend_tenant) < 0 ||
 	    tn_route(api, tn, "POST", "/v1/tenants/{tenant_id}/resume", POL_LIFECYCLE, 0, resume_tenant) < 0 ||
-	    tn_route(api, tn, "GET", "/v1/tenants/{tenant_id}/access", POL_READ, 0, get_access) < 0)
+	    tn_route(api, tn, "GET", "/v1/tenants/{tenant_id}/access", POL_READ, 0, get_access) < 0 ||
+	    tn_route(api, tn, "GET", "/v1/tenants/{tenant_id}/access/{permission}", POL_READ, 0, get_access_one) < 0)
 		return -1;
 	return 0;
 }
