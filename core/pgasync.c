@@ -65,6 +65,7 @@ struct mf_pg_pool {
 	atomic_ullong queries, errors, reconnects, unavailable;
 	atomic_int open, busy, nqueued;
 	bool freeing;
+	struct timespec last_wake;	/* demand wake-up of a backed-off connection */
 };
 
 static void conn_io(evutil_socket_t fd, short what, void *arg);
@@ -608,11 +609,38 @@ void mf_pg_pool_free(mf_pg_pool_t *p)
 	free(p);
 }
 
+/* Nothing is up and every connection sleeps in its backoff: a statement
+ * arriving now says the database is wanted, so one connection tries at
+ * once (at most every 250 ms per pool) instead of at the end of a backoff
+ * that may have grown to seconds.  The statement itself still fails fast. */
+static void wake_one(mf_pg_pool_t *p)
+{
+	struct timespec now;
+	long ms;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = (now.tv_sec - p->last_wake.tv_sec) * 1000 + (now.tv_nsec - p->last_wake.tv_nsec) / 1000000;
+	if (p->last_wake.tv_sec != 0 && ms < 250)
+		return;
+	for (int i = 0; i < p->n; i++) {
+		mf_pg_conn_t *c = &p->conns[i];
+
+		if (c->state == C_DOWN && !c->pinned && evtimer_pending(c->timer, NULL)) {
+			p->last_wake = now;
+			event_del(c->timer);
+			conn_start(c);
+			return;
+		}
+	}
+}
+
 static int submit(mf_pg_pool_t *p, pgq_t *q)
 {
 	mf_err_t err;
 
 	if (!pool_has_up(p) && !pool_has_connecting(p)) {
+		if (!p->freeing)
+			wake_one(p);
 		atomic_fetch_add(&p->unavailable, 1);
 		set_unavailable(p, &err);
 		return q_fail_later(p, q, &err);

@@ -63,6 +63,28 @@ class PgRecoveryTest(unittest.TestCase):
             pg.cleanup()
         self.assertEqual(rc, 0)
 
+    def test_requests_wake_a_backed_off_pool(self):
+        # a long outage grows every connection's backoff to 5 s; when the
+        # database returns, arriving requests make one connection retry at
+        # once, so service resumes in well under a backoff period
+        pg = PgCluster()
+        srv = Server(pg, binary=TESTSRV, config={"db_pool_size": 2, "workers": 1})
+        try:
+            self.assertEqual(wait_status(srv.port, "/db/sleep?ms=1", 200, 10).status, 200)
+            pg.stop()
+            time.sleep(8)            # no requests: the backoff doubles up to its 5 s cap
+            pg.start()
+            t0 = time.time()
+            while time.time() - t0 < 10 and request(srv.port, "GET", "/db/sleep?ms=1").status != 200:
+                time.sleep(0.05)
+            took = time.time() - t0
+            print(f"# first success {took:.2f} s after PostgreSQL returned")
+            self.assertLess(took, 1.0)
+        finally:
+            rc = srv.stop()
+            pg.cleanup()
+        self.assertEqual(rc, 0)
+
     def test_transactions_commit_and_roll_back(self):
         pg = PgCluster()
         pg.psql("CREATE TABLE tx_probe (v int PRIMARY KEY)")
