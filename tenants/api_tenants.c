@@ -282,10 +282,8 @@ static void got_tenant(const PGresult *res, const mf_err_t *err, void *arg)
 
 	if (tn_failed(ctx, err))
 		return;
-	if (PQntuples(res) == 0) {
-		gw_respond_error(ctx->req, 404, "not_found", "no such tenant");
+	if (!tn_found(ctx, res, "tenant"))
 		return;
-	}
 	gw_respond_json(ctx->req, 200, tenant_json(res, 0));
 }
 

@@ -170,8 +170,8 @@ void tn_fail(tn_ctx_t *ctx, const mf_err_t *err);
 void tn_q(tn_ctx_t *ctx, const char *sql, int n, const char *const *p, mf_pg_cb cb);
 /* err != NULL: rolls back, answers it and returns true. */
 bool tn_failed(tn_ctx_t *ctx, const mf_err_t *err);
-/* res has a row; else (inside a transaction) rolls back, answers 404
- * "no such <noun>" and returns false. */
+/* res has a row; else answers 404 "no such <noun>" (rolling back
+ * ctx->conn first when a transaction is open) and returns false. */
 bool tn_found(tn_ctx_t *ctx, const PGresult *res, const char *noun);
 /* Opens a transaction on ctx->conn, then calls first(NULL, NULL, ctx). */
 void tn_begin(tn_ctx_t *ctx, mf_pg_cb first);

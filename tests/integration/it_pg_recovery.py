@@ -3,7 +3,7 @@ get 503 + Retry-After meanwhile, and the server recovers by itself."""
 import time
 import unittest
 
-from mfharness import TESTSRV, PgCluster, Server, request, run_migrate
+from mfharness import TESTSRV, PgCluster, Server, request, run_migrate, wait_all_ok
 
 
 def wait_status(port, path, status, timeout):
@@ -15,19 +15,6 @@ def wait_status(port, path, status, timeout):
             return r
         time.sleep(0.1)
     return r
-
-
-def wait_all_ok(port, path, timeout, run=8):
-    """True once `run` consecutive requests answer 200 (before timeout)."""
-    deadline = time.time() + timeout
-    ok = 0
-    while time.time() < deadline:
-        ok = ok + 1 if request(port, "GET", path).status == 200 else 0
-        if ok >= run:
-            return True
-        if ok == 0:
-            time.sleep(0.1)
-    return False
 
 
 class PgRecoveryTest(unittest.TestCase):

@@ -14,7 +14,7 @@ import time
 import unittest
 import uuid
 
-from mfharness import TESTSRV, PgCluster, Server, request, run_migrate
+from mfharness import TESTSRV, PgCluster, Server, request, run_migrate, wait_all_ok
 
 LIMIT, W = 1000, 10
 FALLBACK_MSG = "cannot lease from the database; limiting locally for the rest of the window"
@@ -83,18 +83,6 @@ def sleep_until(t):
 
 def next_window_start(after):
     return math.ceil(after / W) * W
-
-
-def wait_all_ok(port, path, timeout, run=8):
-    deadline = time.time() + timeout
-    ok = 0
-    while time.time() < deadline:
-        ok = ok + 1 if request(port, "GET", path).status == 200 else 0
-        if ok >= run:
-            return True
-        if ok == 0:
-            time.sleep(0.1)
-    return False
 
 
 class RateLimitClusterTest(unittest.TestCase):

@@ -282,3 +282,17 @@ def parse_responses(data):
         out.append((status, headers, rest[:n]))
         data = rest[n:]
     return out
+
+
+def wait_all_ok(port, path, timeout, run=8):
+    """True once `run` consecutive requests answer 200 (before timeout);
+    requests on fresh connections spread over the worker threads."""
+    deadline = time.time() + timeout
+    ok = 0
+    while time.time() < deadline:
+        ok = ok + 1 if request(port, "GET", path).status == 200 else 0
+        if ok >= run:
+            return True
+        if ok == 0:
+            time.sleep(0.1)
+    return False
