@@ -148,6 +148,13 @@ enum pol_decision pol_decide(const pol_subject_t *w, const pol_tenant_t *t, enum
 		ok = t->kind != POL_PLATFORM && !is_self(w, t) &&
 		     (is_platform_admin(w) || (is_parent_msp(w, t) && (w->roles & POL_R_MSP_ADMIN)));
 		break;
+	case POL_CREDENTIALS:
+	case POL_CONNECTORS:
+		/* only tenants that run workflows have a vault and connectors */
+		if (t->kind != POL_MSP && t->kind != POL_CLIENT)
+			return POL_NOT_FOUND;
+		ok = admin_over(w, t);
+		break;
 	case POL_USERS:
 		/* portal users belong to msps and clients */
 		ok = (t->kind == POL_MSP || t->kind == POL_CLIENT) && admin_over(w, t);
@@ -162,6 +169,7 @@ const char *pol_perm_name(enum pol_perm p)
 {
 	static const char *const names[POL_PERM_COUNT] = {
 		"read", "edit", "create_tenant", "create_client", "lifecycle", "api_clients", "users", "policy",
+		"credentials", "connectors",
 	};
 
 	return p < POL_PERM_COUNT ? names[p] : "";

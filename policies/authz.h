@@ -37,6 +37,8 @@ enum pol_perm {
 	POL_API_CLIENTS,	/* manage API clients */
 	POL_USERS,		/* manage portal users */
 	POL_POLICY,		/* read and write the policy document */
+	POL_CREDENTIALS,	/* write and list vault credentials (msps and clients) */
+	POL_CONNECTORS,		/* manage and try connectors (msps and clients) */
 	POL_PERM_COUNT
 };
 

@@ -35,6 +35,8 @@ struct tn_route {
 	enum pol_perm perm;
 	bool has_tenant;
 	tn_handler_fn fn;
+	tn_call_fn ext;			/* a handler of another module (tn_guard_add) */
+	void *ext_arg;
 };
 
 bool tn_uuid_ok(const char *s)
@@ -92,6 +94,8 @@ static void ctx_free(void *p)
 	free(ctx->text);
 	if (ctx->data_free)
 		ctx->data_free(ctx->data);
+	if (ctx->call.data_free)
+		ctx->call.data_free(ctx->call.data);
 	free(ctx);
 }
 
@@ -388,6 +392,32 @@ int tn_route(gw_router_t *r, tn_t *tn, const char *method, const char *pattern, 
 	}
 	route->next = tn->routes;
 	tn->routes = route;
+	return 0;
+}
+
+/* The guard's answer for a handler of another module: what it proved, in
+ * the public shape of tenants.h, pointing into ctx (valid until the
+ * response). */
+static void ext_handler(tn_ctx_t *ctx)
+{
+	tn_call_t *c = &ctx->call;
+
+	c->req = ctx->req;
+	c->tenant_id = ctx->target.id;
+	c->schema = ctx->target.schema;
+	c->kind = ctx->target.kind;
+	c->caller_tenant_id = ctx->me.id;
+	c->actor = ctx->actor;
+	ctx->route->ext(c, ctx->route->ext_arg);
+}
+
+int tn_guard_add(gw_router_t *r, tn_t *tn, const char *method, const char *pattern, enum pol_perm perm,
+		 unsigned flags, tn_call_fn fn, void *arg)
+{
+	if (tn_route(r, tn, method, pattern, perm, flags, ext_handler) < 0)
+		return -1;
+	tn->routes->ext = fn;
+	tn->routes->ext_arg = arg;
 	return 0;
 }
 

@@ -270,8 +270,7 @@ void tn_audit_commit(tn_ctx_t *ctx, const char *tenant_id, const char *action, c
 
 	json_decref(detail);
 	ctx->after_audit = done;
-	tn_q(ctx, "INSERT INTO platform.audit_events (tenant_id, actor, action, target, detail) "
-		  "VALUES ($1::uuid, $2, $3, $4, $5::jsonb)", 5, p, audited);
+	tn_q(ctx, TN_AUDIT_SQL, 5, p, audited);
 	free(d);
 }
 

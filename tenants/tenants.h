@@ -18,6 +18,7 @@
 #include "core/config.h"
 #include "core/err.h"
 #include "gateway/gateway.h"
+#include "policies/authz.h"
 
 typedef struct tn tn_t;
 typedef struct tn_worker tn_worker_t;
@@ -31,6 +32,39 @@ int tn_routes_add(tn_t *tn, gw_router_t *api) __attribute__((warn_unused_result)
 /* On the worker's thread, after its database pool exists. */
 tn_worker_t *tn_worker_new(tn_t *tn, struct mf_worker *w);
 void tn_worker_free(tn_worker_t *tw);
+
+/* ---- the guard, for routes of other modules ---- */
+
+/* What the guard proved about a call before the handler runs: the token
+ * is valid, its subject and tenant are live, the rate limits admitted it,
+ * and the caller holds the route's permission on the route's {tenant_id}
+ * (else it answered 401 / 404 / 403 / 429 itself).  Every pointer is valid
+ * until the response; the tenant's schema is the only one the handler may
+ * touch, and it never comes from anything the client sent. */
+typedef struct tn_call {
+	gw_req_t *req;
+	const char *tenant_id;		/* the route's {tenant_id} (else the caller's own) */
+	const char *schema;		/* that tenant's generated schema ("" for the platform) */
+	enum pol_kind kind;		/* that tenant's kind */
+	const char *caller_tenant_id;	/* the token's tenant */
+	const char *actor;		/* the caller, as audit rows name it */
+	/* The handler's own per-request state (the handler must not use
+	 * gw_req_set_data): freed with data_free after the response. */
+	void *data;
+	void (*data_free)(void *);
+} tn_call_t;
+typedef void (*tn_call_fn)(tn_call_t *call, void *arg);
+
+/* Adds a route behind the guard (see tn_call_t).  A route without
+ * {tenant_id} acts on the caller's own tenant. */
+int tn_guard_add(gw_router_t *r, tn_t *tn, const char *method, const char *pattern, enum pol_perm perm,
+		 unsigned flags, tn_call_fn fn, void *arg) __attribute__((warn_unused_result));
+
+/* The audit insert: $1 tenant id, $2 actor, $3 action, $4 target, $5
+ * detail (jsonb text; never secret values). */
+#define TN_AUDIT_SQL \
+	"INSERT INTO platform.audit_events (tenant_id, actor, action, target, detail) " \
+	"VALUES ($1::uuid, $2, $3, $4, $5::jsonb)"
 
 /* Counters of a worker's guard, for /metrics (any thread, approximate). */
 typedef struct tn_stats {

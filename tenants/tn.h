@@ -114,6 +114,7 @@ struct tn_ctx {
 	const char *status_to;
 	void *data;
 	void (*data_free)(void *);
+	tn_call_t call;			/* what a tn_guard_add handler sees */
 };
 
 /* Adds a route behind the guard: bearer token, principal and tenant

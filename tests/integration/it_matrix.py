@@ -55,6 +55,10 @@ def expected(who, t, perm):
         return "allow" if ok else 403
     if perm == "users":
         return "allow" if t["kind"] in ("msp", "client") and admin_over(who, t) else 403
+    if perm in ("credentials", "connectors"):
+        if t["kind"] not in ("msp", "client"):
+            return 404
+        return "allow" if admin_over(who, t) else 403
     raise ValueError(perm)
 
 
@@ -109,7 +113,8 @@ class MatrixTest(unittest.TestCase):
             ("PUT", f"/v1/tenants/{t}/policy", {}, "policy", 200),
             ("GET", f"/v1/tenants/{t}/access", None, "read", 200),
         ] + [("GET", f"/v1/tenants/{t}/access/{perm}", None, "check:" + perm, 204)
-             for perm in ("read", "edit", "create_client", "lifecycle", "api_clients", "users", "policy")]
+             for perm in ("read", "edit", "create_client", "lifecycle", "api_clients", "users", "policy",
+                          "credentials", "connectors")]
 
     def test_matrix(self):
         missing = self.p.admin_token  # noqa: reference for the 404 body shape below

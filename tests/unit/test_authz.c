@@ -73,6 +73,13 @@ int main(void)
 	T_OK(pol_decide(&ca, &A, POL_POLICY) == POL_ALLOW && pol_decide(&cu, &A, POL_POLICY) == POL_FORBIDDEN,
 	     "policy is for admins");
 
+	T_OK(pol_decide(&ca, &A, POL_CREDENTIALS) == POL_ALLOW && pol_decide(&ma, &B, POL_CONNECTORS) == POL_ALLOW,
+	     "client admin and its msp admin hold the vault and connectors");
+	T_OK(pol_decide(&cu, &A, POL_CREDENTIALS) == POL_FORBIDDEN && pol_decide(&mo, &A, POL_CONNECTORS) == POL_FORBIDDEN,
+	     "client user and msp operator do not");
+	T_OK(pol_decide(&pa, &P, POL_CREDENTIALS) == POL_NOT_FOUND && pol_decide(&ra, &R, POL_CONNECTORS) == POL_NOT_FOUND,
+	     "the platform and partners have no vault or connectors");
+
 	/* roles */
 	T_OK(pol_role_grantable(POL_CLIENT, "finance_approver"), "tenant-defined roles in clients");
 	T_OK(!pol_role_grantable(POL_PARTNER, "finance_approver"), "not in partners");
