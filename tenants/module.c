@@ -301,8 +301,17 @@ void tn_invalid(tn_ctx_t *ctx, const char *path, const char *msg)
 
 int tn_page_params(tn_ctx_t *ctx, int *limit, char cursor[64], mf_err_t *err)
 {
-	const char *q = gw_req_query(ctx->req);
-	char v[80];
+	if (tn_req_page(ctx->req, limit, cursor, err) < 0)
+		return -1;
+	if (cursor[0] && !tn_uuid_ok(cursor))
+		return mf_err_set(err, 400, "validation_failed", "cursor is not one this server issued");
+	return 0;
+}
+
+int tn_req_page(gw_req_t *req, int *limit, char cursor[64], mf_err_t *err)
+{
+	const char *q = gw_req_query(req);
+	char v[96];	/* base64url of a 63-byte cursor is 84 */
 	int rc;
 
 	*limit = 50;

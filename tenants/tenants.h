@@ -66,6 +66,18 @@ int tn_guard_add(gw_router_t *r, tn_t *tn, const char *method, const char *patte
 	"INSERT INTO platform.audit_events (tenant_id, actor, action, target, detail) " \
 	"VALUES ($1::uuid, $2, $3, $4, $5::jsonb)"
 
+/* List pages (CONTRACT 2): ?limit= 1..500 (default 50) and ?cursor=
+ * (the last key of the previous page, opaque to clients; "" when absent).
+ * Returns -1 with err (400) for a bad value. */
+int tn_req_page(gw_req_t *req, int *limit, char cursor[64], mf_err_t *err) __attribute__((warn_unused_result));
+/* next_cursor for a page whose last key is last_id (NULL: no next page);
+ * new reference. */
+json_t *tn_page_cursor(const char *last_id);
+/* A JSON body's strict shape check: every key of obj must be in allowed
+ * (NULL-terminated); the first other one fails with err (400) and, when
+ * errors is not NULL, a new "errors" array naming its path. */
+int tn_only_keys(const json_t *obj, const char *const *allowed, mf_err_t *err, json_t **errors);
+
 /* Counters of a worker's guard, for /metrics (any thread, approximate). */
 typedef struct tn_stats {
 	unsigned long long verified;	/* tokens whose signature was checked and accepted */

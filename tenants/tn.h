@@ -193,16 +193,10 @@ void tn_invalid(tn_ctx_t *ctx, const char *path, const char *msg);
 /* ?limit= and ?cursor= of a list route: limit 1..500 (default 50); cursor
  * "" when absent.  Returns -1 with err for a bad value. */
 int tn_page_params(tn_ctx_t *ctx, int *limit, char cursor[64], mf_err_t *err);
-/* next_cursor for a page whose last id is last_id (NULL: no next page);
- * new reference. */
-json_t *tn_page_cursor(const char *last_id);
 /* Roles of a new API client or user (see module.c); *errors gets the
  * problem's "errors" array on failure. */
 int tn_roles_check(enum pol_kind kind, json_t *roles, mf_err_t *err, json_t **errors)
 	__attribute__((warn_unused_result));
-/* A JSON body's strict shape check: every key of obj must be in allowed
- * (NULL-terminated); the first other one fails with its path. */
-int tn_only_keys(const json_t *obj, const char *const *allowed, mf_err_t *err, json_t **errors);
 /* Text of a PostgreSQL text[] value as a JSON array (new reference). */
 json_t *tn_pg_text_array(const char *v);
 /* A JSON array of strings as a PostgreSQL text[] literal (malloc'd). */
