@@ -462,6 +462,10 @@ int cx_egress_url_check(const cx_egress_t *g, const char *url, mf_err_t *err)
 		mf_err_set(err, 400, "egress_refused", "scheme \"%s\" is not allowed (only http and https)", scheme);
 		return CX_EGRESS_ESCHEME;
 	}
+	/* curl also takes "https:/host" and "https:///host"; a stored base
+	 * URL should mean the same to every parser that reads it later. */
+	if (url[n + 1] != '/' || url[n + 2] != '/' || url[n + 3] == '/')
+		return url_fail(err, CX_EGRESS_EINVAL, "invalid_url", "the URL must start with http:// or https://");
 	u = curl_url();
 	if (u == NULL) {
 		mf_err_set(err, 500, "out_of_memory", "out of memory");

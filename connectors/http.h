@@ -46,7 +46,6 @@ typedef struct cx_http_options {
 	size_t max_response_bytes;	/* default per call; 0 = 1 MiB */
 	int timeout_ms;			/* default whole-call deadline; 0 = 30000 */
 	int connect_timeout_ms;		/* per connection attempt; 0 = 5000 */
-	int easy_cache;			/* idle curl handles kept for reuse; 0 = 16, -1 = none */
 	const char *ca_file;		/* PEM bundle replacing the system CAs; NULL = system (copied) */
 	const cx_egress_t *egress;	/* borrowed, must outlive the pool; NULL = refuse by the rules only */
 } cx_http_options_t;
@@ -124,7 +123,6 @@ typedef struct cx_http_stats {
 	unsigned long long failures;		/* completed with an error */
 	unsigned long long egress_refused;	/* of which refused by the egress guard */
 	unsigned long long connections_opened;	/* sockets opened (connection attempts) */
-	unsigned long long handles_reused;	/* calls that took a curl handle from the cache */
 	int active;				/* running + queued now */
 } cx_http_stats_t;
 
