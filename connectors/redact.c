@@ -19,7 +19,6 @@
 #include "connectors/redact.h"
 #include "core/buf.h"
 
-#define TOO_DEEP "[too deep]"
 #define B64_MIN_SECRET 6	/* shorter secrets give too short base64 cores */
 
 /* ---- names ---- */
@@ -387,7 +386,7 @@ static json_t *copy(const json_t *in, const char *const *fields, const patset_t 
 		json_t *v;
 
 		if (depth >= max_depth)
-			return json_string(TOO_DEEP);
+			return json_string(CX_REDACT_TOO_DEEP);
 		out = json_object();
 		if (out == NULL)
 			return NULL;
@@ -429,7 +428,7 @@ static json_t *copy(const json_t *in, const char *const *fields, const patset_t 
 		json_t *v;
 
 		if (depth >= max_depth)
-			return json_string(TOO_DEEP);
+			return json_string(CX_REDACT_TOO_DEEP);
 		out = json_array();
 		if (out == NULL)
 			return NULL;

@@ -31,6 +31,7 @@
 
 #define CX_REDACTED "[redacted]"
 #define CX_REDACT_TRUNCATED "...[truncated]"
+#define CX_REDACT_TOO_DEEP "[too deep]"
 #define CX_REDACT_SECRET_MIN 4
 #define CX_REDACT_TEXT_MIN 32		/* smallest max_out honoured */
 #define CX_REDACT_DEPTH_DEFAULT 32
@@ -60,7 +61,7 @@ bool cx_redact_header(const char *name, const char *const *extra);
  *     NULL) in any other string value or key is replaced as by
  *     cx_redact_text() (no truncation);
  *   - a container nested deeper than max_depth (<= 0: the default) is the
- *     string "[too deep]" rather than copied unexamined.
+ *     string CX_REDACT_TOO_DEEP rather than copied unexamined.
  * Returns NULL for a NULL in or when out of memory.
  */
 json_t *cx_redact_json(const json_t *in, const char *const *fields, const char *const *secrets, int max_depth);

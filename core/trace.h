@@ -12,7 +12,8 @@
  * the caller's list to outgoing calls is the connector layer's decision.
  *
  * Thread-safety: all functions are safe on any thread; the random ids come
- * from a small per-thread pool refilled from libsodium's randombytes.
+ * from a per-thread ChaCha20 stream keyed from libsodium's randombytes
+ * (re-keyed in a forked child).
  */
 #ifndef MF_TRACE_H
 #define MF_TRACE_H

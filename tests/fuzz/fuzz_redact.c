@@ -22,7 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
  * secret (a C string) can contain. */
 static char *unmark(const char *s, size_t n, size_t *outn)
 {
-	static const char *const marks[] = { CX_REDACT_TRUNCATED, CX_REDACTED };
+	static const char *const marks[] = { CX_REDACT_TRUNCATED, CX_REDACTED, CX_REDACT_TOO_DEEP };
 	char *c = malloc(n + 1);
 	size_t k = 0;
 
@@ -31,7 +31,7 @@ static char *unmark(const char *s, size_t n, size_t *outn)
 	for (size_t i = 0; i < n;) {
 		size_t m = 0;
 
-		for (int j = 0; j < 2 && !m; j++)
+		for (int j = 0; j < 3 && !m; j++)
 			if (n - i >= strlen(marks[j]) && memcmp(s + i, marks[j], strlen(marks[j])) == 0)
 				m = strlen(marks[j]);
 		if (m) {
