@@ -64,7 +64,8 @@ bool cx_redact_header(const char *name, const char *const *extra);
  *     string CX_REDACT_TOO_DEEP rather than copied unexamined.
  * Returns NULL for a NULL in or when out of memory.
  */
-json_t *cx_redact_json(const json_t *in, const char *const *fields, const char *const *secrets, int max_depth);
+json_t *cx_redact_json(const json_t *in, const char *const *fields, const char *const *secrets, int max_depth)
+	__attribute__((warn_unused_result));
 
 /*
  * Returns a NUL-terminated copy of in[0..len) (the caller free()s it; NULL
@@ -80,6 +81,7 @@ json_t *cx_redact_json(const json_t *in, const char *const *fields, const char *
  * with CX_REDACT_TRUNCATED, cut at a marker or UTF-8 character boundary.
  * Bytes are otherwise copied as they are (invalid UTF-8 stays invalid).
  */
-char *cx_redact_text(const char *in, size_t len, const char *const *secrets, size_t max_out);
+char *cx_redact_text(const char *in, size_t len, const char *const *secrets, size_t max_out)
+	__attribute__((warn_unused_result));
 
 #endif
