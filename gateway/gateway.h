@@ -22,6 +22,7 @@
 #include <jansson.h>
 #include "core/config.h"
 #include "core/err.h"
+#include "core/trace.h"
 
 struct event_base;
 typedef struct gw_req gw_req_t;
@@ -60,6 +61,15 @@ const char *gw_req_param(const gw_req_t *req, const char *name);
 /* First header with that name (case-insensitive), NULL if absent. */
 const char *gw_req_header(const gw_req_t *req, const char *name);
 const char *gw_req_id(const gw_req_t *req);
+/*
+ * The request's W3C trace context: the caller's trace when it sent exactly
+ * one valid traceparent, else a trace started here.  parent_id is this
+ * request's own span id (new, random), so an outgoing call formats a child
+ * of it (mf_trace_child) as its traceparent.  Never NULL; valid as long as
+ * the request.  The access log records trace_id.  Responses do not carry
+ * it: X-Request-Id already ties a response to its log lines.
+ */
+const mf_trace_t *gw_req_trace(const gw_req_t *req);
 const void *gw_req_body(const gw_req_t *req, size_t *len);	/* never NULL; "" when empty */
 /* Parses the body with the server's JSON limits.  Returns a new reference,
  * or NULL with err filled (400 invalid_json / json_too_deep / body_required). */

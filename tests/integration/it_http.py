@@ -1,5 +1,5 @@
 """HTTP behaviour of the gateway over real loopback sockets: routing,
-problem bodies, request ids, keep-alive and pipelining."""
+problem bodies, request ids, trace context, keep-alive and pipelining."""
 import json
 import socket
 import unittest
@@ -94,6 +94,51 @@ class HttpTest(unittest.TestCase):
             self.assertRegex(r.headers["x-request-id"], r"^[0-9a-f]{32}$")
         ids = {request(self.port, "GET", "/healthz").headers["x-request-id"] for _ in range(50)}
         self.assertEqual(len(ids), 50, "generated ids are unique")
+
+    def test_traceparent_joins_the_access_log(self):
+        def logged(rid):
+            line = self.srv.wait_log(lambda o: o.get("module") == "access" and o.get("request_id") == rid, 5)
+            self.assertIsNotNone(line, rid)
+            self.assertRegex(line.get("trace_id", ""), r"^[0-9a-f]{32}$", line)
+            return line["trace_id"]
+
+        tid = "4bf92f3577b34da6a3ce929d0e0e4736"
+        r = request(self.port, "GET", "/healthz",
+                    headers={"X-Request-Id": "trace-ok", "traceparent": f"00-{tid}-00f067aa0ba902b7-01"})
+        self.assertNotIn("traceparent", r.headers, "the trace is not echoed: X-Request-Id correlates responses")
+        self.assertEqual(logged("trace-ok"), tid, "a valid traceparent's trace id is logged")
+        r = request(self.port, "GET", "/healthz",
+                    headers={"X-Request-Id": "trace-future", "traceparent": f"cc-{tid}-00f067aa0ba902b7-01-more"})
+        self.assertEqual(logged("trace-future"), tid, "a later version is read forward-compatibly")
+        bad = ["00-" + tid.upper() + "-00f067aa0ba902b7-01", f"00-{'0' * 32}-00f067aa0ba902b7-01",
+               f"ff-{tid}-00f067aa0ba902b7-01", f"00-{tid}-00f067aa0ba902b7-01-extra", "garbage"]
+        for i, tp in enumerate(bad):
+            request(self.port, "GET", "/healthz", headers={"X-Request-Id": f"trace-bad-{i}", "traceparent": tp})
+        fresh = [logged(f"trace-bad-{i}") for i in range(len(bad))]
+        self.assertNotIn(tid, fresh, "an invalid traceparent is replaced by a new trace")
+        self.assertNotIn("0" * 32, fresh)
+        raw(self.port, (f"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Request-Id: trace-two\r\n"
+                        f"traceparent: 00-{tid}-00f067aa0ba902b7-01\r\n"
+                        f"traceparent: 00-{tid}-00f067aa0ba902b7-01\r\nConnection: close\r\n\r\n").encode())
+        self.assertNotEqual(logged("trace-two"), tid, "two traceparent fields start a new trace")
+        for i in range(3):
+            request(self.port, "GET", "/healthz", headers={"X-Request-Id": f"trace-none-{i}"})
+        started = [logged(f"trace-none-{i}") for i in range(3)]
+        self.assertEqual(len(set(started + fresh)), len(started) + len(fresh), "started traces are distinct")
+
+    def test_handler_sees_the_trace_the_log_records(self):
+        tid, caller = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+        r = request(self.port, "GET", "/trace",
+                    headers={"X-Request-Id": "trace-h1", "traceparent": f"00-{tid}-{caller}-01"})
+        version, t, span, flags = r.json()["traceparent"].split("-")
+        self.assertEqual((version, t, flags), ("00", tid, "01"), "same trace, same flags")
+        self.assertRegex(span, r"^[0-9a-f]{16}$")
+        self.assertNotEqual(span, caller, "the request is a new span, child of the caller's")
+        r = request(self.port, "GET", "/trace", headers={"X-Request-Id": "trace-h2"})
+        _, started, _, flags = r.json()["traceparent"].split("-")
+        self.assertEqual(flags, "00", "a trace started here is not marked sampled")
+        line = self.srv.wait_log(lambda o: o.get("module") == "access" and o.get("request_id") == "trace-h2", 5)
+        self.assertEqual(line["trace_id"], started, "the access log records the trace the handler saw")
 
     def test_no_server_header(self):
         r = request(self.port, "GET", "/healthz")

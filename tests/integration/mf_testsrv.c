@@ -3,8 +3,9 @@
  * mspflow (mf_serve), plus a few routes the integration tests need and the
  * product does not have yet: a JSON echo (body limits, 415, duplicate
  * keys), parameterised routes (routing, 405), a slow route (graceful
- * shutdown), a database sleep (pool behaviour) and the window rate limiter
- * (GET /rl/{key}?limit=N&window=W).  Never installed.
+ * shutdown), a database sleep (pool behaviour), the window rate limiter
+ * (GET /rl/{key}?limit=N&window=W) and the request's trace context as a
+ * handler sees it (GET /trace).  Never installed.
  *
  *   mspflow-testsrv serve --config FILE
  */
@@ -17,6 +18,7 @@
 
 #include "cmd/serve.h"
 #include "core/log.h"
+#include "core/trace.h"
 #include "core/worker.h"
 #include "gateway/ratelimit.h"
 
@@ -38,6 +40,18 @@ static void item(gw_req_t *req, void *arg)
 
 	gw_respond_json(req, 200, json_pack("{ss ss ss? ss}", "id", gw_req_param(req, "id"), "route",
 					    gw_req_route(req), "part", part, "method", gw_req_method(req)));
+}
+
+/* What an outgoing call of this request would send as its traceparent. */
+static void trace_route(gw_req_t *req, void *arg)
+{
+	char tp[MF_TRACE_HEADER_SIZE];
+
+	if (mf_trace_format(gw_req_trace(req), tp, sizeof(tp)) != 0) {
+		gw_respond_error(req, 500, "internal_error", "no trace");
+		return;
+	}
+	gw_respond_json(req, 200, json_pack("{ss}", "traceparent", tp));
 }
 
 static void item_new(gw_req_t *req, void *arg)
@@ -229,7 +243,8 @@ static int add_routes(gw_router_t *api, gw_router_t *admin, void *arg)
 	       gw_router_add(api, "GET", "/sleep", sleep_route, NULL, 0) |
 	       gw_router_add(api, "GET", "/db/sleep", db_sleep, NULL, 0) |
 	       gw_router_add(api, "GET", "/db/tx", db_tx, NULL, 0) |
-	       gw_router_add(api, "GET", "/rl/{key}", rl_route, NULL, 0);
+	       gw_router_add(api, "GET", "/rl/{key}", rl_route, NULL, 0) |
+	       gw_router_add(api, "GET", "/trace", trace_route, NULL, 0);
 }
 
 int main(int argc, char **argv)
