@@ -15,8 +15,10 @@
 #include <sodium.h>
 
 #include "cmd/serve.h"
+#include "connectors/vault.h"
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/masterkey.h"
 #include "core/migrate.h"
 #include "core/pg.h"
 #include "core/worker.h"
@@ -174,6 +176,8 @@ static void handle_metrics(gw_req_t *req, void *arg)
 struct serve_ctx {
 	const mf_config_t *cfg;
 	tn_t *tn;
+	mf_master_t *master;
+	cx_vault_t *vault;
 	const mf_serve_hooks_t *hooks;
 };
 
@@ -219,6 +223,11 @@ static void *worker_init(int index, struct event_base *base, void *arg)
 		if (w->tn == NULL)
 			mf_error("serve", "cannot create the identity state", MF_I("worker", index));
 	}
+	if (sc->vault) {
+		w->vault = cx_vault_worker_new(sc->vault, base, w->pg);
+		if (w->vault == NULL)
+			mf_error("serve", "cannot create the vault state", MF_I("worker", index));
+	}
 	if (index < MAX_WORKERS)
 		atomic_store_explicit(&workers[index], w, memory_order_release);
 	return w;
@@ -237,6 +246,7 @@ static void worker_fini(void *data)
 	 * they belong to */
 	mf_pg_pool_free(w->pg);
 	tn_worker_free(w->tn);
+	cx_vault_worker_free(w->vault);
 	free(w);
 }
 
@@ -270,12 +280,14 @@ int mf_serve_print_routes(FILE *out)
 
 	mf_config_t cfg;
 	tn_t *tn = NULL;
+	cx_vault_t *vault = NULL;
 
 	if (mf_config_init(&cfg) < 0)
 		return -1;
-	tn = tn_new(&cfg, NULL);
-	if (api && admin && tn && add_ops_routes(api, false) == 0 && add_ops_routes(admin, true) == 0 &&
-	    tn_routes_add(tn, api) == 0) {
+	tn = tn_new(&cfg, NULL, NULL);
+	vault = cx_vault_new(&cfg, NULL, NULL);
+	if (api && admin && tn && vault && add_ops_routes(api, false) == 0 && add_ops_routes(admin, true) == 0 &&
+	    tn_routes_add(tn, api) == 0 && cx_vault_routes(vault, (struct tn *)tn, api) == 0) {
 		gw_router_each(api, print_route, &a);
 		gw_router_each(admin, print_route, &b);
 		rc = 0;
@@ -283,6 +295,7 @@ int mf_serve_print_routes(FILE *out)
 	gw_router_free(api);
 	gw_router_free(admin);
 	tn_free(tn);
+	cx_vault_free(vault);
 	mf_config_free(&cfg);
 	return rc;
 }
@@ -291,16 +304,19 @@ int mf_serve_print_routes(FILE *out)
  * ring every worker starts from.  A database that is down now is not
  * fatal: the gateway comes up, /readyz says 503, and the workers load the
  * ring on their next refresh. */
-static void prepare_keys(const mf_config_t *cfg, tn_t *tn)
+static void prepare_keys(const mf_config_t *cfg, tn_t *tn, mf_master_t *m)
 {
-	unsigned char master[32];
+	mf_master_ring_t *master = mf_master_get(m);
 	mf_err_t err;
 	PGconn *c;
 
-	if (!cfg->database_url[0])
+	if (!cfg->database_url[0]) {
+		mf_master_ring_unref(master);
 		return;
-	if (tn_master_key_load(cfg, master, &err) < 0) {
-		mf_warn("serve", "no master key: this instance cannot sign tokens", MF_S("error", err.detail));
+	}
+	if (master == NULL) {
+		mf_warn("serve", "no master key: this instance cannot sign tokens nor open the vault",
+			MF_S("error", "set master_key_file or MSPFLOW_MASTER_KEY (mspflow keygen makes one)"));
 		return;
 	}
 	c = PQconnectdb(cfg->database_url);
@@ -310,25 +326,32 @@ static void prepare_keys(const mf_config_t *cfg, tn_t *tn)
 		mf_warn("serve", "cannot prepare the signing keys (run mspflow migrate?)", MF_S("error", err.detail));
 	}
 	PQfinish(c);
-	sodium_memzero(master, sizeof(master));
+	mf_master_ring_unref(master);
 }
 
 int mf_serve(const mf_config_t *cfg, const mf_serve_hooks_t *hooks, mf_err_t *err)
 {
 	gw_router_t *api = gw_router_new(), *admin = gw_router_new();
 	gw_server_t *srv = NULL;
-	struct serve_ctx sc = { cfg, NULL, hooks };
+	struct serve_ctx sc = { cfg, NULL, NULL, NULL, hooks };
 	int rc = -1;
 
 	if (api == NULL || admin == NULL) {
 		mf_err_set(err, 500, "out_of_memory", "out of memory");
 		goto out;
 	}
-	sc.tn = tn_new(cfg, err);
+	sc.master = mf_master_new(cfg, err);
+	if (sc.master == NULL)
+		goto out;
+	sc.tn = tn_new(cfg, sc.master, err);
 	if (sc.tn == NULL)
 		goto out;
-	prepare_keys(cfg, sc.tn);
+	sc.vault = cx_vault_new(cfg, sc.master, err);
+	if (sc.vault == NULL)
+		goto out;
+	prepare_keys(cfg, sc.tn, sc.master);
 	if (add_ops_routes(api, false) < 0 || add_ops_routes(admin, true) < 0 || tn_routes_add(sc.tn, api) < 0 ||
+	    cx_vault_routes(sc.vault, (struct tn *)sc.tn, api) < 0 ||
 	    (hooks && hooks->routes && hooks->routes(api, admin, hooks->arg) < 0)) {
 		mf_err_set(err, 500, "internal_error", "cannot build the routes");
 		goto out;
@@ -346,5 +369,7 @@ out:
 	gw_router_free(api);
 	gw_router_free(admin);
 	tn_free(sc.tn);
+	cx_vault_free(sc.vault);
+	mf_master_free(sc.master);
 	return rc;
 }
