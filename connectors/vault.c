@@ -323,6 +323,10 @@ enum cx_dek_why cx_dek_get(cx_vault_worker_t *vw, const char *tenant, int versio
 	unsigned char *w;
 	size_t wlen = 0;
 
+	/* the row decides whether the key still exists: a shredded tenant's
+	 * key may linger in this cache until it expires, but is never used */
+	if (wrapped == NULL || wrapped[0] == '\0' || kid == NULL || kid[0] == '\0')
+		return CX_DEK_MISSING;
 	if (i >= 0) {
 		atomic_fetch_add_explicit(&vw->n_hits, 1, memory_order_relaxed);
 		vw->entries[i].used_ms = now;
@@ -330,8 +334,6 @@ enum cx_dek_why cx_dek_get(cx_vault_worker_t *vw, const char *tenant, int versio
 		return CX_DEK_OK;
 	}
 	atomic_fetch_add_explicit(&vw->n_misses, 1, memory_order_relaxed);
-	if (wrapped == NULL || wrapped[0] == '\0' || kid == NULL || kid[0] == '\0')
-		return CX_DEK_MISSING;
 	w = cx_bytea_decode(wrapped, &wlen);
 	if (w == NULL)
 		return CX_DEK_BAD;

@@ -42,8 +42,10 @@ enum cx_dek_why { CX_DEK_OK = 0, CX_DEK_MISSING, CX_DEK_UNKNOWN_KID, CX_DEK_BAD 
 
 /* The DEK (tenant, version) into dek: from the cache, else unwrapped from
  * (kid, wrapped bytea text) with the master ring (re-reading the key file
- * once when kid is unknown) and cached.  wrapped may be NULL or "" when
- * the row is missing.  Returns CX_DEK_OK or why not. */
+ * once when kid is unknown) and cached.  wrapped is NULL or "" when the
+ * row is missing: then the answer is CX_DEK_MISSING even if the key is
+ * still cached (the database decides that a key exists).  Returns
+ * CX_DEK_OK or why not. */
 enum cx_dek_why cx_dek_get(cx_vault_worker_t *vw, const char *tenant, int version, const char *kid,
 			   const char *wrapped, unsigned char dek[CX_DEK_BYTES]);
 /* Caches a DEK this worker just created. */
