@@ -159,12 +159,40 @@ static int add_pg_metrics(mf_buf_t *out)
 	return rc;
 }
 
+static int add_vault_metrics(mf_buf_t *out)
+{
+	cx_vault_stats_t sum = { 0 };
+
+	for (int i = 0; i < MAX_WORKERS; i++) {
+		mf_worker_t *w = atomic_load_explicit(&workers[i], memory_order_acquire);
+		cx_vault_stats_t s;
+
+		if (w == NULL || w->vault == NULL)
+			continue;
+		cx_vault_worker_stats(w->vault, &s);
+		sum.opened += s.opened;
+		sum.failed += s.failed;
+		sum.cache_hits += s.cache_hits;
+		sum.cache_misses += s.cache_misses;
+	}
+	return mf_buf_addf(out,
+		"# HELP mspflow_vault_opens_total Credentials opened for connectors, by outcome.\n"
+		"# TYPE mspflow_vault_opens_total counter\n"
+		"mspflow_vault_opens_total{outcome=\"opened\"} %llu\n"
+		"mspflow_vault_opens_total{outcome=\"failed\"} %llu\n"
+		"# HELP mspflow_vault_data_key_cache_total Tenant data key lookups in the workers' caches.\n"
+		"# TYPE mspflow_vault_data_key_cache_total counter\n"
+		"mspflow_vault_data_key_cache_total{result=\"hit\"} %llu\n"
+		"mspflow_vault_data_key_cache_total{result=\"miss\"} %llu\n",
+		sum.opened, sum.failed, sum.cache_hits, sum.cache_misses);
+}
+
 static void handle_metrics(gw_req_t *req, void *arg)
 {
 	mf_buf_t out = MF_BUF_INIT;
 
 	if (gw_server_metrics(gw_req_server(req), &out) < 0 || add_pg_metrics(&out) < 0 ||
-	    add_identity_metrics(&out) < 0) {
+	    add_identity_metrics(&out) < 0 || add_vault_metrics(&out) < 0) {
 		mf_buf_free(&out);
 		gw_respond_error(req, 500, "internal_error", "metrics unavailable");
 		return;
@@ -287,7 +315,7 @@ int mf_serve_print_routes(FILE *out)
 	tn = tn_new(&cfg, NULL, NULL);
 	vault = cx_vault_new(&cfg, NULL, NULL);
 	if (api && admin && tn && vault && add_ops_routes(api, false) == 0 && add_ops_routes(admin, true) == 0 &&
-	    tn_routes_add(tn, api) == 0 && cx_vault_routes(vault, (struct tn *)tn, api) == 0) {
+	    tn_routes_add(tn, api) == 0 && cx_vault_routes(vault, tn, api) == 0) {
 		gw_router_each(api, print_route, &a);
 		gw_router_each(admin, print_route, &b);
 		rc = 0;
@@ -351,7 +379,7 @@ int mf_serve(const mf_config_t *cfg, const mf_serve_hooks_t *hooks, mf_err_t *er
 		goto out;
 	prepare_keys(cfg, sc.tn, sc.master);
 	if (add_ops_routes(api, false) < 0 || add_ops_routes(admin, true) < 0 || tn_routes_add(sc.tn, api) < 0 ||
-	    cx_vault_routes(sc.vault, (struct tn *)sc.tn, api) < 0 ||
+	    cx_vault_routes(sc.vault, sc.tn, api) < 0 ||
 	    (hooks && hooks->routes && hooks->routes(api, admin, hooks->arg) < 0)) {
 		mf_err_set(err, 500, "internal_error", "cannot build the routes");
 		goto out;

@@ -467,6 +467,10 @@ class VaultTest(unittest.TestCase):
 
     def test_z_no_secret_in_any_body_log_or_table(self):
         self.assertGreater(len(SECRETS), 20)
+        from mfharness import request
+        metrics = request(self.p.servers[0].admin_port, "GET", "/metrics")
+        self.assertIn(b'mspflow_vault_opens_total{outcome="opened"}', metrics.body)
+        BODIES.append(metrics.body)
         logs = "\n".join(s.output() for s in self.p.servers) + getattr(VaultTest, "extra_logs", "")
         bodies = b"\n".join(BODIES)
         dump = subprocess.run([os.path.join(self.p.pg.bindir, "pg_dump"), "-h", self.p.pg.sock, "-p",
