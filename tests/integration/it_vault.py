@@ -464,6 +464,29 @@ class VaultTest(unittest.TestCase):
             self.assertEqual(new.stop(), 0)
             VaultTest.extra_logs = getattr(VaultTest, "extra_logs", "") + new.output()
         SECRETS.append(new_key)
+        # keys from a list: the operator puts a new key first; the command re-wraps under it
+        k3 = subprocess.run([BIN, "keygen"], capture_output=True, text=True, timeout=10).stdout.strip()
+        SECRETS.append(k3)
+        write_config(cfg, {"database_url": self.p.pg.conninfo, "master_key": f"{k3}, {new_key}"})
+        r = subprocess.run([BIN, "vault", "rotate-master", "--config", cfg], capture_output=True, text=True,
+                           timeout=120)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        summary = json.loads(r.stdout)
+        self.assertEqual((summary["mode"], summary["other_kids"], summary["still_wrapped_by_others"],
+                          summary["done"]), ("list", [new_kid], {}, True))
+        self.assertGreaterEqual(summary["tenant_keys"]["rewrapped"], 4)
+        self.assertNotIn(k3, r.stdout + r.stderr)
+        self.assertEqual(self.p.pg.psql("SELECT string_agg(DISTINCT master_kid, ',') FROM platform.tenant_keys"),
+                         summary["sealing_kid"])
+        only = Server(self.p.pg, config=dict(self.p.config, **dict(self.conf, master_key=k3, master_key_file="")),
+                      binary=TESTSRV)
+        try:
+            for t, n, h in items:
+                o = call(only.port, "GET", f"/test/vault/{t}/{n}")
+                self.assertEqual((o.status, o.json()["sha256"]), (200, h))
+        finally:
+            self.assertEqual(only.stop(), 0)
+            VaultTest.extra_logs = getattr(VaultTest, "extra_logs", "") + only.output()
 
     def test_z_no_secret_in_any_body_log_or_table(self):
         self.assertGreater(len(SECRETS), 20)
