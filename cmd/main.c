@@ -32,6 +32,8 @@
 
 #include "cmd/devdb.h"
 #include "cmd/serve.h"
+#include "connectors/egress.h"
+#include "connectors/http.h"
 #include "connectors/vault.h"
 #include "core/config.h"
 #include "core/log.h"
@@ -116,6 +118,7 @@ static int parse_flags(int argc, char **argv, unsigned allowed, struct cli *cli)
 static int load_config(mf_config_t *cfg, const struct cli *cli)
 {
 	mf_err_t err = { 0 };
+	cx_egress_t *egress;
 
 	if (mf_config_init(cfg) < 0) {
 		fprintf(stderr, "mspflow: out of memory\n");
@@ -131,6 +134,15 @@ static int load_config(mf_config_t *cfg, const struct cli *cli)
 		mf_config_free(cfg);
 		return -1;
 	}
+	/* The allow-list is parsed here too, so a typo stops the start
+	 * instead of surfacing on the first connector call. */
+	egress = cx_egress_new(cfg->egress_allow, &err);
+	if (egress == NULL) {
+		fprintf(stderr, "mspflow: %s\n", err.detail);
+		mf_config_free(cfg);
+		return -1;
+	}
+	cx_egress_free(egress);
 	mf_log_set_level(cfg->log_level);
 	return 0;
 }
@@ -520,6 +532,7 @@ static int cmd_version(void)
 
 int main(int argc, char **argv)
 {
+	mf_err_t err = { 0 };
 	const char *cmd;
 
 	if (argc < 2) {
@@ -530,6 +543,10 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (sodium_init() < 0) {
 		fprintf(stderr, "mspflow: libsodium failed to initialise\n");
+		return 1;
+	}
+	if (cx_http_global_init(&err) < 0) {
+		fprintf(stderr, "mspflow: %s\n", err.detail);
 		return 1;
 	}
 	mf_log_hook_libevent();

@@ -64,6 +64,13 @@ static const struct cfg_row rows[] = {
 	ROW(auth_ip_rate, CFG_INT, "100", 1, 1000000, "token signature checks per second per client IP before 429 (tokens already verified are cached and free)"),
 	ROW(auth_ip_burst, CFG_INT, "400", 1, 1000000, "burst allowance of auth_ip_rate"),
 	ROW(auth_fail_per_min, CFG_INT, "10", 1, 100000, "failed token requests or sign-ins per minute per account (and 5 times that per client address) before 429"),
+	ROW(egress_allow, CFG_STR, "", 0, 0, "CIDRs (comma or blank separated, IPv4 or IPv6) that connectors may reach although the egress guard refuses them (loopback, private, link-local, CGNAT, ULA, metadata...); empty = none"),
+	ROW(connector_max_connections, CFG_INT, "64", 1, 100000, "outbound connector connections open per worker, all hosts; more calls wait for a free one"),
+	ROW(connector_max_host_connections, CFG_INT, "8", 1, 100000, "outbound connector connections per worker to one host:port"),
+	ROW(connector_max_calls, CFG_INT, "4096", 1, 1000000, "outbound connector calls running or waiting per worker; more are refused at once (busy)"),
+	ROW(connector_max_response_bytes, CFG_INT, "1048576", 1024, 1073741824, "largest connector response body accepted; larger ones are cut off (too_large)"),
+	ROW(connector_timeout_ms, CFG_INT, "30000", 100, 3600000, "default deadline of a whole outbound connector call, waiting for a connection included"),
+	ROW(connector_connect_timeout_ms, CFG_INT, "5000", 100, 600000, "time allowed to open one outbound connection (TCP and TLS)"),
 };
 
 #define NROWS (sizeof(rows) / sizeof(rows[0]))

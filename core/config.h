@@ -51,6 +51,13 @@ typedef struct mf_config {
 	int auth_ip_rate;
 	int auth_ip_burst;
 	int auth_fail_per_min;
+	char *egress_allow;		/* CIDRs connectors may reach despite the egress rules */
+	int connector_max_connections;	/* outbound connections per worker */
+	int connector_max_host_connections;
+	int connector_max_calls;	/* outbound calls running + queued per worker */
+	int connector_max_response_bytes;
+	int connector_timeout_ms;
+	int connector_connect_timeout_ms;
 } mf_config_t;
 
 /* Fills cfg with the defaults.  Returns 0 or -1 (out of memory). */
