@@ -7,6 +7,7 @@
  *   mspflow migrate --config FILE
  *   mspflow bootstrap --config FILE
  *   mspflow rotate-keys --config FILE
+ *   mspflow vault rotate-master --config FILE
  *   mspflow keygen | routes | config-reference | version | help
  *
  * Exit codes: 0 success, 1 failure, 2 usage error.
@@ -33,8 +34,10 @@
 #include "cmd/serve.h"
 #include "connectors/egress.h"
 #include "connectors/http.h"
+#include "connectors/vault.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "core/masterkey.h"
 #include "core/migrate.h"
 #include "tenants/tenants.h"
 
@@ -60,6 +63,9 @@ static void usage(FILE *out)
 		"        API client; prints its credentials as JSON\n"
 		"  rotate-keys --config FILE\n"
 		"        add a new token signing key; older keys verify until their tokens expire\n"
+		"  vault rotate-master --config FILE\n"
+		"        re-wrap every tenant data key and signing key under a new master key\n"
+		"        (master_key_file: generated and written; a key list: its first key)\n"
 		"  keygen              print a new master key\n"
 		"  routes              print every route: listener, method, path\n"
 		"  config-reference    print every configuration key (Markdown)\n"
@@ -283,7 +289,7 @@ static int cmd_rotate_keys(int argc, char **argv)
 	struct cli cli = { 0 };
 	mf_config_t cfg;
 	mf_err_t err = { 0 };
-	unsigned char master[32];
+	mf_master_ring_t *master = NULL;
 	PGconn *conn = NULL;
 	int rc = 1;
 
@@ -291,7 +297,7 @@ static int cmd_rotate_keys(int argc, char **argv)
 		return 2;
 	if (load_config(&cfg, &cli) < 0)
 		return 1;
-	if (tn_master_key_load(&cfg, master, &err) < 0) {
+	if (mf_master_ring_load(&cfg, &master, &err) < 0) {
 		fprintf(stderr, "mspflow: %s\n", err.detail);
 	} else if ((conn = connect_db(&cfg)) != NULL && migrated(conn)) {
 		if (tn_keys_rotate(conn, &cfg, master, stdout, &err) < 0)
@@ -299,17 +305,39 @@ static int cmd_rotate_keys(int argc, char **argv)
 		else
 			rc = 0;
 	}
-	sodium_memzero(master, sizeof(master));
+	mf_master_ring_unref(master);
 	PQfinish(conn);
 	mf_config_free(&cfg);
 	return rc;
+}
+
+static int cmd_vault(int argc, char **argv)
+{
+	struct cli cli = { 0 };
+	mf_config_t cfg;
+	mf_err_t err = { 0 };
+	int rc;
+
+	if (argc < 1 || strcmp(argv[0], "rotate-master") != 0) {
+		fprintf(stderr, "mspflow: usage: mspflow vault rotate-master --config FILE\n");
+		return 2;
+	}
+	if (parse_flags(argc - 1, argv + 1, F_CONFIG, &cli) < 0)
+		return 2;
+	if (load_config(&cfg, &cli) < 0)
+		return 1;
+	rc = cx_vault_rotate_master(&cfg, stdout, &err);
+	if (rc < 0)
+		fprintf(stderr, "mspflow: master key rotation: %s\n", err.detail);
+	mf_config_free(&cfg);
+	return rc < 0 ? 1 : 0;
 }
 
 static int cmd_keygen(void)
 {
 	char key[64];
 
-	if (tn_master_key_generate(key, sizeof(key)) < 0)
+	if (mf_master_key_generate(key, sizeof(key)) < 0)
 		return 1;
 	printf("%s\n", key);
 	sodium_memzero(key, sizeof(key));
@@ -339,7 +367,7 @@ static int dev_master_key(mf_config_t *cfg)
 		return -1;
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd >= 0) {
-		if (tn_master_key_generate(key, sizeof(key)) == 0) {
+		if (mf_master_key_generate(key, sizeof(key)) == 0) {
 			size_t n = strlen(key);
 
 			key[n++] = '\n';
@@ -533,6 +561,8 @@ int main(int argc, char **argv)
 		return cmd_bootstrap(argc - 2, argv + 2);
 	if (strcmp(cmd, "rotate-keys") == 0)
 		return cmd_rotate_keys(argc - 2, argv + 2);
+	if (strcmp(cmd, "vault") == 0)
+		return cmd_vault(argc - 2, argv + 2);
 	if (strcmp(cmd, "keygen") == 0)
 		return cmd_keygen();
 	if (strcmp(cmd, "routes") == 0)

@@ -15,8 +15,10 @@
 #include <sodium.h>
 
 #include "cmd/serve.h"
+#include "connectors/vault.h"
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/masterkey.h"
 #include "core/migrate.h"
 #include "core/pg.h"
 #include "core/worker.h"
@@ -157,12 +159,40 @@ static int add_pg_metrics(mf_buf_t *out)
 	return rc;
 }
 
+static int add_vault_metrics(mf_buf_t *out)
+{
+	cx_vault_stats_t sum = { 0 };
+
+	for (int i = 0; i < MAX_WORKERS; i++) {
+		mf_worker_t *w = atomic_load_explicit(&workers[i], memory_order_acquire);
+		cx_vault_stats_t s;
+
+		if (w == NULL || w->vault == NULL)
+			continue;
+		cx_vault_worker_stats(w->vault, &s);
+		sum.opened += s.opened;
+		sum.failed += s.failed;
+		sum.cache_hits += s.cache_hits;
+		sum.cache_misses += s.cache_misses;
+	}
+	return mf_buf_addf(out,
+		"# HELP mspflow_vault_opens_total Credentials opened for connectors, by outcome.\n"
+		"# TYPE mspflow_vault_opens_total counter\n"
+		"mspflow_vault_opens_total{outcome=\"opened\"} %llu\n"
+		"mspflow_vault_opens_total{outcome=\"failed\"} %llu\n"
+		"# HELP mspflow_vault_data_key_cache_total Tenant data key lookups in the workers' caches.\n"
+		"# TYPE mspflow_vault_data_key_cache_total counter\n"
+		"mspflow_vault_data_key_cache_total{result=\"hit\"} %llu\n"
+		"mspflow_vault_data_key_cache_total{result=\"miss\"} %llu\n",
+		sum.opened, sum.failed, sum.cache_hits, sum.cache_misses);
+}
+
 static void handle_metrics(gw_req_t *req, void *arg)
 {
 	mf_buf_t out = MF_BUF_INIT;
 
 	if (gw_server_metrics(gw_req_server(req), &out) < 0 || add_pg_metrics(&out) < 0 ||
-	    add_identity_metrics(&out) < 0) {
+	    add_identity_metrics(&out) < 0 || add_vault_metrics(&out) < 0) {
 		mf_buf_free(&out);
 		gw_respond_error(req, 500, "internal_error", "metrics unavailable");
 		return;
@@ -174,6 +204,8 @@ static void handle_metrics(gw_req_t *req, void *arg)
 struct serve_ctx {
 	const mf_config_t *cfg;
 	tn_t *tn;
+	mf_master_t *master;
+	cx_vault_t *vault;
 	const mf_serve_hooks_t *hooks;
 };
 
@@ -219,6 +251,11 @@ static void *worker_init(int index, struct event_base *base, void *arg)
 		if (w->tn == NULL)
 			mf_error("serve", "cannot create the identity state", MF_I("worker", index));
 	}
+	if (sc->vault) {
+		w->vault = cx_vault_worker_new(sc->vault, base, w->pg);
+		if (w->vault == NULL)
+			mf_error("serve", "cannot create the vault state", MF_I("worker", index));
+	}
 	if (index < MAX_WORKERS)
 		atomic_store_explicit(&workers[index], w, memory_order_release);
 	return w;
@@ -237,6 +274,7 @@ static void worker_fini(void *data)
 	 * they belong to */
 	mf_pg_pool_free(w->pg);
 	tn_worker_free(w->tn);
+	cx_vault_worker_free(w->vault);
 	free(w);
 }
 
@@ -270,12 +308,14 @@ int mf_serve_print_routes(FILE *out)
 
 	mf_config_t cfg;
 	tn_t *tn = NULL;
+	cx_vault_t *vault = NULL;
 
 	if (mf_config_init(&cfg) < 0)
 		return -1;
-	tn = tn_new(&cfg, NULL);
-	if (api && admin && tn && add_ops_routes(api, false) == 0 && add_ops_routes(admin, true) == 0 &&
-	    tn_routes_add(tn, api) == 0) {
+	tn = tn_new(&cfg, NULL, NULL);
+	vault = cx_vault_new(&cfg, NULL, NULL);
+	if (api && admin && tn && vault && add_ops_routes(api, false) == 0 && add_ops_routes(admin, true) == 0 &&
+	    tn_routes_add(tn, api) == 0 && cx_vault_routes(vault, tn, api) == 0) {
 		gw_router_each(api, print_route, &a);
 		gw_router_each(admin, print_route, &b);
 		rc = 0;
@@ -283,6 +323,7 @@ int mf_serve_print_routes(FILE *out)
 	gw_router_free(api);
 	gw_router_free(admin);
 	tn_free(tn);
+	cx_vault_free(vault);
 	mf_config_free(&cfg);
 	return rc;
 }
@@ -291,16 +332,19 @@ int mf_serve_print_routes(FILE *out)
  * ring every worker starts from.  A database that is down now is not
  * fatal: the gateway comes up, /readyz says 503, and the workers load the
  * ring on their next refresh. */
-static void prepare_keys(const mf_config_t *cfg, tn_t *tn)
+static void prepare_keys(const mf_config_t *cfg, tn_t *tn, mf_master_t *m)
 {
-	unsigned char master[32];
+	mf_master_ring_t *master = mf_master_get(m);
 	mf_err_t err;
 	PGconn *c;
 
-	if (!cfg->database_url[0])
+	if (!cfg->database_url[0]) {
+		mf_master_ring_unref(master);
 		return;
-	if (tn_master_key_load(cfg, master, &err) < 0) {
-		mf_warn("serve", "no master key: this instance cannot sign tokens", MF_S("error", err.detail));
+	}
+	if (master == NULL) {
+		mf_warn("serve", "no master key: this instance cannot sign tokens nor open the vault",
+			MF_S("error", "set master_key_file or MSPFLOW_MASTER_KEY (mspflow keygen makes one)"));
 		return;
 	}
 	c = PQconnectdb(cfg->database_url);
@@ -310,25 +354,32 @@ static void prepare_keys(const mf_config_t *cfg, tn_t *tn)
 		mf_warn("serve", "cannot prepare the signing keys (run mspflow migrate?)", MF_S("error", err.detail));
 	}
 	PQfinish(c);
-	sodium_memzero(master, sizeof(master));
+	mf_master_ring_unref(master);
 }
 
 int mf_serve(const mf_config_t *cfg, const mf_serve_hooks_t *hooks, mf_err_t *err)
 {
 	gw_router_t *api = gw_router_new(), *admin = gw_router_new();
 	gw_server_t *srv = NULL;
-	struct serve_ctx sc = { cfg, NULL, hooks };
+	struct serve_ctx sc = { cfg, NULL, NULL, NULL, hooks };
 	int rc = -1;
 
 	if (api == NULL || admin == NULL) {
 		mf_err_set(err, 500, "out_of_memory", "out of memory");
 		goto out;
 	}
-	sc.tn = tn_new(cfg, err);
+	sc.master = mf_master_new(cfg, err);
+	if (sc.master == NULL)
+		goto out;
+	sc.tn = tn_new(cfg, sc.master, err);
 	if (sc.tn == NULL)
 		goto out;
-	prepare_keys(cfg, sc.tn);
+	sc.vault = cx_vault_new(cfg, sc.master, err);
+	if (sc.vault == NULL)
+		goto out;
+	prepare_keys(cfg, sc.tn, sc.master);
 	if (add_ops_routes(api, false) < 0 || add_ops_routes(admin, true) < 0 || tn_routes_add(sc.tn, api) < 0 ||
+	    cx_vault_routes(sc.vault, sc.tn, api) < 0 ||
 	    (hooks && hooks->routes && hooks->routes(api, admin, hooks->arg) < 0)) {
 		mf_err_set(err, 500, "internal_error", "cannot build the routes");
 		goto out;
@@ -346,5 +397,7 @@ out:
 	gw_router_free(api);
 	gw_router_free(admin);
 	tn_free(sc.tn);
+	cx_vault_free(sc.vault);
+	mf_master_free(sc.master);
 	return rc;
 }

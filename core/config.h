@@ -38,7 +38,7 @@ typedef struct mf_config {
 	char *log_level;		/* debug | info | warn | error */
 	bool access_log;
 	char *state_dir;		/* mspflow dev: cluster and credentials live here */
-	char *master_key;		/* base64 master key (secret: never log) */
+	char *master_key;		/* base64 master keys, first seals (secret: never log) */
 	char *master_key_file;
 	char *jwt_issuer;
 	char *jwt_audience;

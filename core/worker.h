@@ -18,6 +18,7 @@ typedef struct mf_worker {
 	mf_pg_pool_t *pg;
 	struct gw_rl *rl;		/* window rate limiter (gateway/ratelimit.h) */
 	struct tn_worker *tn;		/* identity and tenants (tenants/tn.h) */
+	struct cx_vault_worker *vault;	/* credential vault (connectors/vault.h) */
 } mf_worker_t;
 
 #endif

@@ -7,7 +7,8 @@
  * name t_<uuid hex>) with every tenant migration, and the audit row.  It
  * answers 201 only after COMMIT, so a created tenant is usable at once and
  * a failure leaves nothing behind.  Deletion is also one transaction: it
- * drops the schema, revokes the tenant's API clients and users, and keeps
+ * drops the schema, deletes the tenant's vault data keys (crypto-shredding),
+ * revokes the tenant's API clients and users, and keeps
  * a tombstone row so that its tokens keep failing until they expire.
  */
 #include <ctype.h>
@@ -444,8 +445,12 @@ static void del_marked(const PGresult *res, const mf_err_t *err, void *arg)
 		return;
 	if (!tn_found(ctx, res, "tenant"))
 		return;
+	/* the vault's data keys go in the same transaction as the schema:
+	 * without them its sealed credentials can never be opened again,
+	 * wherever a copy of them survives (crypto-shredding) */
 	tn_q(ctx, "WITH c AS (UPDATE platform.api_clients SET deleted_at = now() "
-		  "WHERE tenant_id = $1::uuid AND deleted_at IS NULL RETURNING 1) "
+		  "WHERE tenant_id = $1::uuid AND deleted_at IS NULL RETURNING 1), "
+		  "k AS (DELETE FROM platform.tenant_keys WHERE tenant_id = $1::uuid RETURNING 1) "
 		  "UPDATE platform.users SET deleted_at = now() WHERE tenant_id = $1::uuid AND deleted_at IS NULL",
 	     1, p, del_revoked);
 }

@@ -4,8 +4,11 @@
  * Signing keys live in platform.signing_keys so that every instance sharing
  * the database signs and verifies with the same ring.  Private keys are
  * sealed with XChaCha20-Poly1305 under a key derived (crypto_kdf) from the
- * master key, with the kid as associated data, so a row cannot be swapped
- * for another's.  The master key itself is never stored in the database.
+ * first master key of the ring (core/masterkey.h), with the kid as
+ * associated data, so a row cannot be swapped for another's; they open
+ * under any master key of the ring (each derived key is tried), which is
+ * what lets `mspflow vault rotate-master` re-seal them while servers run.
+ * The master keys themselves are never stored in the database.
  *
  * Start-up (blocking, before any event loop): tn_keys_ensure() creates the
  * first key when there is none, and tn_keys_seed() reads the ring that
@@ -28,6 +31,7 @@
 
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/masterkey.h"
 #include "tenants/tn.h"
 
 #define KEYS_LOCK "31078753305488504"	/* advisory lock: key creation */
@@ -37,75 +41,28 @@ static const char ring_sql[] =
 	"SELECT kid, public_pem, encode(private_box, 'hex'), (active_from <= now())::int "
 	"FROM platform.signing_keys WHERE retire_at IS NULL OR retire_at > now() ORDER BY active_from, kid";
 
-/* ---- master key ---- */
-
-static int decode_master(const char *text, unsigned char key[32], mf_err_t *err)
-{
-	size_t n = 0;
-	const char *end;
-	char buf[128];
-	size_t len = strcspn(text, "\r\n");
-
-	if (len >= sizeof(buf))
-		return mf_err_set(err, 400, "invalid_config", "the master key is not 32 bytes of base64");
-	memcpy(buf, text, len);
-	buf[len] = '\0';
-	if (sodium_base642bin(key, 32, buf, len, NULL, &n, &end, sodium_base64_VARIANT_ORIGINAL) != 0 ||
-	    n != 32 || *end != '\0') {
-		sodium_memzero(buf, sizeof(buf));
-		return mf_err_set(err, 400, "invalid_config", "the master key is not 32 bytes of base64");
-	}
-	sodium_memzero(buf, sizeof(buf));
-	return 0;
-}
-
-int tn_master_key_load(const mf_config_t *cfg, unsigned char key[32], mf_err_t *err)
-{
-	char text[128];
-	struct stat st;
-	ssize_t n;
-	int fd, rc;
-
-	if (cfg->master_key[0])
-		return decode_master(cfg->master_key, key, err);
-	if (!cfg->master_key_file[0])
-		return mf_err_set(err, 400, "invalid_config",
-				  "no master key: set master_key_file or MSPFLOW_MASTER_KEY (mspflow keygen makes one)");
-	fd = open(cfg->master_key_file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return mf_err_set(err, 400, "invalid_config", "cannot open master_key_file %s: %s",
-				  cfg->master_key_file, strerror(errno));
-	if (fstat(fd, &st) < 0 || (st.st_mode & 077) != 0) {
-		close(fd);
-		return mf_err_set(err, 400, "invalid_config",
-				  "master_key_file %s must not be readable by group or others (chmod 600)",
-				  cfg->master_key_file);
-	}
-	n = read(fd, text, sizeof(text) - 1);
-	close(fd);
-	if (n <= 0)
-		return mf_err_set(err, 400, "invalid_config", "master_key_file %s is empty", cfg->master_key_file);
-	text[n] = '\0';
-	rc = decode_master(text, key, err);
-	sodium_memzero(text, sizeof(text));
-	return rc;
-}
-
-int tn_master_key_generate(char *out, size_t len)
-{
-	unsigned char key[32];
-
-	if (len < sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_ORIGINAL))
-		return -1;
-	randombytes_buf(key, sizeof(key));
-	sodium_bin2base64(out, len, key, sizeof(key), sodium_base64_VARIANT_ORIGINAL);
-	sodium_memzero(key, sizeof(key));
-	return 0;
-}
-
 void tn_keys_derive(const unsigned char master[32], unsigned char box[32])
 {
 	crypto_kdf_derive_from_key(box, 32, 1, KDF_CONTEXT, master);
+}
+
+/* The private PEM of a row under any key of the ring (malloc'd, wiped by
+ * the caller), and which key opened it; NULL when none does. */
+static char *unseal(const unsigned char box[32], const char *kid, const char *hex);
+
+static char *unseal_ring(const mf_master_ring_t *ring, const char *kid, const char *hex, int *which)
+{
+	unsigned char box[32];
+	char *pem = NULL;
+
+	for (int i = 0; pem == NULL && i < mf_master_ring_count(ring); i++) {
+		tn_keys_derive(mf_master_ring_key(ring, i), box);
+		pem = unseal(box, kid, hex);
+		if (pem && which)
+			*which = i;
+	}
+	sodium_memzero(box, sizeof(box));
+	return pem;
 }
 
 /* ---- sealing ---- */
@@ -176,15 +133,24 @@ static gw_keyring_t *ring_from_result(tn_t *tn, const PGresult *res)
 {
 	const mf_config_t *cfg = tn->cfg;
 	gw_keyring_t *ring = gw_keyring_new(cfg->jwt_issuer, cfg->jwt_audience, cfg->jwt_leeway_s);
+	mf_master_ring_t *mring = mf_master_get(tn->master);
 	const char *signer = NULL;
 	mf_err_t err;
 
-	if (ring == NULL)
+	if (ring == NULL) {
+		mf_master_ring_unref(mring);
 		return NULL;
-	for (int i = 0; i < PQntuples(res); i++) {
+	}
+	for (int i = 0; res && i < PQntuples(res); i++) {
 		const char *kid = PQgetvalue(res, i, 0);
-		char *priv = unseal(tn->keybox, kid, PQgetvalue(res, i, 2));
+		char *priv = unseal_ring(mring, kid, PQgetvalue(res, i, 2), NULL);
 
+		if (priv == NULL && mf_master_from_file(tn->master)) {
+			/* re-sealed under a master key added to the file since */
+			mf_master_ring_unref(mring);
+			mring = mf_master_refresh(tn->master, NULL, false);
+			priv = unseal_ring(mring, kid, PQgetvalue(res, i, 2), NULL);
+		}
 		if (priv == NULL) {
 			mf_error("keys", "a signing key does not open with this master key", MF_S("kid", kid));
 			continue;
@@ -195,6 +161,7 @@ static gw_keyring_t *ring_from_result(tn_t *tn, const PGresult *res)
 			signer = kid;	/* rows come oldest first: the newest active key signs */
 		free_secret(priv);
 	}
+	mf_master_ring_unref(mring);
 	if (signer && gw_keyring_set_signer(ring, signer, &err) < 0)
 		mf_error("keys", "cannot select the signing key", MF_S("error", err.detail));
 	if (tn->issuers && gw_keyring_add_issuers_json(ring, tn->issuers, &err) < 0)
@@ -252,14 +219,14 @@ static int insert_key(PGconn *c, const unsigned char box[32], int delay_s, char 
 	return rc;
 }
 
-int tn_keys_ensure(PGconn *c, const unsigned char master[32], mf_err_t *err)
+int tn_keys_ensure(PGconn *c, const mf_master_ring_t *master, mf_err_t *err)
 {
 	const char *lock[1] = { KEYS_LOCK };
 	unsigned char box[32];
 	PGresult *r;
 	int rc = -1;
 
-	tn_keys_derive(master, box);
+	tn_keys_derive(mf_master_ring_key(master, 0), box);
 	r = exec_params(c, "SELECT pg_advisory_lock($1::bigint)", 1, lock, err);
 	if (r == NULL)
 		goto out;
@@ -285,7 +252,7 @@ out:
 	return rc;
 }
 
-int tn_keys_rotate(PGconn *c, const mf_config_t *cfg, const unsigned char master[32], FILE *out, mf_err_t *err)
+int tn_keys_rotate(PGconn *c, const mf_config_t *cfg, const mf_master_ring_t *master, FILE *out, mf_err_t *err)
 {
 	unsigned char box[32];
 	char kid[32], delay[16], keep[16];
@@ -295,7 +262,7 @@ int tn_keys_rotate(PGconn *c, const mf_config_t *cfg, const unsigned char master
 	 * key is known everywhere before it signs anything */
 	int d = 2 * cfg->key_refresh_s + 1;
 
-	tn_keys_derive(master, box);
+	tn_keys_derive(mf_master_ring_key(master, 0), box);
 	r = exec_params(c, "BEGIN", 0, NULL, err);
 	if (r == NULL)
 		goto out;
@@ -330,6 +297,63 @@ rollback:
 out:
 	sodium_memzero(box, sizeof(box));
 	return rc;
+}
+
+int tn_keys_reseal(PGconn *c, const mf_master_ring_t *master, tn_reseal_report_t *rep, mf_err_t *err)
+{
+	unsigned char box[32];
+	PGresult *r;
+
+	memset(rep, 0, sizeof(*rep));
+	r = exec_params(c, "SELECT kid, encode(private_box, 'hex') FROM platform.signing_keys ORDER BY kid", 0, NULL, err);
+	if (r == NULL)
+		return -1;
+	tn_keys_derive(mf_master_ring_key(master, 0), box);
+	for (int i = 0; i < PQntuples(r); i++) {
+		const char *kid = PQgetvalue(r, i, 0), *old = PQgetvalue(r, i, 1);
+		int which = -1;
+		char *pem = unseal_ring(master, kid, old, &which), *sealed;
+		char oldhex[4 + 4096];
+		PGresult *u;
+
+		if (pem == NULL) {
+			mf_warn("keys", "a signing key opens under no master key of the ring", MF_S("kid", kid));
+			rep->unopenable++;
+			continue;
+		}
+		if (which == 0) {
+			free_secret(pem);
+			rep->already++;
+			continue;
+		}
+		sealed = seal(box, kid, pem);
+		free_secret(pem);
+		snprintf(oldhex, sizeof(oldhex), "\\x%s", old);
+		if (sealed == NULL || strlen(old) + 3 >= sizeof(oldhex)) {
+			free(sealed);
+			rep->unopenable++;
+			continue;
+		}
+		{
+			/* one row per statement, and only if nobody re-sealed it meanwhile */
+			const char *p[3] = { kid, sealed, oldhex };
+
+			u = exec_params(c, "UPDATE platform.signing_keys SET private_box = $2::bytea "
+					   "WHERE kid = $1 AND private_box = $3::bytea", 3, p, err);
+		}
+		free(sealed);
+		if (u == NULL) {
+			PQclear(r);
+			sodium_memzero(box, sizeof(box));
+			return -1;
+		}
+		if (strcmp(PQcmdTuples(u), "1") == 0)
+			rep->resealed++;
+		PQclear(u);
+	}
+	PQclear(r);
+	sodium_memzero(box, sizeof(box));
+	return 0;
 }
 
 /* Start-up: the ring every worker begins with. */

@@ -11,6 +11,7 @@
 
 #include "core/json.h"
 #include "core/log.h"
+#include "core/masterkey.h"
 #include "core/offload.h"
 #include "core/urlenc.h"
 #include "tenants/tn.h"
@@ -25,10 +26,10 @@ static json_t *load_issuers(const char *path, mf_err_t *err)
 	return doc;
 }
 
-tn_t *tn_new(const mf_config_t *cfg, mf_err_t *err)
+tn_t *tn_new(const mf_config_t *cfg, struct mf_master *master, mf_err_t *err)
 {
 	tn_t *tn = calloc(1, sizeof(*tn));
-	unsigned char master[32];
+	mf_master_ring_t *ring;
 	char pw[32];
 
 	if (tn == NULL || sodium_init() < 0) {
@@ -37,13 +38,10 @@ tn_t *tn_new(const mf_config_t *cfg, mf_err_t *err)
 		return NULL;
 	}
 	tn->cfg = cfg;
-	if (cfg->master_key[0] || cfg->master_key_file[0]) {
-		if (tn_master_key_load(cfg, master, err) < 0)
-			goto fail;
-		tn_keys_derive(master, tn->keybox);
-		sodium_memzero(master, sizeof(master));
-		tn->have_master = true;
-	}
+	tn->master = master;
+	ring = mf_master_get(master);
+	tn->have_master = mf_master_ring_count(ring) > 0;
+	mf_master_ring_unref(ring);
 	if (cfg->jwt_issuers_file[0]) {
 		tn->issuers = load_issuers(cfg->jwt_issuers_file, err);
 		if (tn->issuers == NULL)
@@ -84,7 +82,6 @@ void tn_free(tn_t *tn)
 	free(tn->dummy_hash);
 	PQclear(tn->seed);
 	tn_routes_free(tn);
-	sodium_memzero(tn->keybox, sizeof(tn->keybox));
 	free(tn);
 }
 

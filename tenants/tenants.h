@@ -24,9 +24,13 @@ typedef struct tn tn_t;
 typedef struct tn_worker tn_worker_t;
 struct mf_worker;
 
-/* Reads the master key and the external issuers file; cfg is borrowed and
- * must outlive the result. */
-tn_t *tn_new(const mf_config_t *cfg, mf_err_t *err);
+struct mf_master;
+struct mf_master_ring;
+
+/* Reads the external issuers file; cfg and master (the master key ring
+ * holder of core/masterkey.h, NULL = none) are borrowed and must outlive
+ * the result. */
+tn_t *tn_new(const mf_config_t *cfg, struct mf_master *master, mf_err_t *err);
 void tn_free(tn_t *tn);	/* after the server has stopped */
 int tn_routes_add(tn_t *tn, gw_router_t *api) __attribute__((warn_unused_result));
 /* On the worker's thread, after its database pool exists. */
@@ -90,20 +94,24 @@ void tn_worker_stats(const tn_worker_t *tw, tn_stats_t *out);
 
 /* ---- blocking helpers for the command line ---- */
 
-/* The master key from cfg (master_key, else master_key_file), decoded. */
-int tn_master_key_load(const mf_config_t *cfg, unsigned char key[32], mf_err_t *err)
-	__attribute__((warn_unused_result));
-/* A new random master key in the text form master_key takes. */
-int tn_master_key_generate(char *out, size_t len) __attribute__((warn_unused_result));
-/* Makes sure a signing key exists (creates the first one). */
-int tn_keys_ensure(PGconn *conn, const unsigned char master[32], mf_err_t *err)
+/* Makes sure a signing key exists (creates the first one, sealed under
+ * the ring's first key). */
+int tn_keys_ensure(PGconn *conn, const struct mf_master_ring *master, mf_err_t *err)
 	__attribute__((warn_unused_result));
 /* Start-up: reads the ring rows every worker of tn starts with. */
 int tn_keys_seed(tn_t *tn, PGconn *conn, mf_err_t *err) __attribute__((warn_unused_result));
 /* Adds a new signing key that takes over after every instance has loaded
  * it; older keys keep verifying until tokens signed by them have expired. */
-int tn_keys_rotate(PGconn *conn, const mf_config_t *cfg, const unsigned char master[32], FILE *out,
+int tn_keys_rotate(PGconn *conn, const mf_config_t *cfg, const struct mf_master_ring *master, FILE *out,
 		   mf_err_t *err) __attribute__((warn_unused_result));
+/* Re-seals every signing key that opens under another key of the ring
+ * under its first key, one row per statement (each only if unchanged
+ * meanwhile), so an interruption leaves every row openable. */
+typedef struct tn_reseal_report {
+	int resealed, already, unopenable;
+} tn_reseal_report_t;
+int tn_keys_reseal(PGconn *conn, const struct mf_master_ring *master, tn_reseal_report_t *rep, mf_err_t *err)
+	__attribute__((warn_unused_result));
 /* Creates the platform tenant if missing and a new platform-admin API
  * client; writes {"client_id","client_secret","tenant_id"} to *json
  * (malloc'd). */

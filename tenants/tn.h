@@ -36,7 +36,7 @@ typedef struct tn_tenant {
 
 struct tn {
 	const mf_config_t *cfg;
-	unsigned char keybox[32];	/* derived from the master key: seals signing keys */
+	struct mf_master *master;	/* the master key ring holder (borrowed; may be NULL) */
 	bool have_master;
 	json_t *issuers;		/* external issuers (jwt_issuers_file), or NULL */
 	gw_gcra_t *gcra;		/* per-IP and per-account limits, all workers */

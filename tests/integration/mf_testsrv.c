@@ -4,8 +4,10 @@
  * product does not have yet: a JSON echo (body limits, 415, duplicate
  * keys), parameterised routes (routing, 405), a slow route (graceful
  * shutdown), a database sleep (pool behaviour), the window rate limiter
- * (GET /rl/{key}?limit=N&window=W) and the request's trace context as a
- * handler sees it (GET /trace).  Never installed.
+ * (GET /rl/{key}?limit=N&window=W), the request's trace context as a
+ * handler sees it (GET /trace), and the vault's open path
+ * (GET /test/vault/{tenant_id}/{name}: the type, version and SHA-256 of
+ * the plaintext, never the plaintext).  Never installed.
  *
  *   mspflow-testsrv serve --config FILE
  */
@@ -16,7 +18,10 @@
 
 #include <event2/event.h>
 
+#include <sodium.h>
+
 #include "cmd/serve.h"
+#include "connectors/vault.h"
 #include "core/log.h"
 #include "core/trace.h"
 #include "core/worker.h"
@@ -233,6 +238,75 @@ static void rl_route(gw_req_t *req, void *arg)
 		rl_answer(o, &res, req);
 }
 
+/* The vault's open path without a connector: the tenant's schema is read
+ * from platform.tenants (deleted tenants included, so a test can restore
+ * a shredded tenant's rows and see that they no longer open). */
+struct vopen {
+	gw_req_t *req;
+	char tenant[37];
+	char name[64];
+};
+
+static void vault_opened(cx_secret_t *s, const mf_err_t *err, void *arg)
+{
+	struct vopen *o = arg;
+	unsigned char h[crypto_hash_sha256_BYTES];
+	char hex[2 * sizeof(h) + 1];
+
+	if (s == NULL) {
+		gw_respond_problem(o->req, err);
+		free(o);
+		return;
+	}
+	crypto_hash_sha256(h, s->data, s->len);
+	sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
+	gw_respond_json(o->req, 200, json_pack("{ss si ss si}", "type", s->type, "version", s->version, "sha256", hex,
+					       "length", (int)s->len));
+	cx_secret_free(s);
+	free(o);
+}
+
+static void vault_schema(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	struct vopen *o = arg;
+	mf_worker_t *w = gw_req_worker_data(o->req);
+
+	if (err || PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
+		if (err)
+			gw_respond_problem(o->req, err);
+		else
+			gw_respond_error(o->req, 404, "not_found", "no such tenant");
+		free(o);
+		return;
+	}
+	if (cx_vault_open(w->vault, o->tenant, PQgetvalue(res, 0, 0), o->name, vault_opened, o) < 0) {
+		gw_respond_error(o->req, 400, "bad_request", "cannot open");
+		free(o);
+	}
+}
+
+static void vault_open_route(gw_req_t *req, void *arg)
+{
+	mf_worker_t *w = gw_req_worker_data(req);
+	struct vopen *o = calloc(1, sizeof(*o));
+	const char *p[1];
+
+	if (o == NULL || w == NULL || w->pg == NULL || w->vault == NULL) {
+		free(o);
+		gw_respond_error(req, 503, "database_unavailable", "no database");
+		return;
+	}
+	o->req = req;
+	snprintf(o->tenant, sizeof(o->tenant), "%s", gw_req_param(req, "tenant_id"));
+	snprintf(o->name, sizeof(o->name), "%s", gw_req_param(req, "name"));
+	p[0] = o->tenant;
+	if (strlen(o->tenant) != 36 ||
+	    mf_pg_query(w->pg, "SELECT schema_name FROM platform.tenants WHERE id = $1::uuid", 1, p, vault_schema, o) < 0) {
+		free(o);
+		gw_respond_error(req, 400, "bad_request", "bad tenant id");
+	}
+}
+
 static int add_routes(gw_router_t *api, gw_router_t *admin, void *arg)
 {
 	return gw_router_add(api, "POST", "/echo", echo, NULL, GW_ROUTE_JSON_BODY) |
@@ -244,7 +318,8 @@ static int add_routes(gw_router_t *api, gw_router_t *admin, void *arg)
 	       gw_router_add(api, "GET", "/db/sleep", db_sleep, NULL, 0) |
 	       gw_router_add(api, "GET", "/db/tx", db_tx, NULL, 0) |
 	       gw_router_add(api, "GET", "/rl/{key}", rl_route, NULL, 0) |
-	       gw_router_add(api, "GET", "/trace", trace_route, NULL, 0);
+	       gw_router_add(api, "GET", "/trace", trace_route, NULL, 0) |
+	       gw_router_add(api, "GET", "/test/vault/{tenant_id}/{name}", vault_open_route, NULL, 0);
 }
 
 int main(int argc, char **argv)
