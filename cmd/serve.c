@@ -15,6 +15,7 @@
 #include <sodium.h>
 
 #include "cmd/serve.h"
+#include "connectors/connectors.h"
 #include "connectors/vault.h"
 #include "core/buf.h"
 #include "core/log.h"
@@ -187,12 +188,56 @@ static int add_vault_metrics(mf_buf_t *out)
 		sum.opened, sum.failed, sum.cache_hits, sum.cache_misses);
 }
 
+static int add_connector_metrics(mf_buf_t *out)
+{
+	cx_stats_t sum = { 0 };
+
+	for (int i = 0; i < MAX_WORKERS; i++) {
+		mf_worker_t *w = atomic_load_explicit(&workers[i], memory_order_acquire);
+		cx_stats_t s;
+
+		if (w == NULL || w->cx == NULL)
+			continue;
+		cx_worker_stats(w->cx, &s);
+		sum.calls += s.calls;
+		sum.failures += s.failures;
+		sum.retries += s.retries;
+		sum.token_fetches += s.token_fetches;
+		sum.held += s.held;
+		sum.http.calls += s.http.calls;
+		sum.http.egress_refused += s.http.egress_refused;
+		sum.http.connections_opened += s.http.connections_opened;
+		sum.http.active += s.http.active;
+	}
+	return mf_buf_addf(out,
+		"# HELP mspflow_connector_calls_total Calls through connectors, and those that ended in an error.\n"
+		"# TYPE mspflow_connector_calls_total counter\n"
+		"mspflow_connector_calls_total{result=\"all\"} %llu\n"
+		"mspflow_connector_calls_total{result=\"error\"} %llu\n"
+		"# HELP mspflow_connector_retries_total Attempts repeated after 429/503 or a failed connect.\n"
+		"# TYPE mspflow_connector_retries_total counter\nmspflow_connector_retries_total %llu\n"
+		"# HELP mspflow_connector_oauth_fetches_total OAuth2 access tokens fetched for connectors.\n"
+		"# TYPE mspflow_connector_oauth_fetches_total counter\nmspflow_connector_oauth_fetches_total %llu\n"
+		"# HELP mspflow_connector_held_total Calls that waited out a peer's Retry-After.\n"
+		"# TYPE mspflow_connector_held_total counter\nmspflow_connector_held_total %llu\n"
+		"# HELP mspflow_outbound_requests_total Outbound HTTP requests sent (token requests and redirects included).\n"
+		"# TYPE mspflow_outbound_requests_total counter\nmspflow_outbound_requests_total %llu\n"
+		"# HELP mspflow_outbound_egress_refused_total Outbound connections the egress guard refused.\n"
+		"# TYPE mspflow_outbound_egress_refused_total counter\nmspflow_outbound_egress_refused_total %llu\n"
+		"# HELP mspflow_outbound_connections_opened_total Outbound sockets opened.\n"
+		"# TYPE mspflow_outbound_connections_opened_total counter\nmspflow_outbound_connections_opened_total %llu\n"
+		"# HELP mspflow_outbound_active Outbound requests running or queued now.\n"
+		"# TYPE mspflow_outbound_active gauge\nmspflow_outbound_active %d\n",
+		sum.calls, sum.failures, sum.retries, sum.token_fetches, sum.held, sum.http.calls,
+		sum.http.egress_refused, sum.http.connections_opened, sum.http.active);
+}
+
 static void handle_metrics(gw_req_t *req, void *arg)
 {
 	mf_buf_t out = MF_BUF_INIT;
 
 	if (gw_server_metrics(gw_req_server(req), &out) < 0 || add_pg_metrics(&out) < 0 ||
-	    add_identity_metrics(&out) < 0 || add_vault_metrics(&out) < 0) {
+	    add_identity_metrics(&out) < 0 || add_vault_metrics(&out) < 0 || add_connector_metrics(&out) < 0) {
 		mf_buf_free(&out);
 		gw_respond_error(req, 500, "internal_error", "metrics unavailable");
 		return;
@@ -206,6 +251,7 @@ struct serve_ctx {
 	tn_t *tn;
 	mf_master_t *master;
 	cx_vault_t *vault;
+	cx_t *cx;
 	const mf_serve_hooks_t *hooks;
 };
 
@@ -256,6 +302,14 @@ static void *worker_init(int index, struct event_base *base, void *arg)
 		if (w->vault == NULL)
 			mf_error("serve", "cannot create the vault state", MF_I("worker", index));
 	}
+	if (sc->cx && w->pg && w->rl && w->vault) {
+		mf_err_t err;
+
+		w->cx = cx_worker_new(sc->cx, w, &err);
+		if (w->cx == NULL)
+			mf_error("serve", "cannot create the connector state", MF_I("worker", index),
+				 MF_S("error", err.detail));
+	}
 	if (index < MAX_WORKERS)
 		atomic_store_explicit(&workers[index], w, memory_order_release);
 	return w;
@@ -269,6 +323,9 @@ static void worker_fini(void *data)
 		return;
 	if (w->index < MAX_WORKERS)
 		atomic_store_explicit(&workers[w->index], NULL, memory_order_release);
+	/* calls in flight end first ("shutting_down"); a call still waiting
+	 * for the limiter is freed when gw_rl_free answers it */
+	cx_worker_free(w->cx);
 	gw_rl_free(w->rl);	/* answers its waiters; leases still in the pool are detached */
 	/* then the pool: its pending callbacks still find the identity state
 	 * they belong to */
@@ -309,13 +366,15 @@ int mf_serve_print_routes(FILE *out)
 	mf_config_t cfg;
 	tn_t *tn = NULL;
 	cx_vault_t *vault = NULL;
+	cx_t *cx = NULL;
 
 	if (mf_config_init(&cfg) < 0)
 		return -1;
 	tn = tn_new(&cfg, NULL, NULL);
 	vault = cx_vault_new(&cfg, NULL, NULL);
-	if (api && admin && tn && vault && add_ops_routes(api, false) == 0 && add_ops_routes(admin, true) == 0 &&
-	    tn_routes_add(tn, api) == 0 && cx_vault_routes(vault, tn, api) == 0) {
+	cx = vault ? cx_new(&cfg, vault, NULL) : NULL;
+	if (api && admin && tn && vault && cx && add_ops_routes(api, false) == 0 && add_ops_routes(admin, true) == 0 &&
+	    tn_routes_add(tn, api) == 0 && cx_vault_routes(vault, tn, api) == 0 && cx_routes_add(cx, tn, api) == 0) {
 		gw_router_each(api, print_route, &a);
 		gw_router_each(admin, print_route, &b);
 		rc = 0;
@@ -323,6 +382,7 @@ int mf_serve_print_routes(FILE *out)
 	gw_router_free(api);
 	gw_router_free(admin);
 	tn_free(tn);
+	cx_free(cx);
 	cx_vault_free(vault);
 	mf_config_free(&cfg);
 	return rc;
@@ -361,7 +421,7 @@ int mf_serve(const mf_config_t *cfg, const mf_serve_hooks_t *hooks, mf_err_t *er
 {
 	gw_router_t *api = gw_router_new(), *admin = gw_router_new();
 	gw_server_t *srv = NULL;
-	struct serve_ctx sc = { cfg, NULL, NULL, NULL, hooks };
+	struct serve_ctx sc = { cfg, NULL, NULL, NULL, NULL, hooks };
 	int rc = -1;
 
 	if (api == NULL || admin == NULL) {
@@ -377,9 +437,12 @@ int mf_serve(const mf_config_t *cfg, const mf_serve_hooks_t *hooks, mf_err_t *er
 	sc.vault = cx_vault_new(cfg, sc.master, err);
 	if (sc.vault == NULL)
 		goto out;
+	sc.cx = cx_new(cfg, sc.vault, err);
+	if (sc.cx == NULL)
+		goto out;
 	prepare_keys(cfg, sc.tn, sc.master);
 	if (add_ops_routes(api, false) < 0 || add_ops_routes(admin, true) < 0 || tn_routes_add(sc.tn, api) < 0 ||
-	    cx_vault_routes(sc.vault, sc.tn, api) < 0 ||
+	    cx_vault_routes(sc.vault, sc.tn, api) < 0 || cx_routes_add(sc.cx, sc.tn, api) < 0 ||
 	    (hooks && hooks->routes && hooks->routes(api, admin, hooks->arg) < 0)) {
 		mf_err_set(err, 500, "internal_error", "cannot build the routes");
 		goto out;
@@ -397,6 +460,7 @@ out:
 	gw_router_free(api);
 	gw_router_free(admin);
 	tn_free(sc.tn);
+	cx_free(sc.cx);
 	cx_vault_free(sc.vault);
 	mf_master_free(sc.master);
 	return rc;

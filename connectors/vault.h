@@ -46,6 +46,9 @@ typedef struct cx_vault_worker cx_vault_worker_t;	/* per worker: DEK cache, pool
 #define CX_NAME_MAX 63
 #define CX_SECRET_MAX 16384			/* the sealed JSON of one credential */
 
+/* A credential's or connector's name: ^[a-z0-9][a-z0-9_.-]{0,62}$. */
+bool cx_name_ok(const char *s);
+
 /* ---- process and worker state ---- */
 
 /* cfg and master are borrowed and must outlive the vault; master may hold

@@ -52,9 +52,6 @@ enum cx_dek_why cx_dek_get(cx_vault_worker_t *vw, const char *tenant, int versio
 void cx_dek_put(cx_vault_worker_t *vw, const char *tenant, int version, const unsigned char dek[CX_DEK_BYTES]);
 const char *cx_dek_why_name(enum cx_dek_why w);
 
-/* ^[a-z0-9][a-z0-9_.-]{0,62}$ */
-bool cx_name_ok(const char *s);
-
 /* The detail and log line of a credential that does not open. */
 void cx_unreadable(mf_err_t *err, const char *tenant, const char *name, const char *reason);
 

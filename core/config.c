@@ -71,6 +71,7 @@ static const struct cfg_row rows[] = {
 	ROW(connector_max_response_bytes, CFG_INT, "1048576", 1024, 1073741824, "largest connector response body accepted; larger ones are cut off (too_large)"),
 	ROW(connector_timeout_ms, CFG_INT, "30000", 100, 3600000, "default deadline of a whole outbound connector call, waiting for a connection included"),
 	ROW(connector_connect_timeout_ms, CFG_INT, "5000", 100, 600000, "time allowed to open one outbound connection (TCP and TLS)"),
+	ROW(connector_cache_ttl_ms, CFG_INT, "5000", 0, 600000, "how long a worker reuses a connector's definition and opened credential before reading them again; a change made through this worker applies at once"),
 };
 
 #define NROWS (sizeof(rows) / sizeof(rows[0]))

@@ -58,6 +58,7 @@ typedef struct mf_config {
 	int connector_max_response_bytes;
 	int connector_timeout_ms;
 	int connector_connect_timeout_ms;
+	int connector_cache_ttl_ms;	/* connector + credential reuse per worker */
 } mf_config_t;
 
 /* Fills cfg with the defaults.  Returns 0 or -1 (out of memory). */

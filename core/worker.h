@@ -18,7 +18,8 @@ typedef struct mf_worker {
 	mf_pg_pool_t *pg;
 	struct gw_rl *rl;		/* window rate limiter (gateway/ratelimit.h) */
 	struct tn_worker *tn;		/* identity and tenants (tenants/tn.h) */
-	struct cx_vault_worker *vault;	/* credential vault (connectors/vault.h) */
+	struct cx_vault_worker *vault;
+	struct cx_worker *cx;		/* connector calls (connectors/connectors.h) */	/* credential vault (connectors/vault.h) */
 } mf_worker_t;
 
 #endif

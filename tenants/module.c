@@ -328,17 +328,17 @@ int tn_req_page(gw_req_t *req, int *limit, char cursor[64], mf_err_t *err)
 	if (rc < 0)
 		return mf_err_set(err, 400, "validation_failed", "cursor is not one this server issued");
 	if (rc > 0) {
-		/* the cursor is the last id of the previous page, base64url */
-		unsigned char bin[40];
+		/* the cursor is the last key of the previous page, base64url */
+		unsigned char bin[64];
 		size_t n = 0;
 
 		if (sodium_base642bin(bin, sizeof(bin) - 1, v, strlen(v), NULL, &n, NULL,
-				      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 || n != 36) {
+				      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 || n == 0 || n > 63)
 			return mf_err_set(err, 400, "validation_failed", "cursor is not one this server issued");
-		}
+		for (size_t i = 0; i < n; i++)
+			if (bin[i] < 0x21 || bin[i] > 0x7e)
+				return mf_err_set(err, 400, "validation_failed", "cursor is not one this server issued");
 		bin[n] = '\0';
-		if (!tn_uuid_ok((const char *)bin))
-			return mf_err_set(err, 400, "validation_failed", "cursor is not one this server issued");
 		memcpy(cursor, bin, n + 1);
 	}
 	return 0;

@@ -9,7 +9,7 @@ CREATE TABLE connectors (
 	timeout_ms         int NOT NULL CHECK (timeout_ms BETWEEN 100 AND 300000),
 	rate_limit         jsonb NULL CHECK (rate_limit IS NULL OR jsonb_typeof(rate_limit) = 'object'),
 	retry              jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(retry) = 'object'),
-	redact_fields      text[] NOT NULL DEFAULT '{}',
+	redact_fields      jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(redact_fields) = 'array'),
 	max_response_bytes int NOT NULL,
 	follow_redirects   int NOT NULL DEFAULT 0 CHECK (follow_redirects BETWEEN 0 AND 10),
 	version            int NOT NULL DEFAULT 1,

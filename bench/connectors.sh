@@ -1,0 +1,129 @@
+#!/bin/sh
+# Connector benchmark: outbound calls per second through the connector
+# layer (connector and credential from the tenant's schema and vault, auth
+# header, egress guard, outbound rate limiter, Idempotency-Key, traceparent,
+# redacted summary: everything on) next to wrk driving the same target
+# directly, in one invocation, reported as a ratio.
+#
+#   bench/connectors.sh [CALLS] [CONCURRENCY]      (default 200000 64)
+#
+# The target is nginx with one worker process answering GET /healthz; the
+# connector layer runs on one worker loop (mspflow-cxbench) and wrk on one
+# thread, each with CONCURRENCY connections: both ends share this machine's
+# cores, so only the ratio means anything.  The set-up (tenant, policy,
+# credential, connector) goes through the public API of `mspflow dev`.
+set -eu
+cd "$(dirname "$0")/.."
+calls=${1:-200000}
+conc=${2:-64}
+
+infra/deps --bench
+[ -f build/build.ninja ] || meson setup build --buildtype=release >/dev/null
+ninja -C build >/dev/null
+
+work=$(mktemp -d)
+chmod 755 "$work"
+pids=""
+cleanup() {
+	for p in $pids; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+nport=$(free_port)
+port=$(free_port)
+
+cat > "$work/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $work/nginx.pid;
+error_log $work/nginx.err warn;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	keepalive_requests 1000000;
+	client_body_temp_path $work;
+	proxy_temp_path $work;
+	fastcgi_temp_path $work;
+	uwsgi_temp_path $work;
+	scgi_temp_path $work;
+	server {
+		listen 127.0.0.1:$nport;
+		location = /healthz { default_type application/json; return 200 '{"status":"ok"}'; }
+	}
+}
+CONF
+nginx -e "$work/nginx.err" -p "$work" -c "$work/nginx.conf" &
+pids="$pids $!"
+
+MSPFLOW_WORKERS=1 MSPFLOW_ACCESS_LOG=false \
+	build/mspflow dev --state "$work/state" --listen "127.0.0.1:$port" --admin-listen= \
+	> "$work/dev.out" 2> "$work/dev.err" &
+pids="$pids $!"
+for i in $(seq 1 600); do
+	[ -s "$work/state/credentials.json" ] && curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+	sleep 0.1
+done
+
+tenant=$(python3 - "$work" "$port" "$nport" <<'PY'
+import json, sys, urllib.request
+work, port, nport = sys.argv[1], sys.argv[2], sys.argv[3]
+cred = json.load(open(f"{work}/state/credentials.json"))
+def call(method, path, body=None, token=None, form=None):
+    data = json.dumps(body).encode() if body is not None else form
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
+    req.add_header("Content-Type", "application/json" if form is None else "application/x-www-form-urlencoded")
+    if token:
+        req.add_header("Authorization", "Bearer " + token)
+    with urllib.request.urlopen(req) as r:
+        return json.loads(r.read() or b"null")
+import urllib.parse
+tok = call("POST", "/oauth/token", form=urllib.parse.urlencode({"grant_type": "client_credentials",
+           "client_id": cred["client_id"], "client_secret": cred["client_secret"]}).encode())["access_token"]
+import base64
+pid = json.loads(base64.urlsafe_b64decode(tok.split(".")[1] + "=="))["tenant_id"]  # the platform tenant
+call("PUT", f"/v1/tenants/{pid}/policy", {"egress": {"allow_hosts": ["localhost"]}}, tok)
+msp = call("POST", "/v1/tenants", {"kind": "msp", "name": "Bench MSP", "slug": "bench-msp"}, tok)
+cl = call("POST", f"/v1/tenants/{msp['id']}/clients", {"name": "Bench Client", "slug": "bench-client"}, tok)
+call("PUT", f"/v1/tenants/{cl['id']}/credentials/target", {"type": "bearer", "data": {"token": "bench-token-0123456789"}}, tok)
+call("PUT", f"/v1/tenants/{cl['id']}/connectors/target", {"base_url": f"http://localhost:{nport}",
+     "credential": "target", "rate_limit": {"requests": 1000000, "per": "PT1S"}}, tok)
+print(cl["id"])
+PY
+)
+
+sock=$(python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    try: o = json.loads(l)
+    except ValueError: continue
+    if o.get("socket_dir"): print(o["socket_dir"]); break' "$work/dev.err")
+cat > "$work/cx.conf" <<CONF
+database_url = "host=$sock dbname=mspflow user=mspflow"
+master_key_file = "$work/state/master.key"
+egress_allow = "127.0.0.1/32, ::1/128"
+CONF
+
+wrk_rate() {
+	wrk -t1 -c"$conc" -d"$1" "http://127.0.0.1:$nport/healthz" | awk '/Requests\/sec/ {print $2}'
+}
+cx_rate() {
+	build/bench/mspflow-cxbench "$work/cx.conf" "$tenant" target "$calls" "$conc" |
+		python3 -c 'import json,sys; print(json.load(sys.stdin)["calls_per_s"])'
+}
+
+wrk_rate 3 >/dev/null	# warm-up
+c1=$(cx_rate); w1=$(wrk_rate 10); c2=$(cx_rate); w2=$(wrk_rate 10)
+mkdir -p bench/results
+out="bench/results/connectors-$(date -u +%Y%m%dT%H%M%SZ).json"
+python3 - "$c1" "$c2" "$w1" "$w2" "$calls" "$conc" > "$out" <<'PY'
+import json, sys
+c1, c2, w1, w2 = map(float, sys.argv[1:5])
+cx, wrk = (c1 + c2) / 2, (w1 + w2) / 2
+print(json.dumps({"connector_calls_per_s": round(cx), "wrk_req_per_s": round(wrk),
+                  "ratio": round(cx / wrk, 3), "runs": {"connector": [c1, c2], "wrk": [w1, w2]},
+                  "calls_per_run": int(sys.argv[5]), "concurrency": int(sys.argv[6]),
+                  "target": "nginx 1 worker, GET /healthz", "cores": 2}, indent=2))
+PY
+cat "$out"
