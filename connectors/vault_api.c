@@ -681,7 +681,8 @@ static const struct type_rule types[] = {
 	{ "bearer", { { "token", true, FIELD_MAX } } },
 	{ "basic", { { "password", true, 1024 }, { "username", true, 256 } } },
 	{ "api_key_header", { { "header", true, 64 }, { "value", true, FIELD_MAX } } },
-	{ "oauth2_client_credentials", { { "audience", false, 1024 }, { "client_id", true, 1024 },
+	{ "oauth2_client_credentials", { { "audience", false, 1024 }, { "auth_method", false, 8 },
+					 { "client_id", true, 1024 },
 					 { "client_secret", true, FIELD_MAX }, { "scope", false, 1024 },
 					 { "token_url", true, 2048 } } },
 };
@@ -743,6 +744,11 @@ static int validate(struct vreq *r, json_t *body, json_t *errors)
 			errors_add(errors, path, "must be a header field name (RFC 9110 token)");
 		if (strcmp(k, "token_url") == 0 && !url_ok(json_string_value(v)))
 			errors_add(errors, path, "must be an http or https URL");
+		/* how the client authenticates to the token endpoint (RFC 6749 2.3.1):
+		 * HTTP Basic (the default) or the form body */
+		if (strcmp(k, "auth_method") == 0 && strcmp(json_string_value(v), "basic") != 0 &&
+		    strcmp(json_string_value(v), "body") != 0)
+			errors_add(errors, path, "must be \"basic\" or \"body\"");
 	}
 	for (int i = 0; i < 6 && tr->fields[i].name; i++) {
 		if (tr->fields[i].required && json_object_get(data, tr->fields[i].name) == NULL) {

@@ -47,6 +47,18 @@ class ConnectorsTest(unittest.TestCase):
             # slow enough that concurrent callers overlap the fetch
             return Reply(200, {"access_token": t, "token_type": "Bearer", "expires_in": 3600}, delay=0.3)
 
+        def token_body(rec):
+            import urllib.parse
+            form = urllib.parse.parse_qs(rec.body.decode())
+            if rec.header("Authorization") or form.get("client_secret") != [SECRETS["client_secret"]] or \
+                    form.get("client_id") != ["psa-client"] or form.get("grant_type") != ["client_credentials"] or \
+                    form.get("scope") != ["tickets.read tickets.write"]:
+                return Reply(401, {"error": "invalid_client"})
+            with cls.token_lock:
+                t = f"access-{len(cls.tokens_issued)}-{uuid.uuid4().hex}"
+                cls.tokens_issued.append(t)
+            return Reply(200, {"access_token": t, "token_type": "bearer", "expires_in": 3600})
+
         def protected(rec):
             with cls.token_lock:
                 good = cls.tokens_issued and rec.header("Authorization") == "Bearer " + cls.tokens_issued[-1]
@@ -61,6 +73,7 @@ class ConnectorsTest(unittest.TestCase):
         cls.mock = MockServer({
             "/echo": echo,
             "/oauth/token": token,
+            "/oauth/form-token": token_body,
             "/api/": protected,
             "/limited": limited,
             "/slow": lambda rec: Reply(200, {"late": True}, delay=3),
@@ -92,6 +105,9 @@ class ConnectorsTest(unittest.TestCase):
         cls.cred("oauth-cred", "oauth2_client_credentials", {
             "token_url": f"{cls.base}/oauth/token", "client_id": "psa-client",
             "client_secret": SECRETS["client_secret"]})
+        cls.cred("oauth-body-cred", "oauth2_client_credentials", {
+            "token_url": f"{cls.base}/oauth/form-token", "client_id": "psa-client", "auth_method": "body",
+            "scope": "tickets.read tickets.write", "client_secret": SECRETS["client_secret"]})
         cls.tid = t
         time.sleep(1.1)  # the policy change reaches every worker's directory
 
@@ -247,6 +263,18 @@ class ConnectorsTest(unittest.TestCase):
         self.assertEqual(len(self.tokens_issued) - before, 3)
         for r in results:
             self.assertNotIn(SECRETS["client_secret"], r.body.decode())
+        # client authentication in the form body instead of HTTP Basic, with a scope
+        self.assertEqual(self.put("psa-form", {"base_url": self.base, "credential": "oauth-body-cred"}).status, 201)
+        r = self.try_call("psa-form", {"method": "GET", "path": "/api/tickets/y"})
+        self.assertEqual((r.status, r.json()["status"]), (200, 200), r.body)
+        self.assertEqual(len(self.tokens_issued) - before, 4)
+        # an unknown auth_method is refused when the credential is stored
+        r = self.call_api("PUT", f"/v1/tenants/{self.tid}/credentials/bad-oauth", self.msp_tok,
+                          {"type": "oauth2_client_credentials", "data": {
+                              "token_url": f"{self.base}/t", "client_id": "c", "client_secret": "s3cret!!",
+                              "auth_method": "post"}})
+        self.assertEqual(r.status, 400, r.body)
+        self.assertIn("/data/auth_method", [e["path"] for e in r.json()["errors"]])
 
     # ---- the peer's limits, timeouts, sizes ----
 

@@ -112,6 +112,10 @@ class MatrixTest(unittest.TestCase):
             ("GET", f"/v1/tenants/{t}/policy", None, "policy", 200),
             ("PUT", f"/v1/tenants/{t}/policy", {}, "policy", 200),
             ("GET", f"/v1/tenants/{t}/access", None, "read", 200),
+            ("GET", f"/v1/tenants/{t}/credentials", None, "credentials", 200),
+            ("GET", f"/v1/tenants/{t}/credentials/none", None, "credentials", 404),
+            ("GET", f"/v1/tenants/{t}/connectors", None, "connectors", 200),
+            ("DELETE", f"/v1/tenants/{t}/connectors/none", None, "connectors", 404),
         ] + [("GET", f"/v1/tenants/{t}/access/{perm}", None, "check:" + perm, 204)
              for perm in ("read", "edit", "create_client", "lifecycle", "api_clients", "users", "policy",
                           "credentials", "connectors")]
