@@ -565,11 +565,12 @@ static void stage_hold(cx_op_t *op)
 	long long now = cx_now_ms();
 	long long until = cx_hold_get(op->xw->cx->shared, op->ent->hold_key, now);
 
-	op->stage = ST_LIMIT;
 	if (until == 0) {
+		op->stage = ST_LIMIT;
 		op_next(op);
 		return;
 	}
+	/* stays in HOLD: another call may extend the hold meanwhile */
 	op->xw->n_held++;
 	if (until > op->deadline) {
 		op->retry_after_ms = until - now;
