@@ -745,6 +745,7 @@ static void token_fetch(cx_op_t *op)
 		req.body_len = (size_t)len;
 		req.timeout_ms = e->conn.timeout_ms;
 		req.max_response_bytes = 65536;
+		req.allow_private = e->allow_private;
 	}
 	if (req.url && (e->secret_in_body || basic))
 		op->http = cx_http_send(op->xw->http, &req, token_fetched, op, &err);
@@ -1020,6 +1021,7 @@ static void stage_send(cx_op_t *op)
 		req.timeout_ms = 1;
 	req.max_response_bytes = (size_t)c->max_response_bytes;
 	req.max_redirects = 0;	/* followed here, through the same checks */
+	req.allow_private = e->allow_private;	/* the tenant's effective egress.allow_private */
 	op->attempts++;
 	op->stage = ST_WAIT;
 	op->http = cx_http_send(op->xw->http, &req, http_done, op, &err);

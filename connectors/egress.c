@@ -9,6 +9,11 @@
  * unicast 2000::/3 that no rule names is "reserved": the IPv6 rule is an
  * allow-list of the public space, not a list of known bad blocks.
  *
+ * allow_private (the _ex variants) is applied after the tables have spoken:
+ * it turns a refusal into a pass only when the refusing rule's class is one
+ * of the private ones, so the order that puts metadata addresses before
+ * the blocks containing them also keeps them refused.
+ *
  * URL syntax is curl's (curl_url), so the guard and the transport agree on
  * what a URL means; numeric IPv4 host forms are recognised with inet_aton,
  * the same parser getaddrinfo uses for them.
@@ -47,6 +52,8 @@ struct v6_rule { uint8_t net[16]; int prefix; const char *why; };
 /* Most specific first: the first match decides. */
 static const struct v4_rule v4_rules[] = {
 	{ V4(169, 254, 169, 254), 32, "metadata" },	/* AWS, GCP, Azure IMDS, OpenStack, Oracle */
+	{ V4(169, 254, 170, 2), 32, "metadata" },	/* AWS ECS task metadata and credentials */
+	{ V4(169, 254, 170, 23), 32, "metadata" },	/* AWS EKS Pod Identity agent (credentials) */
 	{ V4(100, 100, 100, 200), 32, "metadata" },	/* Alibaba Cloud */
 	{ V4(168, 63, 129, 16), 32, "metadata" },	/* Azure wire server: a public address */
 	{ V4(255, 255, 255, 255), 32, "broadcast" },
@@ -71,6 +78,7 @@ static const struct v4_rule v4_rules[] = {
  * v6_why() before this table. */
 static const struct v6_rule v6_rules[] = {
 	{ { 0xfd, 0x00, 0x0e, 0xc2, [15] = 0x54, [14] = 0x02 }, 128, "metadata" },	/* fd00:ec2::254 */
+	{ { 0xfd, 0x00, 0x0e, 0xc2, [15] = 0x23 }, 128, "metadata" },		/* fd00:ec2::23, EKS Pod Identity */
 	{ { 0 }, 128, "unspecified" },
 	{ { [15] = 1 }, 128, "loopback" },
 	{ { 0x01, 0x00 }, 64, "reserved" },			/* 100::/64 discard */
@@ -118,7 +126,7 @@ static const char *v6_why(const uint8_t *a)
 	static const uint8_t zero[12] = { 0 };
 	const char *why;
 
-	for (size_t i = 0; i < 3; i++)		/* metadata, ::, ::1 before ::/96 */
+	for (size_t i = 0; i < 4; i++)		/* metadata, ::, ::1 before ::/96 */
 		if (prefix_match(a, v6_rules[i].net, v6_rules[i].prefix))
 			return v6_rules[i].why;
 	if (memcmp(a, mapped, 12) == 0 || memcmp(a, translated, 12) == 0 || memcmp(a, nat64, 12) == 0)
@@ -129,7 +137,7 @@ static const char *v6_why(const uint8_t *a)
 		return v4_why(load_v4(a + 2));
 	if (a[0] == 0x00 && a[1] == 0x64 && a[2] == 0xff && a[3] == 0x9b)
 		return "reserved";		/* 64:ff9b:1::/48, local-use NAT64 */
-	for (size_t i = 3; i < sizeof(v6_rules) / sizeof(v6_rules[0]); i++)
+	for (size_t i = 4; i < sizeof(v6_rules) / sizeof(v6_rules[0]); i++)
 		if (prefix_match(a, v6_rules[i].net, v6_rules[i].prefix))
 			return v6_rules[i].why;
 	if ((a[0] & 0xe0) != 0x20)		/* outside 2000::/3 global unicast */
@@ -152,6 +160,33 @@ static bool allowed(const cx_egress_t *g, int family, const uint8_t *a)
 		    prefix_match(a + 12, e->addr, e->prefix))
 			return true;
 	}
+	return false;
+}
+
+/* The classes a tenant's allow_private lifts: its own networks.  Not
+ * "metadata" (the platform's credentials), nor the space where nothing
+ * legitimate listens or that reaches many hosts at once. */
+static bool private_class(const char *why)
+{
+	static const char *const words[] = { "loopback", "private", "link_local", "cgnat", "ula" };
+
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (strcmp(why, words[i]) == 0)
+			return true;
+	return false;
+}
+
+bool cx_egress_addr_ok_ex(const cx_egress_t *g, const struct sockaddr *sa, socklen_t len, bool allow_private,
+			  const char **why)
+{
+	const char *w = NULL;
+
+	if (cx_egress_addr_ok(g, sa, len, &w))
+		return true;
+	if (allow_private && private_class(w))
+		return true;
+	if (why)
+		*why = w;
 	return false;
 }
 
@@ -335,7 +370,7 @@ static bool host_name_ok(const char *h)
 	return !numeric;
 }
 
-static int check_address(const cx_egress_t *g, int family, const void *addr, mf_err_t *err)
+static int check_address(const cx_egress_t *g, int family, const void *addr, bool allow_private, mf_err_t *err)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl;
@@ -356,7 +391,7 @@ static int check_address(const cx_egress_t *g, int family, const void *addr, mf_
 		memcpy(&sin6->sin6_addr, addr, 16);
 		sl = sizeof(*sin6);
 	}
-	if (cx_egress_addr_ok(g, (struct sockaddr *)&ss, sl, &why))
+	if (cx_egress_addr_ok_ex(g, (struct sockaddr *)&ss, sl, allow_private, &why))
 		return 0;
 	inet_ntop(family, addr, text, sizeof(text));
 	mf_err_set(err, 400, "egress_refused", "address %s is not allowed (%s)", text, why);
@@ -369,7 +404,7 @@ static int url_fail(mf_err_t *err, int rc, const char *code, const char *detail)
 	return rc;
 }
 
-static int check_parsed(const cx_egress_t *g, CURLU *u, mf_err_t *err)
+static int check_parsed(const cx_egress_t *g, CURLU *u, bool allow_private, mf_err_t *err)
 {
 	static const CURLUPart cred_parts[] = { CURLUPART_USER, CURLUPART_PASSWORD, CURLUPART_OPTIONS };
 	char *host = NULL, *port = NULL, *zone = NULL, *part = NULL;
@@ -406,9 +441,9 @@ static int check_parsed(const cx_egress_t *g, CURLU *u, mf_err_t *err)
 			rc = url_fail(err, CX_EGRESS_EINVAL, "invalid_url", "malformed IPv6 address in the URL");
 			goto out;
 		}
-		rc = check_address(g, AF_INET6, a6, err);
+		rc = check_address(g, AF_INET6, a6, allow_private, err);
 	} else if (inet_aton(host, &a4) == 1) {
-		rc = check_address(g, AF_INET, &a4, err);
+		rc = check_address(g, AF_INET, &a4, allow_private, err);
 	} else if (!host_name_ok(host)) {
 		rc = url_fail(err, CX_EGRESS_EINVAL, "invalid_url",
 			      "the URL's host is neither a valid name nor an IP address");
@@ -430,6 +465,11 @@ out:
 }
 
 int cx_egress_url_check(const cx_egress_t *g, const char *url, mf_err_t *err)
+{
+	return cx_egress_url_check_ex(g, url, false, err);
+}
+
+int cx_egress_url_check_ex(const cx_egress_t *g, const char *url, bool allow_private, mf_err_t *err)
 {
 	char scheme[24];
 	size_t n = 0, len;
@@ -477,7 +517,7 @@ int cx_egress_url_check(const cx_egress_t *g, const char *url, mf_err_t *err)
 		curl_url_cleanup(u);
 		return CX_EGRESS_EINVAL;
 	}
-	rc = check_parsed(g, u, err);
+	rc = check_parsed(g, u, allow_private, err);
 	curl_url_cleanup(u);
 	return rc;
 }

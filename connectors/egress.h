@@ -10,6 +10,14 @@
  * URL as typed, and connectors/http.c checks the address actually being
  * connected, after resolution, with cx_egress_addr_ok().
  *
+ * A tenant whose policy has egress.allow_private may reach its own private
+ * network: the _ex variants take that per-call permission, which lifts the
+ * "private" classes only (loopback, private, link_local, cgnat, ula, and
+ * IPv6 forms embedding such an IPv4 address).  Metadata services,
+ * multicast, broadcast, unspecified, reserved and documentation space stay
+ * refused whatever the tenant's policy says: only the operator's
+ * allow-list can open those.
+ *
  * A cx_egress_t is immutable once built, so one guard may be shared by all
  * worker threads without locking.
  */
@@ -47,6 +55,17 @@ void cx_egress_free(cx_egress_t *g);	/* accepts NULL */
  */
 bool cx_egress_addr_ok(const cx_egress_t *g, const struct sockaddr *sa, socklen_t len, const char **why);
 
+/*
+ * cx_egress_addr_ok, except that with allow_private an address refused as
+ * "loopback", "private", "link_local", "cgnat" or "ula" is allowed.  Every
+ * other refusal stands, so a metadata address inside link-local or CGNAT
+ * space (169.254.169.254, 169.254.170.2, 100.100.100.200, fd00:ec2::254...)
+ * is still refused as "metadata".  allow_private false is exactly
+ * cx_egress_addr_ok.
+ */
+bool cx_egress_addr_ok_ex(const cx_egress_t *g, const struct sockaddr *sa, socklen_t len, bool allow_private,
+			  const char **why);
+
 /* Return codes of cx_egress_url_check, all negative. */
 #define CX_EGRESS_EINVAL	(-1)	/* not a URL we accept: err code "invalid_url" */
 #define CX_EGRESS_ESCHEME	(-2)	/* a scheme other than http/https: "egress_refused" */
@@ -64,6 +83,17 @@ bool cx_egress_addr_ok(const cx_egress_t *g, const struct sockaddr *sa, socklen_
  * userinfo).  g may be NULL.
  */
 int cx_egress_url_check(const cx_egress_t *g, const char *url, mf_err_t *err)
+	__attribute__((warn_unused_result));
+
+/*
+ * cx_egress_url_check with a literal address judged by cx_egress_addr_ok_ex
+ * (allow_private as there).  The transport uses it before each call with
+ * that call's permission, so a literal URL and the connect-time check
+ * agree.  Connector base URLs are still saved through the strict
+ * cx_egress_url_check: a tenant's egress.allow_hosts never admits a
+ * literal address, so a saved literal private URL could not be called.
+ */
+int cx_egress_url_check_ex(const cx_egress_t *g, const char *url, bool allow_private, mf_err_t *err)
 	__attribute__((warn_unused_result));
 
 #endif

@@ -19,7 +19,12 @@
  * connection curl opens (first connect, happy-eyeballs fallbacks, the
  * target of a followed redirect) and refuses it before socket(2).  The
  * refusal is recorded on the call, because curl only reports a generic
- * "could not connect".
+ * "could not connect".  Connections are pooled per host, but the
+ * permission is per call (allow_private): CURLOPT_PREREQFUNCTION, which
+ * curl calls before every request on a new, reused or multiplexed
+ * connection, checks the connection's address again for the call about to
+ * use it, so a call without allow_private cannot ride a connection to a
+ * private address that one with it opened.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -63,9 +68,10 @@ struct cx_http_call {
 	size_t limit;
 	int timeout_ms;
 	bool in_multi, too_large, in_cb;
+	bool allow_private;		/* the request's: judged on every connection it uses */
 	const char *early_error;	/* decided before curl ran */
 	char early_detail[256];
-	const char *refused_why;	/* set by opensocket when the guard said no */
+	const char *refused_why;	/* set by opensocket or prereq when the guard said no */
 	char refused_ip[46];
 	char errbuf[CURL_ERROR_SIZE];
 	long long t0_us;
@@ -205,7 +211,7 @@ static curl_socket_t opensocket_cb(void *clientp, curlsocktype purpose, struct c
 	curl_socket_t fd;
 
 	if (purpose != CURLSOCKTYPE_IPCXN ||
-	    !cx_egress_addr_ok(call->h->opt.egress, &a->addr, a->addrlen, &why)) {
+	    !cx_egress_addr_ok_ex(call->h->opt.egress, &a->addr, a->addrlen, call->allow_private, &why)) {
 		call->refused_why = why;
 		call->refused_ip[0] = '\0';
 		if (a->family == AF_INET)
@@ -220,6 +226,34 @@ static curl_socket_t opensocket_cb(void *clientp, curlsocktype purpose, struct c
 	if (fd != CURL_SOCKET_BAD)
 		call->h->st.connections_opened++;
 	return fd;
+}
+
+/* Before each request, on whatever connection curl picked for it: a
+ * connection opened for another call was judged with that call's
+ * allow_private, not this one's.  An address that does not parse is
+ * refused ("family"). */
+static int prereq_cb(void *clientp, char *primary_ip, char *local_ip, int primary_port, int local_port)
+{
+	struct cx_http_call *call = clientp;
+	struct sockaddr_storage ss;
+	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+	socklen_t sl = 0;
+	const char *why = "family";
+
+	memset(&ss, 0, sizeof(ss));
+	if (primary_ip && inet_pton(AF_INET, primary_ip, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		sl = sizeof(*sin);
+	} else if (primary_ip && inet_pton(AF_INET6, primary_ip, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		sl = sizeof(*sin6);
+	}
+	if (sl && cx_egress_addr_ok_ex(call->h->opt.egress, (struct sockaddr *)&ss, sl, call->allow_private, &why))
+		return CURL_PREREQFUNC_OK;
+	call->refused_why = why;
+	snprintf(call->refused_ip, sizeof(call->refused_ip), "%s", primary_ip ? primary_ip : "");
+	return CURL_PREREQFUNC_ABORT;
 }
 
 static size_t write_cb(char *p, size_t size, size_t nmemb, void *ud)
@@ -633,6 +667,8 @@ static int setup_easy(cx_http_t *h, struct cx_http_call *call, const cx_http_req
 		SET(CURLOPT_CAINFO, h->opt.ca_file);
 	SET(CURLOPT_OPENSOCKETFUNCTION, opensocket_cb);
 	SET(CURLOPT_OPENSOCKETDATA, call);
+	SET(CURLOPT_PREREQFUNCTION, prereq_cb);
+	SET(CURLOPT_PREREQDATA, call);
 	SET(CURLOPT_WRITEFUNCTION, write_cb);
 	SET(CURLOPT_WRITEDATA, call);
 	SET(CURLOPT_HEADERFUNCTION, header_cb);
@@ -695,13 +731,14 @@ cx_http_call_t *cx_http_send(cx_http_t *h, const cx_http_request_t *req, cx_http
 	call->t0_us = now_us();
 	call->limit = req->max_response_bytes ? req->max_response_bytes : h->opt.max_response_bytes;
 	call->timeout_ms = req->timeout_ms ? req->timeout_ms : h->opt.timeout_ms;
+	call->allow_private = req->allow_private;
 	evtimer_assign(&call->timer, h->base, on_call_timer, call);
 	if (build_headers(call, req, err) < 0) {
 		call_release(call);
 		return NULL;
 	}
 
-	urc = cx_egress_url_check(h->opt.egress, req->url, &uerr);
+	urc = cx_egress_url_check_ex(h->opt.egress, req->url, req->allow_private, &uerr);
 	if (urc < 0) {
 		/* Delivered from the loop like any other outcome. */
 		call->early_error = urc == CX_EGRESS_ESCHEME ? "scheme_refused" :

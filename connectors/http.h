@@ -9,7 +9,10 @@
  * loop.  Each connection is checked by the egress guard (egress.h) on the
  * address actually connected, after resolution, so a name that resolves
  * to a refused address fails with "egress_refused" and there is no window
- * between check and connect (DNS rebinding).
+ * between check and connect (DNS rebinding).  The permission can differ per
+ * call (allow_private), so a call handed a pooled connection checks that
+ * connection's address again before its request is sent: a call never
+ * rides a connection it could not have opened itself.
  *
  * Connections are kept per host in the pool's connection cache and reused
  * by later calls; HTTP/2 is used over TLS when the server offers it, with
@@ -75,6 +78,10 @@ typedef struct cx_http_request {
 	int timeout_ms;			/* whole call, queueing included; 0 = the pool's default */
 	size_t max_response_bytes;	/* body bytes; 0 = the pool's default */
 	int max_redirects;		/* 0 = a 3xx is returned as the response */
+	bool allow_private;		/* the tenant's egress.allow_private: this call may reach
+					 * loopback, private, link-local, CGNAT and ULA addresses
+					 * (never metadata, multicast, reserved...); see
+					 * cx_egress_addr_ok_ex */
 } cx_http_request_t;			/* cx_http_send copies everything it needs */
 
 typedef struct cx_http_response {

@@ -3,7 +3,9 @@
  * connector URL check.  Neither may crash or read out of bounds; a parsed
  * allow-list must behave (answer for a few fixed addresses); a URL that
  * passes must start with http:// or https:// and carry no userinfo; a
- * refusal must come with a detail.
+ * refusal must come with a detail; allow_private only ever turns an
+ * address refusal into a pass (or into the refusal a later check makes),
+ * never the other way, and changes no other verdict.
  *
  * Input: the first line is tried as an allow-list, the rest as a URL, and
  * the whole input as each too.
@@ -47,6 +49,15 @@ static void check_url(const cx_egress_t *g, const char *url)
 
 	memset(&err, 0, sizeof(err));
 	rc = cx_egress_url_check(g, url, &err);
+	{
+		mf_err_t err2;
+		int rc2 = cx_egress_url_check_ex(g, url, true, &err2);
+
+		/* An address refusal lifted lets the later checks speak: a bad
+		 * port after a private literal becomes EINVAL. */
+		if (rc2 != rc && !(rc == CX_EGRESS_EREFUSED && (rc2 == 0 || rc2 == CX_EGRESS_EINVAL)))
+			abort();
+	}
 	if (rc == 0) {
 		if (strncasecmp(url, "http://", 7) != 0 && strncasecmp(url, "https://", 8) != 0)
 			abort();

@@ -395,10 +395,40 @@ class ConnectorsTest(unittest.TestCase):
             self.assertEqual((r.status, r.json()["code"]), (422, "egress_refused"), r.body)
             self.assertIn("loopback", r.json()["detail"])
             self.assertEqual(self.mock.seen("/echo"), [])
+            self.allow_private_reaches_loopback(s)
         finally:
             self.assertEqual(s.stop(), 0)
             self.p.servers.remove(s)
             self.__class__.extra_logs = s.output()
+
+    def allow_private_reaches_loopback(self, s):
+        # egress.allow_private granted from the platform down (msp and client
+        # inherit it) lets the tenant's listed host resolve to loopback on the
+        # instance whose platform allows no private address: the call and its
+        # OAuth2 token request both get through
+        path = f"/v1/tenants/{self.platform_id}/policy"
+        r = api(self.p.port, "PUT", path, self.p.admin_token,
+                {"egress": {"allow_hosts": ["localhost"], "allow_private": True}})
+        self.assertEqual(r.status, 200, r.body)
+        try:
+            # new names: "guarded" is cached on s with the policy it was loaded with
+            self.assertEqual(self.put("guarded-private", {"base_url": self.base}).status, 201)
+            self.assertEqual(self.put("guarded-oauth", {"base_url": self.base, "credential": "oauth-cred"}).status,
+                             201)
+            self.mock.clear()
+            r = api(s.port, "POST", f"/v1/tenants/{self.tid}/connectors/guarded-private/calls", self.client_tok,
+                    {"method": "GET", "path": "/echo"})
+            self.responses.append(r)
+            self.assertEqual((r.status, r.json()["status"]), (200, 200), r.body)
+            self.assertEqual(len(self.mock.seen("/echo")), 1)
+            r = api(s.port, "POST", f"/v1/tenants/{self.tid}/connectors/guarded-oauth/calls", self.client_tok,
+                    {"method": "GET", "path": "/api/private"})
+            self.responses.append(r)
+            self.assertEqual((r.status, r.json()["status"]), (200, 200), r.body)
+            self.assertEqual(len(self.mock.seen("/oauth/token")), 1)
+        finally:
+            r = api(self.p.port, "PUT", path, self.p.admin_token, {"egress": {"allow_hosts": ["localhost"]}})
+            self.assertEqual(r.status, 200, r.body)
 
     # ---- tracing ----
 

@@ -1,13 +1,16 @@
 /*
  * test_cx_http.c - outbound HTTP (connectors/http.h) against real libcurl
  * and real sockets: mock servers (libevent evhttp on their own thread)
- * listen on 127.0.0.2 (allow-listed) and 127.0.0.1 (not allow-listed,
- * and never expected to see a request), and the client pool runs on this
- * thread's event loop exactly as it does in a worker.
+ * listen on 127.0.0.2 (allow-listed) and 127.0.0.1 (not allow-listed: only
+ * calls with allow_private may reach it), and the client pool runs on this
+ * thread's event loop exactly as it does in a worker.  HTTP/2 is proved
+ * against nghttpd (Debian nghttp2-server) over TLS on 127.0.0.1, and a
+ * Python server covers HTTP/1.1 over TLS.
  *
  * Linux answers on all of 127/8, so no interface setup is needed.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -16,6 +19,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <fcntl.h>
 
 #include <curl/curl.h>
 #include <event2/buffer.h>
@@ -737,6 +742,332 @@ out:
 	rmdir(dir);
 }
 
+/* --- allow_private ------------------------------------------------------ */
+
+/* A pool whose operator allow-list is empty: 127.0.0.1 is reachable only
+ * by calls with allow_private, metadata never, and the permission belongs
+ * to the call, not to the pooled connection. */
+static void test_allow_private(void)
+{
+	cx_egress_t *g = cx_egress_new("", NULL);
+	cx_http_options_t o = { .egress = g };
+	cx_http_t *h = cx_http_new(base, &o, NULL);
+	char u[256], red[512], lh[256];
+	int po = M.port_other, hits0 = atomic_load(&M.hits_other);
+	cx_http_request_t req = { .url = url(u, sizeof(u), "127.0.0.1", po, "/echo"), .timeout_ms = 5000 };
+	static const char *const meta[] = {
+		"http://169.254.169.254/latest/meta-data", "http://[::ffff:169.254.169.254]/latest/meta-data",
+		"http://[fd00:ec2::254]/latest/meta-data", "http://169.254.170.2/v2/credentials",
+		"http://100.100.100.200/latest/meta-data",
+	};
+	cx_http_stats_t before, after;
+	struct result r;
+
+	T_OK(fetch(h, &req, &r) && strcmp(r.error, "egress_refused") == 0 && strstr(r.detail, "loopback"),
+	     "empty allow-list: 127.0.0.1 refused (loopback) without allow_private");
+	result_free(&r);
+	T_OK(atomic_load(&M.hits_other) == hits0, "  and the server saw nothing");
+	req.allow_private = true;
+	T_OK(fetch(h, &req, &r) && r.status == 200 && r.error[0] == '\0' && strncmp(r.body, "GET\n", 4) == 0 &&
+	     strcmp(r.ip, "127.0.0.1") == 0, "the same call with allow_private succeeds (200 from 127.0.0.1)");
+	result_free(&r);
+	T_OK(atomic_load(&M.hits_other) == hits0 + 1, "  and reached the server once");
+
+	for (size_t i = 0; i < sizeof(meta) / sizeof(meta[0]); i++) {
+		char what[300];
+
+		req.url = meta[i];
+		T_OK(fetch(h, &req, &r), "metadata call completes");
+		snprintf(what, sizeof(what), "allow_private: %s still refused (%s)", meta[i], r.detail);
+		T_OK(strcmp(r.error, "egress_refused") == 0 && strstr(r.detail, "metadata") &&
+		     !strstr(r.detail, "meta-data"), what);
+		result_free(&r);
+	}
+	/* At connect time too: a redirect from an allowed private peer to a
+	 * metadata address is refused before socket(2). */
+	snprintf(red, sizeof(red), "http://127.0.0.1:%d/redirect?to=http://169.254.169.254/latest/meta-data", po);
+	req.url = red;
+	req.max_redirects = 3;
+	T_OK(fetch(h, &req, &r) && strcmp(r.error, "egress_refused") == 0 && strstr(r.detail, "metadata") &&
+	     strstr(r.detail, "after a redirect"), "allow_private: a redirect to 169.254.169.254 refused at connect");
+	printf("#   detail: %s\n", r.detail);
+	result_free(&r);
+	req.max_redirects = 0;
+
+	/* A pooled connection to loopback, opened by a call with allow_private,
+	 * is not lent to a call without it: the name is the same, so curl
+	 * would reuse the connection, and the per-request check refuses it. */
+	req.url = url(lh, sizeof(lh), "localhost", po, "/echo");
+	T_OK(fetch(h, &req, &r) && r.status == 200, "allow_private: http://localhost (loopback) reached");
+	result_free(&r);
+	hits0 = atomic_load(&M.hits_other);
+	cx_http_stats(h, &before);
+	req.allow_private = false;
+	T_OK(fetch(h, &req, &r) && strcmp(r.error, "egress_refused") == 0 && strstr(r.detail, "loopback"),
+	     "right after it, the same URL without allow_private is refused on the pooled connection");
+	printf("#   detail: %s\n", r.detail);
+	result_free(&r);
+	cx_http_stats(h, &after);
+	T_OK(atomic_load(&M.hits_other) == hits0, "  the server saw no request from it");
+	T_OK(after.connections_opened == before.connections_opened, "  and no new connection was opened for it");
+	req.allow_private = true;
+	T_OK(fetch(h, &req, &r) && r.status == 200, "a later call with allow_private still gets through");
+	result_free(&r);
+	T_OK(atomic_load(&M.hits_other) == hits0 + 1, "  (one more request seen)");
+	cx_http_free(h);
+	cx_egress_free(g);
+}
+
+/* --- HTTP/2 ------------------------------------------------------------- */
+
+/* name in PATH, or in the sbin folders a non-root PATH often lacks
+ * (Debian installs nghttpd in /usr/sbin). */
+static bool find_program(const char *name, char *out, size_t n)
+{
+	const char *path = getenv("PATH");
+	char dirs[4096], *save = NULL;
+
+	snprintf(dirs, sizeof(dirs), "%s:/usr/sbin:/usr/local/sbin:/sbin", path ? path : "/usr/bin:/bin");
+	for (char *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+		snprintf(out, n, "%s/%s", d, name);
+		if (d[0] == '/' && access(out, X_OK) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The IPv4 TCP port pid listens on, from /proc (nghttpd binds the port 0
+ * it is given but does not print the port it got); 0 if none yet. */
+static int listen_port(pid_t pid)
+{
+	char dir[64], fp[320], link[64], line[512];
+	unsigned long inodes[64];
+	int n = 0, port = 0;
+	struct dirent *de;
+	DIR *d;
+	FILE *f;
+
+	/* Not before exec: until then the child holds this process's sockets. */
+	snprintf(dir, sizeof(dir), "/proc/%d/comm", (int)pid);
+	if ((f = fopen(dir, "r")) == NULL)
+		return 0;
+	if (fgets(line, sizeof(line), f) == NULL || strncmp(line, "nghttpd", 7) != 0) {
+		fclose(f);
+		return 0;
+	}
+	fclose(f);
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	if ((d = opendir(dir)) == NULL)
+		return 0;
+	while ((de = readdir(d)) != NULL && n < 64) {
+		ssize_t l;
+
+		snprintf(fp, sizeof(fp), "%s/%s", dir, de->d_name);
+		if ((l = readlink(fp, link, sizeof(link) - 1)) <= 0)
+			continue;
+		link[l] = '\0';
+		if (sscanf(link, "socket:[%lu]", &inodes[n]) == 1)
+			n++;
+	}
+	closedir(d);
+	if ((f = fopen("/proc/net/tcp", "r")) == NULL)
+		return 0;
+	while (port == 0 && fgets(line, sizeof(line), f)) {
+		unsigned int lport, st;
+		unsigned long ino;
+
+		/* sl: local:port remote:port st tx:rx tr:when retrnsmt uid timeout inode */
+		if (sscanf(line, " %*d: %*x:%x %*x:%*x %x %*x:%*x %*x:%*x %*x %*u %*u %lu", &lport, &st, &ino) != 3 ||
+		    st != 0x0A)		/* LISTEN */
+			continue;
+		for (int i = 0; i < n; i++)
+			if (inodes[i] == ino)
+				port = (int)lport;
+	}
+	fclose(f);
+	return port;
+}
+
+static int count_ok(struct result *r, int from, int to, int step, int version)
+{
+	int ok = 0;
+
+	for (int i = from; i < to; i += step)
+		ok += r[i].status == 200 && r[i].error[0] == '\0' && r[i].http_version == version &&
+		      strcmp(r[i].body ? r[i].body : "", "h2 ok\n") == 0;
+	return ok;
+}
+
+/* nghttpd (HTTP/2 only, ALPN h2) on 127.0.0.1 with a throwaway
+ * self-signed certificate for 127.0.0.1 and localhost, trusted through
+ * ca_file: the negotiated version, multiplexing (many calls, one
+ * connection), bodies both ways, HTTP/1.1 kept for a plain http:// peer,
+ * and the per-call egress check on streams of one shared connection.
+ * Skipped only when nghttpd is not installed. */
+static void test_http2(void)
+{
+	enum { N = 50, MIX = 20 };
+	static struct result rs[N];
+	char dir[] = "/tmp/cx_http_h2.XXXXXX", nghttpd[512], cmd[1024], cert[256], key[256], file[256];
+	char u[256], plain[256], lh[256];
+	unsigned char body[3000];
+	cx_egress_t *g = NULL, *none = NULL;
+	cx_http_t *h = NULL;
+	cx_http_stats_t st;
+	int port = 0, sent, ok, refused;
+	pid_t pid = -1;
+	struct result r;
+	FILE *f;
+
+	if (!find_program("nghttpd", nghttpd, sizeof(nghttpd))) {
+		printf("# skipped HTTP/2: nghttpd not found (Debian package nghttp2-server; infra/deps installs it)\n");
+		return;
+	}
+	if (mkdtemp(dir) == NULL) {
+		T_OK(false, "HTTP/2: a scratch directory");
+		return;
+	}
+	snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
+	snprintf(key, sizeof(key), "%s/key.pem", dir);
+	snprintf(file, sizeof(file), "%s/hello.txt", dir);
+	snprintf(cmd, sizeof(cmd), "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+		 "-subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost -days 1 -keyout %s -out %s "
+		 ">/dev/null 2>&1", key, cert);
+	T_OK(system(cmd) == 0 && (f = fopen(file, "w")) != NULL, "HTTP/2: certificate and document made");
+	if (f) {
+		fputs("h2 ok\n", f);
+		fclose(f);
+	}
+	pid = fork();
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+
+		dup2(null, 1);
+		dup2(null, 2);
+		close_range(3, ~0U, 0);		/* the mock servers' listeners are not nghttpd's */
+		execl(nghttpd, "nghttpd", "-a", "127.0.0.1", "-d", dir, "--echo-upload", "0", key, cert, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 500 && pid > 0 && port == 0; i++) {
+		if (waitpid(pid, NULL, WNOHANG) == pid) {
+			pid = -1;
+			break;
+		}
+		if ((port = listen_port(pid)) == 0)
+			usleep(10000);
+	}
+	T_OK(port > 0, "HTTP/2: nghttpd listening on 127.0.0.1");
+	if (port <= 0)
+		goto out;
+	printf("# nghttpd on 127.0.0.1:%d\n", port);
+
+	g = cx_egress_new("127.0.0.1/32, 127.0.0.2/32", NULL);
+	{
+		cx_http_options_t o = { .egress = g, .ca_file = cert };
+
+		h = cx_http_new(base, &o, NULL);
+	}
+	snprintf(u, sizeof(u), "https://127.0.0.1:%d/hello.txt", port);
+	{
+		cx_http_request_t req = { .url = u, .timeout_ms = 5000 };
+
+		T_OK(fetch(h, &req, &r) && r.status == 200 && strcmp(r.body, "h2 ok\n") == 0,
+		     "HTTP/2: GET over TLS with ca_file: 200 and the file");
+		T_OK(r.http_version == 20, "HTTP/2: http_version is 20 (negotiated by ALPN)");
+		if (r.http_version != 20 || r.status != 200)
+			printf("#   got version %d status %d error %s: %s\n", r.http_version, r.status, r.error, r.detail);
+		result_free(&r);
+
+		for (size_t i = 0; i < sizeof(body); i++)
+			body[i] = (unsigned char)(i * 13);	/* includes NUL bytes */
+		req.method = "POST";
+		req.body = body;
+		req.body_len = sizeof(body);
+		T_OK(fetch(h, &req, &r) && r.status == 200 && r.http_version == 20 && r.body_len == sizeof(body) &&
+		     memcmp(r.body, body, sizeof(body)) == 0, "HTTP/2: POST, 3000 binary bytes echoed back intact");
+		result_free(&r);
+
+		req.method = NULL;
+		req.body = NULL;
+		req.body_len = 0;
+		req.url = url(plain, sizeof(plain), "127.0.0.2", M.port_allowed, "/echo");
+		T_OK(fetch(h, &req, &r) && r.status == 200 && r.http_version == 11,
+		     "HTTP/2 pool: a plain http:// peer stays HTTP/1.1 (no h2c)");
+		result_free(&r);
+	}
+	cx_http_free(h);
+
+	/* Multiplexing, on a fresh pool so every connection is counted. */
+	{
+		cx_http_options_t o = { .egress = g, .ca_file = cert };
+		cx_http_request_t req = { .url = u, .timeout_ms = 10000 };
+		struct timespec t0, t1;
+
+		h = cx_http_new(base, &o, NULL);
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		sent = 0;
+		for (int i = 0; i < N; i++)
+			sent += send_req(h, &req, &rs[i]) != NULL;
+		T_OK(sent == N && run_until_done(20000), "HTTP/2: 50 concurrent calls complete");
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		ok = count_ok(rs, 0, N, 1, 20);
+		cx_http_stats(h, &st);
+		printf("# HTTP/2: %d concurrent calls, %d answered over h2, %llu connection(s), %.1f ms\n", N, ok,
+		       st.connections_opened,
+		       (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+		T_OK(ok == N, "HTTP/2: all 50 answered 200 over HTTP/2");
+		T_OK(st.connections_opened >= 1 && st.connections_opened <= 2,
+		     "HTTP/2: multiplexed: at most 2 connections for 50 concurrent calls");
+		for (int i = 0; i < N; i++)
+			result_free(&rs[i]);
+		cx_http_free(h);
+	}
+
+	/* Streams of one connection, each judged for its own call: with an
+	 * empty allow-list, calls with allow_private share a connection to
+	 * localhost (loopback) and calls without it are refused on it. */
+	none = cx_egress_new("", NULL);
+	{
+		cx_http_options_t o = { .egress = none, .ca_file = cert };
+		cx_http_request_t req = { .url = url(lh, sizeof(lh), "localhost", port, "/hello.txt"),
+					  .timeout_ms = 10000, .allow_private = true };
+
+		snprintf(lh, sizeof(lh), "https://localhost:%d/hello.txt", port);
+		h = cx_http_new(base, &o, NULL);
+		T_OK(fetch(h, &req, &r) && r.status == 200 && r.http_version == 20,
+		     "HTTP/2 + allow_private: https://localhost reached over h2 with an empty allow-list");
+		result_free(&r);
+		for (int i = 0; i < MIX; i++) {
+			req.allow_private = i % 2 == 0;
+			(void)send_req(h, &req, &rs[i]);
+		}
+		T_OK(run_until_done(20000), "HTTP/2: 20 mixed concurrent calls complete");
+		ok = count_ok(rs, 0, MIX, 2, 20);
+		refused = 0;
+		for (int i = 1; i < MIX; i += 2)
+			refused += strcmp(rs[i].error, "egress_refused") == 0 && strstr(rs[i].detail, "loopback") != NULL;
+		cx_http_stats(h, &st);
+		printf("# HTTP/2 mixed: %d/10 with allow_private answered, %d/10 without refused, %llu connection(s)\n",
+		       ok, refused, st.connections_opened);
+		T_OK(ok == MIX / 2, "HTTP/2: the 10 calls with allow_private answered over h2");
+		T_OK(refused == MIX / 2, "HTTP/2: the 10 calls without it refused on the shared connection (loopback)");
+		for (int i = 0; i < MIX; i++)
+			result_free(&rs[i]);
+		cx_http_free(h);
+	}
+out:
+	if (pid > 0) {
+		kill(pid, SIGTERM);
+		waitpid(pid, NULL, 0);
+	}
+	cx_egress_free(g);
+	cx_egress_free(none);
+	unlink(file);
+	unlink(cert);
+	unlink(key);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	mf_err_t err;
@@ -765,6 +1096,8 @@ int main(void)
 	test_free_in_flight();
 	test_busy();
 	test_tls(g);
+	test_allow_private();
+	test_http2();
 	{
 		double us = measure(2000);
 

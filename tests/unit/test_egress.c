@@ -1,6 +1,7 @@
 /*
  * test_egress.c - the egress guard: allow-list parsing, the address rules
- * (IPv4, IPv6 and IPv6 forms embedding IPv4) and connector URL checks.
+ * (IPv4, IPv6 and IPv6 forms embedding IPv4), connector URL checks, and
+ * what a tenant's allow_private lifts (and what it does not).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -11,19 +12,41 @@
 #include "connectors/egress.h"
 #include "t.h"
 
-/* Address text -> verdict through cx_egress_addr_ok, as opensocket sees it. */
-static bool addr_ok(const cx_egress_t *g, const char *text, const char **why)
+/* Address text -> verdict through cx_egress_addr_ok_ex, as opensocket sees
+ * it; allow_private false is the strict cx_egress_addr_ok, which is also
+ * called and must agree. */
+static bool addr_ok_ex(const cx_egress_t *g, const char *text, bool allow_private, const char **why)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET };
 	struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6 };
+	struct sockaddr *sa = NULL;
+	socklen_t len = 0;
+	const char *strict_why = "(none)";
+	bool ok, strict;
 
 	*why = "(none)";
-	if (inet_pton(AF_INET, text, &sin.sin_addr) == 1)
-		return cx_egress_addr_ok(g, (struct sockaddr *)&sin, sizeof(sin), why);
-	if (inet_pton(AF_INET6, text, &sin6.sin6_addr) == 1)
-		return cx_egress_addr_ok(g, (struct sockaddr *)&sin6, sizeof(sin6), why);
-	*why = "unparsable test input";
-	return true;
+	if (inet_pton(AF_INET, text, &sin.sin_addr) == 1) {
+		sa = (struct sockaddr *)&sin;
+		len = sizeof(sin);
+	} else if (inet_pton(AF_INET6, text, &sin6.sin6_addr) == 1) {
+		sa = (struct sockaddr *)&sin6;
+		len = sizeof(sin6);
+	} else {
+		*why = "unparsable test input";
+		return true;
+	}
+	ok = cx_egress_addr_ok_ex(g, sa, len, allow_private, why);
+	strict = cx_egress_addr_ok(g, sa, len, &strict_why);
+	if (!allow_private && (ok != strict || (!ok && strcmp(*why, strict_why) != 0))) {
+		*why = "cx_egress_addr_ok_ex(false) disagrees with cx_egress_addr_ok";
+		return !ok;
+	}
+	return ok;
+}
+
+static bool addr_ok(const cx_egress_t *g, const char *text, const char **why)
+{
+	return addr_ok_ex(g, text, false, why);
 }
 
 static const struct { const char *addr; const char *why; } refused[] = {
@@ -46,7 +69,11 @@ static const struct { const char *addr; const char *why; } refused[] = {
 	{ "2002:a9fe:a9fe::1", "metadata" }, { "::ffff:0:10.0.0.1", "private" }, { "2001:db8::1", "documentation" },
 	{ "2001:0:4136:e378::1", "reserved" }, { "100::1", "reserved" }, { "4000::1", "reserved" },
 	{ "1::1", "reserved" }, { "::2", "unspecified" }, { "::ffff:255.255.255.255", "broadcast" },
-	{ "::ffff:224.0.0.1", "multicast" },
+	{ "::ffff:224.0.0.1", "multicast" }, { "169.254.170.2", "metadata" }, { "169.254.170.23", "metadata" },
+	{ "fd00:ec2::23", "metadata" }, { "::ffff:169.254.170.2", "metadata" }, { "169.254.170.3", "link_local" },
+	{ "fd00:ec2::253", "ula" }, { "100.100.100.201", "cgnat" }, { "::ffff:100.100.100.200", "metadata" },
+	{ "2002:6464:64c8::1", "metadata" }, { "fe80::a9fe:a9fe", "link_local" }, { "::ffff:192.0.2.1", "documentation" },
+	{ "::ffff:100.64.0.1", "cgnat" }, { "64:ff9b::192.168.0.1", "private" }, { "::ffff:0.0.0.0", "unspecified" },
 };
 
 static const char *const allowed_addrs[] = {
@@ -82,6 +109,91 @@ static void test_rules(void)
 
 		T_OK(!cx_egress_addr_ok(NULL, (struct sockaddr *)&short_sin, 4, &why), "a truncated sockaddr is refused");
 		T_OK(!cx_egress_addr_ok(NULL, NULL, 0, NULL), "NULL address is refused, why may be NULL");
+	}
+}
+
+/* What a tenant's allow_private lifts: exactly the five private classes,
+ * in every form; every other refusal stands with the same reason. */
+static bool lifted(const char *why)
+{
+	return !strcmp(why, "loopback") || !strcmp(why, "private") || !strcmp(why, "link_local") ||
+	       !strcmp(why, "cgnat") || !strcmp(why, "ula");
+}
+
+static void test_allow_private(void)
+{
+	static const char *const now_ok[] = {
+		"127.0.0.1", "127.255.255.254", "10.0.0.1", "172.16.0.1", "172.31.255.255", "192.168.1.1",
+		"169.254.0.1", "169.254.169.253", "100.64.0.1", "100.127.255.255", "::1", "fe80::1", "fc00::1",
+		"fdff:ffff::1", "fec0::1", "::ffff:127.0.0.1", "::ffff:10.1.2.3", "::ffff:172.16.5.4",
+		"::ffff:169.254.1.1", "::ffff:100.64.1.1", "64:ff9b::127.0.0.1", "2002:c0a8:101::1", "2002:7f00:1::",
+		"::ffff:0:10.0.0.1", "::127.0.0.1",
+	};
+	static const struct { const char *addr; const char *why; } still_refused[] = {
+		{ "169.254.169.254", "metadata" }, { "169.254.170.2", "metadata" }, { "169.254.170.23", "metadata" },
+		{ "100.100.100.200", "metadata" }, { "168.63.129.16", "metadata" }, { "fd00:ec2::254", "metadata" },
+		{ "fd00:ec2::23", "metadata" }, { "::ffff:169.254.169.254", "metadata" },
+		{ "64:ff9b::a9fe:a9fe", "metadata" }, { "2002:a9fe:a9fe::1", "metadata" },
+		{ "::ffff:100.100.100.200", "metadata" }, { "224.0.0.1", "multicast" }, { "ff02::1", "multicast" },
+		{ "::ffff:224.0.0.1", "multicast" }, { "255.255.255.255", "broadcast" }, { "0.0.0.0", "unspecified" },
+		{ "::", "unspecified" }, { "::ffff:0.0.0.0", "unspecified" }, { "240.0.0.1", "reserved" },
+		{ "192.0.0.8", "reserved" }, { "198.18.0.1", "reserved" }, { "100::1", "reserved" },
+		{ "2001:0:4136:e378::1", "reserved" }, { "::8.8.8.8", "reserved" }, { "4000::1", "reserved" },
+		{ "192.0.2.1", "documentation" }, { "2001:db8::1", "documentation" }, { "3fff::1", "documentation" },
+	};
+	char what[160];
+	const char *why;
+	int lifted_n = 0, kept_n = 0;
+
+	/* The whole rule table, both ways. */
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		bool ok = addr_ok_ex(NULL, refused[i].addr, true, &why);
+
+		if (lifted(refused[i].why)) {
+			snprintf(what, sizeof(what), "allow_private: %s (%s) allowed", refused[i].addr, refused[i].why);
+			T_OK(ok, what);
+			lifted_n++;
+		} else {
+			snprintf(what, sizeof(what), "allow_private: %s still refused as %s", refused[i].addr,
+				 refused[i].why);
+			T_OK(!ok && strcmp(why, refused[i].why) == 0, what);
+			kept_n++;
+		}
+		T_OK(!addr_ok_ex(NULL, refused[i].addr, false, &why), "  and refused without it");
+	}
+	printf("# allow_private over the rule table: %d lifted, %d still refused\n", lifted_n, kept_n);
+	for (size_t i = 0; i < sizeof(now_ok) / sizeof(now_ok[0]); i++) {
+		bool strict = addr_ok_ex(NULL, now_ok[i], false, &why);
+
+		snprintf(what, sizeof(what), "%s: refused (%s) without allow_private, allowed with it", now_ok[i], why);
+		T_OK(!strict && lifted(why) && addr_ok_ex(NULL, now_ok[i], true, &why), what);
+	}
+	for (size_t i = 0; i < sizeof(still_refused) / sizeof(still_refused[0]); i++) {
+		snprintf(what, sizeof(what), "%s refused as %s with and without allow_private", still_refused[i].addr,
+			 still_refused[i].why);
+		T_OK(!addr_ok_ex(NULL, still_refused[i].addr, true, &why) && strcmp(why, still_refused[i].why) == 0 &&
+		     !addr_ok_ex(NULL, still_refused[i].addr, false, &why) && strcmp(why, still_refused[i].why) == 0,
+		     what);
+	}
+	for (size_t i = 0; i < sizeof(allowed_addrs) / sizeof(allowed_addrs[0]); i++) {
+		snprintf(what, sizeof(what), "%s (public) allowed with allow_private", allowed_addrs[i]);
+		T_OK(addr_ok_ex(NULL, allowed_addrs[i], true, &why), what);
+	}
+	{
+		struct sockaddr sa = { .sa_family = AF_UNIX };
+
+		T_OK(!cx_egress_addr_ok_ex(NULL, &sa, sizeof(sa), true, &why) && strcmp(why, "family") == 0,
+		     "allow_private: a non-IP socket address is still refused");
+		T_OK(!cx_egress_addr_ok_ex(NULL, NULL, 0, true, NULL), "allow_private: NULL address refused, why may be NULL");
+	}
+	{
+		cx_egress_t *g = cx_egress_new("169.254.169.254/32", NULL);
+
+		T_OK(addr_ok_ex(g, "169.254.169.254", true, &why) && addr_ok_ex(g, "169.254.169.254", false, &why),
+		     "the operator's allow-list still wins over metadata, flag or not");
+		T_OK(!addr_ok_ex(g, "169.254.170.2", true, &why) && !strcmp(why, "metadata"),
+		     "an allow-list entry opens only itself");
+		cx_egress_free(g);
 	}
 }
 
@@ -227,6 +339,7 @@ static void test_urls(void)
 	T_OK(cx_egress_url_check(g, "http://localhost:8080/", &err) == 0, "a name is judged at connect time");
 	cx_egress_free(g);
 	T_OK(cx_egress_url_check(NULL, NULL, &err) == CX_EGRESS_EINVAL, "NULL url");
+	T_OK(cx_egress_url_check_ex(NULL, NULL, true, &err) == CX_EGRESS_EINVAL, "NULL url, allow_private");
 	{
 		char longurl[9000];
 
@@ -237,10 +350,70 @@ static void test_urls(void)
 	}
 }
 
+/* Literal addresses in URLs follow the same relaxation; everything else
+ * the URL check refuses (schemes, userinfo, syntax) is unaffected. */
+static void test_urls_allow_private(void)
+{
+	static const char *const ok_with[] = {
+		"http://127.0.0.1/", "http://[::1]:8080/", "http://0x7f000001/", "http://2130706433/",
+		"http://0177.0.0.1/", "http://127.1/", "http://%31%32%37.0.0.1/", "http://[::ffff:127.0.0.1]/",
+		"http://10.0.0.1/", "https://192.168.1.10:8443/api", "http://172.16.0.1/", "http://100.64.0.1/",
+		"http://169.254.1.1/", "http://[fd12:3456::1]/", "http://[fe80::1]/",
+	};
+	static const struct { const char *url; int rc; const char *needle; } refused_with[] = {
+		{ "http://169.254.169.254/latest/meta-data", CX_EGRESS_EREFUSED, "metadata" },
+		{ "http://0xa9fea9fe/", CX_EGRESS_EREFUSED, "metadata" },
+		{ "http://169.254.170.2/v2/credentials", CX_EGRESS_EREFUSED, "metadata" },
+		{ "http://[fd00:ec2::254]/", CX_EGRESS_EREFUSED, "metadata" },
+		{ "http://[::ffff:a9fe:a9fe]/", CX_EGRESS_EREFUSED, "metadata" },
+		{ "http://100.100.100.200/", CX_EGRESS_EREFUSED, "metadata" },
+		{ "http://168.63.129.16/", CX_EGRESS_EREFUSED, "metadata" },
+		{ "http://0/", CX_EGRESS_EREFUSED, "unspecified" },
+		{ "http://[::]/", CX_EGRESS_EREFUSED, "unspecified" },
+		{ "http://224.0.0.1/", CX_EGRESS_EREFUSED, "multicast" },
+		{ "http://255.255.255.255/", CX_EGRESS_EREFUSED, "broadcast" },
+		{ "http://192.0.2.1/", CX_EGRESS_EREFUSED, "documentation" },
+		{ "http://240.0.0.1/", CX_EGRESS_EREFUSED, "reserved" },
+		{ "http://user:secret@127.0.0.1/", CX_EGRESS_EREFUSED, "credentials" },
+		{ "http://[fe80::1%25eth0]/", CX_EGRESS_EREFUSED, "zone" },
+		{ "gopher://127.0.0.1:70/", CX_EGRESS_ESCHEME, "\"gopher\"" },
+		{ "https://127.0.0.1:0/", CX_EGRESS_EINVAL, "port" },
+	};
+	char what[256];
+	mf_err_t err;
+
+	for (size_t i = 0; i < sizeof(ok_with) / sizeof(ok_with[0]); i++) {
+		int strict = cx_egress_url_check(NULL, ok_with[i], &err);
+		int relaxed = cx_egress_url_check_ex(NULL, ok_with[i], true, &err);
+
+		snprintf(what, sizeof(what), "url \"%s\": refused strictly, passes with allow_private", ok_with[i]);
+		T_OK(strict == CX_EGRESS_EREFUSED && relaxed == 0, what);
+	}
+	for (size_t i = 0; i < sizeof(refused_with) / sizeof(refused_with[0]); i++) {
+		int rc;
+
+		mf_err_clear(&err);
+		rc = cx_egress_url_check_ex(NULL, refused_with[i].url, true, &err);
+		snprintf(what, sizeof(what), "url \"%s\" with allow_private -> %d (%.120s)", refused_with[i].url,
+			 refused_with[i].rc, err.detail);
+		T_OK(rc == refused_with[i].rc && strstr(err.detail, refused_with[i].needle), what);
+	}
+	/* allow_private false is exactly the strict check, over the whole table. */
+	for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
+		if (cx_egress_url_check_ex(NULL, urls[i].url, false, &err) != urls[i].rc) {
+			snprintf(what, sizeof(what), "url \"%.80s\": _ex(false) differs from the strict check", urls[i].url);
+			T_OK(false, what);
+		}
+	}
+	T_OK(true, "cx_egress_url_check_ex(false) agrees with cx_egress_url_check on every URL of the table");
+}
+
 int main(void)
 {
 	test_rules();
+	test_allow_private();
 	test_allow_list();
 	test_urls();
+	test_urls_allow_private();
 	return t_done();
 }
