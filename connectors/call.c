@@ -214,6 +214,7 @@ struct cx_op {
 };
 
 static void op_next(cx_op_t *op);
+static void token_send(cx_op_t *op);
 static void op_finish(cx_op_t *op, const cx_http_response_t *res);
 
 static void op_free(cx_op_t *op)
@@ -699,6 +700,22 @@ static void token_fetched(const cx_http_response_t *res, void *arg)
 }
 
 static void token_fetch(cx_op_t *op)
+{
+	cx_entry_t *e = op->ent;
+	char host[256] = "";
+
+	/* the token endpoint is an outbound host like any other */
+	if (cx_url_host(e->token_url, host, sizeof(host)) < 0 || !cx_host_allowed(e->allow_hosts, host)) {
+		cx_tok_done(op->xw->cx->shared, e->tok_key, NULL, 0, "the token endpoint's host is not allowed");
+		op_fail(op, 422, "egress_refused",
+			"connector %s: the token endpoint's host %.200s is not in the tenant's egress.allow_hosts policy",
+			op->name, host);
+		return;
+	}
+	token_send(op);
+}
+
+static void token_send(cx_op_t *op)
 {
 	cx_entry_t *e = op->ent;
 	char *id = form_escape(e->client_id), *sec = form_escape(e->client_secret);

@@ -268,6 +268,16 @@ class ConnectorsTest(unittest.TestCase):
         r = self.try_call("psa-form", {"method": "GET", "path": "/api/tickets/y"})
         self.assertEqual((r.status, r.json()["status"]), (200, 200), r.body)
         self.assertEqual(len(self.tokens_issued) - before, 4)
+        # the token endpoint's host must be allowed by the tenant's policy like any other
+        self.cred("oauth-ip-cred", "oauth2_client_credentials", {
+            "token_url": f"http://127.0.0.1:{self.mock.port}/oauth/token", "client_id": "psa-client",
+            "client_secret": SECRETS["client_secret"]})
+        self.assertEqual(self.put("psa-ip", {"base_url": self.base, "credential": "oauth-ip-cred"}).status, 201)
+        n = len(self.mock.seen("/oauth/token"))
+        r = self.try_call("psa-ip", {"method": "GET", "path": "/api/tickets/z"})
+        self.assertEqual((r.status, r.json()["code"]), (422, "egress_refused"), r.body)
+        self.assertIn("token endpoint", r.json()["detail"])
+        self.assertEqual(len(self.mock.seen("/oauth/token")), n)
         # an unknown auth_method is refused when the credential is stored
         r = self.call_api("PUT", f"/v1/tenants/{self.tid}/credentials/bad-oauth", self.msp_tok,
                           {"type": "oauth2_client_credentials", "data": {
