@@ -217,18 +217,25 @@ static void op_next(cx_op_t *op);
 static void token_send(cx_op_t *op);
 static void op_finish(cx_op_t *op, const cx_http_response_t *res);
 
-static void op_free(cx_op_t *op)
+/* Takes the op off its worker's list of calls in flight. */
+static void op_unlink(cx_op_t *op)
 {
 	cx_worker_t *xw = op->xw;
 
-	if (xw) {
-		if (op->prev)
-			op->prev->next = op->next;
-		else
-			xw->ops = op->next;
-		if (op->next)
-			op->next->prev = op->prev;
-	}
+	if (xw == NULL)
+		return;
+	if (op->prev)
+		op->prev->next = op->next;
+	else
+		xw->ops = op->next;
+	if (op->next)
+		op->next->prev = op->prev;
+	op->xw = NULL;
+}
+
+static void op_free(cx_op_t *op)
+{
+	op_unlink(op);
 	if (op->timer)
 		event_free(op->timer);
 	ent_unref(op->ent);
@@ -243,6 +250,15 @@ static void op_free(cx_op_t *op)
 	free(op->body);
 	free(op->url);
 	free(op);
+}
+
+/* The limiter still owes this op an answer (gw_rl has no cancel): it
+ * leaves the worker's list and waits, inert, for limit_cb to free it. */
+static void op_zombie(cx_op_t *op)
+{
+	op_unlink(op);
+	op->cancelled = true;
+	evtimer_del(op->timer);
 }
 
 static void op_wait(cx_op_t *op, long long ms)
@@ -1226,17 +1242,7 @@ static void op_finish(cx_op_t *op, const cx_http_response_t *res)
 	json_decref(summary);
 	if (op->rl_pending) {
 		/* the limiter still owes an answer (shutdown): keep the op until it comes */
-		cx_worker_t *xw = op->xw;
-
-		if (op->prev)
-			op->prev->next = op->next;
-		else
-			xw->ops = op->next;
-		if (op->next)
-			op->next->prev = op->prev;
-		op->xw = NULL;
-		op->cancelled = true;
-		evtimer_del(op->timer);
+		op_zombie(op);
 		return;
 	}
 	op_free(op);
@@ -1330,17 +1336,7 @@ void cx_cancel(cx_op_t *op)
 	}
 	if (op->rl_pending) {
 		/* the limiter will answer: free it then */
-		cx_worker_t *xw = op->xw;
-
-		if (op->prev)
-			op->prev->next = op->next;
-		else
-			xw->ops = op->next;
-		if (op->next)
-			op->next->prev = op->prev;
-		op->xw = NULL;
-		op->cancelled = true;
-		evtimer_del(op->timer);
+		op_zombie(op);
 		return;
 	}
 	op_free(op);

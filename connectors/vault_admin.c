@@ -41,20 +41,6 @@ typedef struct rewrap_report {
 	int rewrapped, already, unopenable, changed;
 } rewrap_report_t;
 
-static PGresult *run(PGconn *c, const char *sql, int n, const char *const *p, mf_err_t *err)
-{
-	PGresult *r = PQexecParams(c, sql, n, NULL, p, NULL, NULL, 0);
-
-	if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK) {
-		const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-
-		mf_err_set(err, 500, "database_error", "%s", m ? m : PQerrorMessage(c));
-		PQclear(r);
-		return NULL;
-	}
-	return r;
-}
-
 /* Re-wraps every data key not wrapped by the ring's first key, keyset
  * paginated so rows that cannot be opened are skipped, not retried. */
 static int rewrap_all(PGconn *c, const mf_master_ring_t *ring, rewrap_report_t *rep, mf_err_t *err)
@@ -68,7 +54,7 @@ static int rewrap_all(PGconn *c, const mf_master_ring_t *ring, rewrap_report_t *
 		return mf_err_set(err, 500, "out_of_memory", "out of memory");
 	for (;;) {
 		const char *p[3] = { target, last_t, last_v };
-		PGresult *r = run(c, "SELECT tenant_id, version, master_kid, wrapped FROM platform.tenant_keys "
+		PGresult *r = mf_pg_exec(c, "SELECT tenant_id, version, master_kid, wrapped FROM platform.tenant_keys "
 				     "WHERE master_kid <> $1 AND (tenant_id, version) > ($2::uuid, $3::int) "
 				     "ORDER BY tenant_id, version LIMIT " BATCH, 3, p, err);
 		int n;
@@ -108,7 +94,7 @@ static int rewrap_all(PGconn *c, const mf_master_ring_t *ring, rewrap_report_t *
 				/* only if nobody changed it meanwhile (a tenant rotation,
 				 * a deletion, another rotate-master) */
 				const char *u[5] = { t, v, kid, newkid, text };
-				PGresult *ur = run(c, "UPDATE platform.tenant_keys SET master_kid = $4, wrapped = $5::bytea "
+				PGresult *ur = mf_pg_exec(c, "UPDATE platform.tenant_keys SET master_kid = $4, wrapped = $5::bytea "
 						      "WHERE tenant_id = $1::uuid AND version = $2::int AND master_kid = $3",
 						   5, u, err);
 
@@ -137,7 +123,7 @@ static int rewrap_all(PGconn *c, const mf_master_ring_t *ring, rewrap_report_t *
 static json_t *left_by_kid(PGconn *c, const char *kid, int *left, mf_err_t *err)
 {
 	const char *p[1] = { kid };
-	PGresult *r = run(c, "SELECT master_kid, count(*) FROM platform.tenant_keys WHERE master_kid <> $1 "
+	PGresult *r = mf_pg_exec(c, "SELECT master_kid, count(*) FROM platform.tenant_keys WHERE master_kid <> $1 "
 			     "GROUP BY master_kid ORDER BY master_kid", 1, p, err);
 	json_t *o;
 
@@ -156,7 +142,7 @@ static json_t *left_by_kid(PGconn *c, const char *kid, int *left, mf_err_t *err)
 static int set_sealing_kid(PGconn *c, const char *kid, mf_err_t *err)
 {
 	const char *p[1] = { kid };
-	PGresult *r = run(c, "UPDATE platform.vault_master SET sealing_kid = $1, updated_at = now()", 1, p, err);
+	PGresult *r = mf_pg_exec(c, "UPDATE platform.vault_master SET sealing_kid = $1, updated_at = now()", 1, p, err);
 
 	if (r == NULL)
 		return -1;

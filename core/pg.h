@@ -70,6 +70,12 @@ int mf_pg_conn_script(mf_pg_conn_t *conn, const char *script, mf_pg_cb cb, void 
 int mf_pg_tx_end(mf_pg_conn_t *conn, bool commit, mf_pg_cb cb, void *arg)
 	__attribute__((warn_unused_result));
 
+/* Blocking, for start-up and command-line commands only (never inside an
+ * event loop): one parameterised statement.  Returns the result (the
+ * caller PQclear()s it), or NULL with err = 500 "database_error" and the
+ * server's message (with its SQLSTATE). */
+PGresult *mf_pg_exec(PGconn *c, const char *sql, int n, const char *const *params, mf_err_t *err);
+
 /* Counters for /metrics (read from any thread; approximate). */
 typedef struct mf_pg_stats {
 	unsigned long long queries, errors, reconnects, unavailable;

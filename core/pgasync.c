@@ -10,6 +10,7 @@
  * keeps alive (string literals); parameter values are copied.
  */
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -752,4 +753,21 @@ void mf_pg_pool_stats(const mf_pg_pool_t *p, mf_pg_stats_t *out)
 	out->open = atomic_load_explicit(&m->open, memory_order_relaxed);
 	out->busy = atomic_load_explicit(&m->busy, memory_order_relaxed);
 	out->queued = atomic_load_explicit(&m->nqueued, memory_order_relaxed);
+}
+
+PGresult *mf_pg_exec(PGconn *c, const char *sql, int n, const char *const *params, mf_err_t *err)
+{
+	PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+
+	if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK) {
+		const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+		const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+
+		mf_err_set(err, 500, "database_error", "%s", m ? m : PQerrorMessage(c));
+		if (err && state)
+			snprintf(err->sqlstate, sizeof(err->sqlstate), "%s", state);
+		PQclear(r);
+		return NULL;
+	}
+	return r;
 }

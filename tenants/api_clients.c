@@ -439,20 +439,6 @@ int tn_clients_routes(tn_t *tn, gw_router_t *api)
 
 /* ---- blocking: bootstrap and dev ---- */
 
-static PGresult *bexec(PGconn *c, const char *sql, int n, const char *const *p, mf_err_t *err)
-{
-	PGresult *r = PQexecParams(c, sql, n, NULL, p, NULL, NULL, 0);
-
-	if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK) {
-		const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-
-		mf_err_set(err, 500, "database_error", "%s", m ? m : PQerrorMessage(c));
-		PQclear(r);
-		return NULL;
-	}
-	return r;
-}
-
 int tn_bootstrap(PGconn *c, const char *name, char **json, mf_err_t *err)
 {
 	char id[37], secret[64], hex[68], tid[37];
@@ -460,7 +446,7 @@ int tn_bootstrap(PGconn *c, const char *name, char **json, mf_err_t *err)
 	int rc = -1;
 
 	*json = NULL;
-	r = bexec(c, "BEGIN", 0, NULL, err);
+	r = mf_pg_exec(c, "BEGIN", 0, NULL, err);
 	if (r == NULL)
 		return -1;
 	PQclear(r);
@@ -470,13 +456,13 @@ int tn_bootstrap(PGconn *c, const char *name, char **json, mf_err_t *err)
 	{
 		const char *p[1] = { tid };
 
-		r = bexec(c, "INSERT INTO platform.tenants (id, kind, name, slug) VALUES ($1::uuid, 'platform', "
+		r = mf_pg_exec(c, "INSERT INTO platform.tenants (id, kind, name, slug) VALUES ($1::uuid, 'platform', "
 			     "'Platform', 'platform') ON CONFLICT DO NOTHING", 1, p, err);
 	}
 	if (r == NULL)
 		goto rollback;
 	PQclear(r);
-	r = bexec(c, "SELECT id FROM platform.tenants WHERE kind = 'platform'", 0, NULL, err);
+	r = mf_pg_exec(c, "SELECT id FROM platform.tenants WHERE kind = 'platform'", 0, NULL, err);
 	if (r == NULL || PQntuples(r) != 1) {
 		if (r)
 			mf_err_set(err, 500, "internal_error", "no platform tenant");
@@ -490,7 +476,7 @@ int tn_bootstrap(PGconn *c, const char *name, char **json, mf_err_t *err)
 	{
 		const char *p[4] = { id, tid, name, hex };
 
-		r = bexec(c, "INSERT INTO platform.api_clients (id, tenant_id, name, roles, secret_hash, created_by) "
+		r = mf_pg_exec(c, "INSERT INTO platform.api_clients (id, tenant_id, name, roles, secret_hash, created_by) "
 			     "VALUES ($1::uuid, $2::uuid, $3, '{platform_admin}', $4::bytea, 'bootstrap')", 4, p, err);
 	}
 	if (r == NULL)
@@ -499,13 +485,13 @@ int tn_bootstrap(PGconn *c, const char *name, char **json, mf_err_t *err)
 	{
 		const char *p[2] = { tid, id };
 
-		r = bexec(c, "INSERT INTO platform.audit_events (tenant_id, actor, action, target) "
+		r = mf_pg_exec(c, "INSERT INTO platform.audit_events (tenant_id, actor, action, target) "
 			     "VALUES ($1::uuid, 'bootstrap', 'api_client.create', $2)", 2, p, err);
 	}
 	if (r == NULL)
 		goto rollback;
 	PQclear(r);
-	r = bexec(c, "COMMIT", 0, NULL, err);
+	r = mf_pg_exec(c, "COMMIT", 0, NULL, err);
 	if (r == NULL)
 		goto out;
 	PQclear(r);

@@ -171,19 +171,6 @@ static gw_keyring_t *ring_from_result(tn_t *tn, const PGresult *res)
 
 /* ---- blocking, for start-up and commands ---- */
 
-static PGresult *exec_params(PGconn *c, const char *sql, int n, const char *const *p, mf_err_t *err)
-{
-	PGresult *r = PQexecParams(c, sql, n, NULL, p, NULL, NULL, 0);
-
-	if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK) {
-		mf_err_set(err, 500, "database_error", "%s", PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
-			   ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : PQerrorMessage(c));
-		PQclear(r);
-		return NULL;
-	}
-	return r;
-}
-
 /* Generates and stores a key that signs from `delay_s` seconds on. */
 static int insert_key(PGconn *c, const unsigned char box[32], int delay_s, char kid_out[32], mf_err_t *err)
 {
@@ -201,7 +188,7 @@ static int insert_key(PGconn *c, const unsigned char box[32], int delay_s, char 
 	if (sealed) {
 		const char *p[4] = { kid, pub, sealed, delay };
 
-		r = exec_params(c, "INSERT INTO platform.signing_keys (kid, alg, public_pem, private_box, active_from) "
+		r = mf_pg_exec(c, "INSERT INTO platform.signing_keys (kid, alg, public_pem, private_box, active_from) "
 				   "VALUES ($1, 'ES256', $2, $3::bytea, now() + make_interval(secs => $4::int))",
 				4, p, err);
 		if (r) {
@@ -227,11 +214,11 @@ int tn_keys_ensure(PGconn *c, const mf_master_ring_t *master, mf_err_t *err)
 	int rc = -1;
 
 	tn_keys_derive(mf_master_ring_key(master, 0), box);
-	r = exec_params(c, "SELECT pg_advisory_lock($1::bigint)", 1, lock, err);
+	r = mf_pg_exec(c, "SELECT pg_advisory_lock($1::bigint)", 1, lock, err);
 	if (r == NULL)
 		goto out;
 	PQclear(r);
-	r = exec_params(c, "SELECT count(*) FROM platform.signing_keys "
+	r = mf_pg_exec(c, "SELECT count(*) FROM platform.signing_keys "
 			   "WHERE active_from <= now() AND (retire_at IS NULL OR retire_at > now())", 0, NULL, err);
 	if (r) {
 		bool none = strcmp(PQgetvalue(r, 0, 0), "0") == 0;
@@ -263,7 +250,7 @@ int tn_keys_rotate(PGconn *c, const mf_config_t *cfg, const mf_master_ring_t *ma
 	int d = 2 * cfg->key_refresh_s + 1;
 
 	tn_keys_derive(mf_master_ring_key(master, 0), box);
-	r = exec_params(c, "BEGIN", 0, NULL, err);
+	r = mf_pg_exec(c, "BEGIN", 0, NULL, err);
 	if (r == NULL)
 		goto out;
 	PQclear(r);
@@ -276,7 +263,7 @@ int tn_keys_rotate(PGconn *c, const mf_config_t *cfg, const mf_master_ring_t *ma
 
 		/* older keys verify until the last token they can still sign
 		 * (until the new key takes over) has expired */
-		r = exec_params(c, "UPDATE platform.signing_keys SET retire_at = now() + "
+		r = mf_pg_exec(c, "UPDATE platform.signing_keys SET retire_at = now() + "
 				   "make_interval(secs => $2::int + $3::int) "
 				   "WHERE kid <> $1 AND (retire_at IS NULL OR retire_at > now() + "
 				   "make_interval(secs => $2::int + $3::int))", 3, p, err);
@@ -284,7 +271,7 @@ int tn_keys_rotate(PGconn *c, const mf_config_t *cfg, const mf_master_ring_t *ma
 	if (r == NULL)
 		goto rollback;
 	PQclear(r);
-	r = exec_params(c, "COMMIT", 0, NULL, err);
+	r = mf_pg_exec(c, "COMMIT", 0, NULL, err);
 	if (r == NULL)
 		goto out;
 	PQclear(r);
@@ -305,7 +292,7 @@ int tn_keys_reseal(PGconn *c, const mf_master_ring_t *master, tn_reseal_report_t
 	PGresult *r;
 
 	memset(rep, 0, sizeof(*rep));
-	r = exec_params(c, "SELECT kid, encode(private_box, 'hex') FROM platform.signing_keys ORDER BY kid", 0, NULL, err);
+	r = mf_pg_exec(c, "SELECT kid, encode(private_box, 'hex') FROM platform.signing_keys ORDER BY kid", 0, NULL, err);
 	if (r == NULL)
 		return -1;
 	tn_keys_derive(mf_master_ring_key(master, 0), box);
@@ -338,7 +325,7 @@ int tn_keys_reseal(PGconn *c, const mf_master_ring_t *master, tn_reseal_report_t
 			/* one row per statement, and only if nobody re-sealed it meanwhile */
 			const char *p[3] = { kid, sealed, oldhex };
 
-			u = exec_params(c, "UPDATE platform.signing_keys SET private_box = $2::bytea "
+			u = mf_pg_exec(c, "UPDATE platform.signing_keys SET private_box = $2::bytea "
 					   "WHERE kid = $1 AND private_box = $3::bytea", 3, p, err);
 		}
 		free(sealed);
@@ -359,7 +346,7 @@ int tn_keys_reseal(PGconn *c, const mf_master_ring_t *master, tn_reseal_report_t
 /* Start-up: the ring every worker begins with. */
 int tn_keys_seed(tn_t *tn, PGconn *c, mf_err_t *err)
 {
-	PGresult *r = exec_params(c, ring_sql, 0, NULL, err);
+	PGresult *r = mf_pg_exec(c, ring_sql, 0, NULL, err);
 	gw_keyring_t *ring;
 
 	if (r == NULL)
