@@ -675,7 +675,7 @@ static const char tls_server_py[] =
 	"        return c.wrap_socket(k,server_side=True,do_handshake_on_connect=False),a\n"
 	"    def handle_error(self,*a): pass\n"
 	"s=S(('127.0.0.2',0),H)\n"
-	"print(s.server_address[1],flush=True)\n"
+	"sys.stdout.write('%d\\n' % s.server_address[1]); sys.stdout.flush()\n"
 	"s.serve_forever()\n";
 
 static void test_tls(const cx_egress_t *g)
@@ -705,9 +705,24 @@ static void test_tls(const cx_egress_t *g)
 	}
 	close(fds[1]);
 	{
-		ssize_t n = read(fds[0], line, sizeof(line) - 1);
+		/* until the newline: an unbuffered python (PYTHONUNBUFFERED, as
+		 * the test runner sets) may write the digits and the newline
+		 * separately, and closing the pipe between the two would kill
+		 * the server with EPIPE */
+		size_t got = 0;
+		ssize_t n;
 
-		line[n > 0 ? n : 0] = '\0';
+		while (got < sizeof(line) - 1 && (n = read(fds[0], line + got, sizeof(line) - 1 - got)) != 0) {
+			if (n < 0) {
+				if (errno == EINTR)
+					continue;
+				break;
+			}
+			got += (size_t)n;
+			if (memchr(line, '\n', got))
+				break;
+		}
+		line[got] = '\0';
 		port = atoi(line);
 	}
 	close(fds[0]);
