@@ -852,21 +852,7 @@ static void stage_auth(cx_op_t *op)
 
 static long long retry_after_ms(const cx_http_response_t *res)
 {
-	const char *v = cx_http_res_header(res, "Retry-After");
-	char *end;
-	long long s;
-
-	if (v == NULL)
-		return -1;
-	s = strtoll(v, &end, 10);
-	if (end != v && *end == '\0' && s >= 0)
-		return s * 1000;
-	/* an HTTP-date */
-	time_t t = curl_getdate(v, NULL);
-
-	if (t > 0)
-		return t > time(NULL) ? (long long)(t - time(NULL)) * 1000 : 0;
-	return -1;
+	return cx_retry_after_ms(cx_http_res_header(res, "Retry-After"), time(NULL));
 }
 
 static bool is_redirect(int status)
@@ -986,18 +972,7 @@ static void http_done(const cx_http_response_t *res, void *arg)
 
 static char *join_url(const char *base, const char *path)
 {
-	size_t bl = strlen(base), pl = strlen(path);
-	char *u = malloc(bl + pl + 2);
-
-	if (u == NULL)
-		return NULL;
-	memcpy(u, base, bl);
-	if (pl && path[0] != '/' && path[0] != '?' && (bl == 0 || base[bl - 1] != '/'))
-		u[bl++] = '/';
-	else if (pl && path[0] == '/' && bl && base[bl - 1] == '/')
-		bl--;
-	memcpy(u + bl, path, pl + 1);
-	return u;
+	return cx_url_join(base, path);
 }
 
 static void stage_send(cx_op_t *op)
@@ -1078,41 +1053,6 @@ static void op_next(cx_op_t *op)
 
 /* ---- the summary and the end ---- */
 
-/* The query of a URL with the values of sensitive-looking names hidden. */
-static json_t *url_json(const char *url, const char *const *fields)
-{
-	const char *q = strchr(url, '?');
-	char *out, *o;
-
-	if (q == NULL)
-		return json_string(url);
-	out = malloc(strlen(url) * 2 + 16);
-	if (out == NULL)
-		return json_string("");
-	memcpy(out, url, (size_t)(q - url) + 1);
-	o = out + (q - url) + 1;
-	for (const char *p = q + 1; *p;) {
-		size_t n = strcspn(p, "&"), k = strcspn(p, "=&");
-		char name[128];
-
-		snprintf(name, sizeof(name), "%.*s", (int)(k < 127 ? k : 127), p);
-		if (k < n && cx_redact_header(name, fields)) {
-			o += sprintf(o, "%s=[redacted]", name);
-		} else {
-			memcpy(o, p, n);
-			o += n;
-		}
-		p += n;
-		if (*p == '&')
-			*o++ = *p++;
-	}
-	*o = '\0';
-	json_t *j = json_string(out);
-
-	free(out);
-	return j;
-}
-
 static json_t *headers_json(const cx_http_header_t *h, int n, const char *const *fields)
 {
 	json_t *o = json_object();
@@ -1170,7 +1110,7 @@ static json_t *summary_json(cx_op_t *op, const cx_http_response_t *res)
 	const cx_entry_t *e = op->ent;
 	const char *const *fields = e ? (const char *const *)e->conn.redact : NULL;
 	json_t *req = json_pack("{s:s,s:o}", "method", op->method, "url",
-				op->url ? url_json(op->url, fields) : json_null());
+				op->url ? cx_url_redacted(op->url, fields) : json_null());
 	json_t *s;
 
 	if (e) {

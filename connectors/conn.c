@@ -11,6 +11,7 @@
  *    "redact_fields": ["ssn"], "max_response_bytes": 1048576,
  *    "follow_redirects": 0}
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,10 +22,10 @@
 
 #include "connectors/cx.h"
 #include "core/duration.h"
-#include "tenants/tenants.h"
 
 #define MAX_BASE_URL 2048
 #define MAX_HEADER_VALUE 4096
+#define MAX_PROBLEMS 100		/* as policies: enough to fix a body, bounded */
 
 bool cx_header_name_ok(const char *s)
 {
@@ -88,14 +89,56 @@ void cx_conn_free(cx_conn_t *c)
 
 static void problem(json_t *errors, const char *path, const char *msg)
 {
-	json_array_append_new(errors, json_pack("{s:s,s:s}", "path", path, "message", msg));
+	if (json_array_size(errors) < MAX_PROBLEMS)
+		json_array_append_new(errors, json_pack("{s:s,s:s}", "path", path, "message", msg));
+}
+
+/* prefix "/" key as a JSON Pointer (RFC 6901: '~' is written "~0" and '/'
+ * "~1"), in out of at least 300 bytes; keys are cut at 128 bytes, the
+ * longest header name (only an unknown field's pointer can be cut). */
+static void member_path(char *out, size_t len, const char *prefix, const char *key)
+{
+	int w = snprintf(out, len, "%s/", prefix);
+	size_t o = w < 0 ? 0 : (size_t)w < len ? (size_t)w : len - 1;
+
+	for (size_t i = 0; key[i] && i < 128 && o + 3 < len; i++) {
+		if (key[i] == '~' || key[i] == '/') {
+			out[o++] = '~';
+			out[o++] = key[i] == '~' ? '0' : '1';
+		} else {
+			out[o++] = key[i];
+		}
+	}
+	out[o] = '\0';
+}
+
+/* Every member of obj that keys does not list is a problem at its own path. */
+static int only_keys(const json_t *obj, const char *const *keys, const char *prefix, json_t *errors)
+{
+	const char *k;
+	json_t *v;
+	char path[300];
+	int rc = 0;
+
+	json_object_foreach((json_t *)obj, k, v) {
+		const char *const *a = keys;
+
+		while (*a && strcmp(*a, k) != 0)
+			a++;
+		if (*a == NULL) {
+			member_path(path, sizeof(path), prefix, k);
+			problem(errors, path, "unknown field");
+			rc = -1;
+		}
+	}
+	return rc;
 }
 
 static int headers_from_json(const json_t *h, cx_conn_t *c, json_t *errors)
 {
 	const char *k;
 	json_t *v;
-	char path[200];
+	char path[300];
 
 	if (h == NULL || json_is_null(h))
 		return 0;
@@ -108,11 +151,17 @@ static int headers_from_json(const json_t *h, cx_conn_t *c, json_t *errors)
 		return -1;
 	}
 	json_object_foreach((json_t *)h, k, v) {
-		snprintf(path, sizeof(path), "/headers/%.150s", k);
+		member_path(path, sizeof(path), "/headers", k);
 		if (!cx_header_name_ok(k)) {
+			/* not at its own path: the pointer would quote the name */
 			problem(errors, "/headers", "a header name is not a valid HTTP token");
 			return -1;
 		}
+		for (int i = 0; i < c->nheaders; i++)
+			if (strcasecmp(c->headers[i].name, k) == 0) {
+				problem(errors, path, "a header of this name is already set (names are case-insensitive)");
+				return -1;
+			}
 		if (cx_header_reserved(k)) {
 			problem(errors, path, "this header is set by the platform (credentials, framing, tracing)");
 			return -1;
@@ -171,12 +220,20 @@ static int duration_member(const json_t *obj, const char *key, const char *path,
 static int rate_limit_from_json(const json_t *rl, cx_conn_t *c, json_t *errors)
 {
 	static const char *const keys[] = { "requests", "per", NULL };
-	mf_err_t e;
+	json_t *n;
 
 	if (rl == NULL || json_is_null(rl))
 		return 0;
-	if (tn_only_keys(rl, keys, &e, NULL) < 0 || json_object_get(rl, "requests") == NULL) {
-		problem(errors, "/rate_limit", "must be {\"requests\": N, \"per\": \"PT1S\"}");
+	if (!json_is_object(rl)) {
+		problem(errors, "/rate_limit", "must be {\"requests\": N, \"per\": \"PT1S\"} or null");
+		return -1;
+	}
+	if (only_keys(rl, keys, "/rate_limit", errors) < 0)
+		return -1;
+	/* null is not "the default": a limit of one request a second is no
+	 * value to give someone who sent none */
+	if ((n = json_object_get(rl, "requests")) == NULL || json_is_null(n)) {
+		problem(errors, "/rate_limit/requests", "is required");
 		return -1;
 	}
 	if (int_member(rl, "requests", "/rate_limit/requests", 1, 1000000, 1, &c->rl_requests, errors) < 0 ||
@@ -188,17 +245,18 @@ static int rate_limit_from_json(const json_t *rl, cx_conn_t *c, json_t *errors)
 static int retry_from_json(const json_t *r, cx_conn_t *c, json_t *errors)
 {
 	static const char *const keys[] = { "max_attempts", "max_wait", NULL };
-	mf_err_t e;
 	int wait_s;
 
 	c->max_attempts = 3;
 	c->max_wait_ms = 60000;
 	if (r == NULL || json_is_null(r))
 		return 0;
-	if (tn_only_keys(r, keys, &e, NULL) < 0) {
-		problem(errors, "/retry", "must be {\"max_attempts\": N, \"max_wait\": \"PT60S\"}");
+	if (!json_is_object(r)) {
+		problem(errors, "/retry", "must be {\"max_attempts\": N, \"max_wait\": \"PT60S\"} or null");
 		return -1;
 	}
+	if (only_keys(r, keys, "/retry", errors) < 0)
+		return -1;
 	if (int_member(r, "max_attempts", "/retry/max_attempts", 1, 10, 3, &c->max_attempts, errors) < 0 ||
 	    duration_member(r, "max_wait", "/retry/max_wait", 1, 600, 60, &wait_s, errors) < 0)
 		return -1;
@@ -237,22 +295,31 @@ int cx_conn_from_json(const json_t *body, const char *name, const cx_egress_t *e
 		"base_url", "credential", "headers", "timeout_ms", "rate_limit", "retry", "redact_fields",
 		"max_response_bytes", "follow_redirects", NULL,
 	};
-	json_t *errs = json_array();
+	json_t *errs;
 	const char *url = json_string_value(json_object_get(body, "base_url"));
 	json_t *cred = json_object_get(body, "credential");
 	mf_err_t e;
+	char host[256];
 	int rc = 0;
 
 	memset(c, 0, sizeof(*c));
 	*errors = NULL;
-	if (errs == NULL)
+	if (!json_is_object(body))
+		return mf_err_set(err, 400, "validation_failed", "the body must be a JSON object");
+	if ((errs = json_array()) == NULL)
 		return mf_err_set(err, 503, "over_capacity", "out of memory; retry");
-	if (tn_only_keys(body, keys, err, errors) < 0) {
-		json_decref(errs);
-		return -1;
-	}
+	/* every problem is listed, unknown fields with the others */
+	if (only_keys(body, keys, "", errs) < 0)
+		rc = -1;
 	snprintf(c->name, sizeof(c->name), "%s", name);
 	if (url == NULL || strlen(url) > MAX_BASE_URL) {
+		problem(errs, "/base_url", "required: an http or https URL of at most 2048 bytes");
+		rc = -1;
+	} else if (egress == NULL && ((strncasecmp(url, "http://", 7) != 0 && strncasecmp(url, "https://", 8) != 0) ||
+				      cx_url_host(url, host, sizeof(host)) < 0)) {
+		/* without the guard (a stored row read back) the scheme and the
+		 * host are still checked: no definition reaches the runtime
+		 * with anything but an http(s) URL with a host */
 		problem(errs, "/base_url", "required: an http or https URL of at most 2048 bytes");
 		rc = -1;
 	} else if (egress && cx_egress_url_check(egress, url, &e) < 0) {
@@ -367,22 +434,51 @@ int cx_url_host(const char *url, char *out, size_t len)
 	return rc;
 }
 
+/* An address rather than a name: an IPv6 literal, anything inet_aton reads
+ * as IPv4 ("127.1", "0x7f000001"), or a last label of digits only (the
+ * policy rule: such names are refused in allow_hosts). */
+static bool host_is_address(const char *host)
+{
+	struct in_addr a;
+	const char *last;
+	size_t n = strlen(host);
+
+	if (strchr(host, ':') || host[0] == '[' || inet_aton(host, &a))
+		return true;
+	while (n && host[n - 1] == '.')
+		n--;
+	last = host + n;
+	while (last > host && last[-1] != '.')
+		last--;
+	if (last == host + n)
+		return false;
+	for (const char *p = last; p < host + n; p++)
+		if (!isdigit((unsigned char)*p))
+			return false;
+	return true;
+}
+
 bool cx_host_allowed(const json_t *hosts, const char *host)
 {
-	size_t i, hl = strlen(host);
+	size_t i, hl = host ? strlen(host) : 0;
 	json_t *v;
 
+	/* addresses are never admitted by name, whatever the list holds:
+	 * they would bypass what a listed name resolves to */
+	if (hl == 0 || host_is_address(host))
+		return false;
 	json_array_foreach(hosts, i, v) {
 		const char *h = json_string_value(v);
 		size_t n;
 
 		if (h == NULL)
 			continue;
-		if (strcmp(h, host) == 0)
+		/* names compare case-insensitively (DNS does) */
+		if (strcasecmp(h, host) == 0)
 			return true;
 		/* "*.example.com" admits any name under example.com, not itself */
 		n = strlen(h);
-		if (n > 2 && h[0] == '*' && h[1] == '.' && hl > n - 1 && strcmp(host + hl - (n - 1), h + 1) == 0)
+		if (n > 2 && h[0] == '*' && h[1] == '.' && hl > n - 1 && strcasecmp(host + hl - (n - 1), h + 1) == 0)
 			return true;
 	}
 	return false;

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <time.h>
 #include <jansson.h>
 #include <libpq-fe.h>
 
@@ -41,9 +42,12 @@ typedef struct cx_conn {
 
 void cx_conn_free(cx_conn_t *c);
 /* Checks a PUT body (borrowed) and fills *c; on failure *errors gets the
- * problem's "errors" array (new reference, or NULL) and err a 400.
- * egress NULL skips the base URL's egress check; max_response_bytes is
- * the ceiling (and default) of the field. */
+ * problem's "errors" array (new reference; every problem with its JSON
+ * Pointer, at most 100) and err a 400, or *errors is NULL and err says why
+ * (a body that is not an object, out of memory).  egress NULL skips the
+ * base URL's egress check (literal addresses, userinfo) but not its
+ * http(s) scheme and host; max_response_bytes is the ceiling (and
+ * default) of the field. */
 int cx_conn_from_json(const json_t *body, const char *name, const cx_egress_t *egress, int max_response_bytes,
 		      cx_conn_t *c, mf_err_t *err, json_t **errors) __attribute__((warn_unused_result));
 /* From a row of platform.connector_rows (columns in its order). */
@@ -59,8 +63,26 @@ bool cx_header_reserved(const char *name);
 /* The lower-cased host of an absolute URL ("[::1]" for IPv6 literals). */
 int cx_url_host(const char *url, char *out, size_t len) __attribute__((warn_unused_result));
 /* Is host admitted by a policy's egress.allow_hosts (borrowed array)?  An
- * entry matches itself; "*.example.com" matches names under example.com. */
+ * entry matches itself; "*.example.com" matches names under example.com at
+ * any depth, not example.com itself; case does not matter.  An address
+ * (IPv4 in any form inet_aton reads, IPv6, a last label of digits) is never
+ * admitted, whatever the list holds. */
 bool cx_host_allowed(const json_t *hosts, const char *host);
+
+/* ---- util.c: the runtime's pure helpers ---- */
+
+#define CX_RETRY_AFTER_MAX_S (86400LL * 366)	/* longer waits read as this */
+/* A Retry-After value (delta-seconds or an HTTP-date, surrounding blanks
+ * allowed) as milliseconds from now (unix seconds): 0 for a date already
+ * past, -1 when value is NULL or neither form. */
+long long cx_retry_after_ms(const char *value, time_t now);
+/* base_url + a call's path with one '/' between them (none before a
+ * query); a new string (free()), NULL when out of memory. */
+char *cx_url_join(const char *base, const char *path);
+/* The URL as a call summary shows it (new reference): the values of query
+ * fields whose name (as written or decoded) cx_redact_header() hides, or
+ * that fields (NULL-terminated, may be NULL) names, are CX_REDACTED. */
+json_t *cx_url_redacted(const char *url, const char *const *fields);
 
 /* ---- shared.c: the process-wide table (tokens and holds) ---- */
 
@@ -78,7 +100,7 @@ typedef struct cx_tok_view {
 	char detail[160];		/* why the last fetch failed */
 } cx_tok_view_t;
 /* READY and fresh: copies the token into out (len bytes, NUL-terminated)
- * and returns READY.  Otherwise, when nobody is fetching, marks the key
+ * and returns READY (FAILED, with a detail, if it does not fit).  Otherwise, when nobody is fetching, marks the key
  * FETCHING for the caller (who must call cx_tok_done) and returns EMPTY;
  * when someone is, returns FETCHING (poll again later) or the FAILED
  * outcome of the fetch the caller waited for (gen of the first look). */
@@ -88,7 +110,7 @@ enum cx_tok_state cx_tok_get(cx_shared_t *s, const char *key, long long now_ms, 
  * expires_ms (monotonic).  token and detail both NULL: the fetch was
  * abandoned (call cancelled) and the next caller starts another. */
 void cx_tok_done(cx_shared_t *s, const char *key, const char *token, long long expires_ms, const char *detail);
-/* Drops the token if it is still `token` (a peer refused it). */
+/* Drops the token if it is still `token` (a peer refused it); NULL: nothing. */
 void cx_tok_drop(cx_shared_t *s, const char *key, const char *token);
 
 /* The peer asked every caller to wait until until_ms (monotonic). */

@@ -11,6 +11,7 @@
  * finds a fetch under way looks again a few milliseconds later on its own
  * loop, so no pointer to a call ever crosses a thread.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -124,7 +125,11 @@ static sh_entry_t *lookup(cx_shared_t *s, const char *key, long long now, bool c
 
 	for (e = s->slots[i]; e; e = e->next)
 		if (strcmp(e->key, key) == 0) {
-			e->touched = now;
+			/* only forward: cx_tok_done and cx_tok_drop look up
+			 * without a clock (now 0), which must not make a live
+			 * entry look a second idle to sweep() */
+			if (now > e->touched)
+				e->touched = now;
 			return e;
 		}
 	if (!create || strlen(key) >= KEY_MAX)
@@ -159,6 +164,12 @@ enum cx_tok_state cx_tok_get(cx_shared_t *s, const char *key, long long now_ms, 
 	if (e->state == CX_TOK_READY && e->expires_ms > now_ms && e->token && strlen(e->token) < len) {
 		memcpy(out, e->token, strlen(e->token) + 1);
 		st = CX_TOK_READY;
+	} else if (e->state == CX_TOK_READY && e->expires_ms > now_ms && e->token) {
+		/* a good token this caller has no room for: it fails alone
+		 * rather than throwing away everyone's token to fetch anew */
+		st = CX_TOK_FAILED;
+		snprintf(view->detail, sizeof(view->detail), "the access token is longer than %zu bytes",
+			 len ? len - 1 : 0);
 	} else if (e->state == CX_TOK_FETCHING) {
 		st = CX_TOK_FETCHING;
 	} else if (e->state == CX_TOK_FAILED && view->gen == e->gen && view->state == CX_TOK_FETCHING) {
@@ -205,6 +216,8 @@ void cx_tok_drop(cx_shared_t *s, const char *key, const char *token)
 {
 	sh_entry_t *e;
 
+	if (token == NULL)
+		return;
 	pthread_mutex_lock(&s->mu);
 	e = lookup(s, key, 0, false);
 	if (e && e->state == CX_TOK_READY && e->token && strlen(token) == strlen(e->token) &&
