@@ -22,6 +22,7 @@
 
 #include "connectors/cx.h"
 #include "core/duration.h"
+#include "core/json.h"
 
 #define MAX_BASE_URL 2048
 #define MAX_HEADER_VALUE 4096
@@ -93,25 +94,6 @@ static void problem(json_t *errors, const char *path, const char *msg)
 		json_array_append_new(errors, json_pack("{s:s,s:s}", "path", path, "message", msg));
 }
 
-/* prefix "/" key as a JSON Pointer (RFC 6901: '~' is written "~0" and '/'
- * "~1"), in out of at least 300 bytes; keys are cut at 128 bytes, the
- * longest header name (only an unknown field's pointer can be cut). */
-static void member_path(char *out, size_t len, const char *prefix, const char *key)
-{
-	int w = snprintf(out, len, "%s/", prefix);
-	size_t o = w < 0 ? 0 : (size_t)w < len ? (size_t)w : len - 1;
-
-	for (size_t i = 0; key[i] && i < 128 && o + 3 < len; i++) {
-		if (key[i] == '~' || key[i] == '/') {
-			out[o++] = '~';
-			out[o++] = key[i] == '~' ? '0' : '1';
-		} else {
-			out[o++] = key[i];
-		}
-	}
-	out[o] = '\0';
-}
-
 /* Every member of obj that keys does not list is a problem at its own path. */
 static int only_keys(const json_t *obj, const char *const *keys, const char *prefix, json_t *errors)
 {
@@ -126,7 +108,7 @@ static int only_keys(const json_t *obj, const char *const *keys, const char *pre
 		while (*a && strcmp(*a, k) != 0)
 			a++;
 		if (*a == NULL) {
-			member_path(path, sizeof(path), prefix, k);
+			mf_json_pointer(path, sizeof(path), prefix, k);
 			problem(errors, path, "unknown field");
 			rc = -1;
 		}
@@ -151,7 +133,7 @@ static int headers_from_json(const json_t *h, cx_conn_t *c, json_t *errors)
 		return -1;
 	}
 	json_object_foreach((json_t *)h, k, v) {
-		member_path(path, sizeof(path), "/headers", k);
+		mf_json_pointer(path, sizeof(path), "/headers", k);
 		if (!cx_header_name_ok(k)) {
 			/* not at its own path: the pointer would quote the name */
 			problem(errors, "/headers", "a header name is not a valid HTTP token");

@@ -7,6 +7,7 @@
  * scan first, before any recursion happens.
  */
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/json.h"
@@ -76,4 +77,20 @@ json_t *mf_json_parse(const char *buf, size_t len, int max_depth, mf_err_t *err)
 		return NULL;
 	}
 	return j;
+}
+
+void mf_json_pointer(char *out, size_t len, const char *prefix, const char *key)
+{
+	int w = snprintf(out, len, "%s/", prefix);
+	size_t o = w < 0 ? 0 : (size_t)w < len ? (size_t)w : len - 1;
+
+	for (size_t i = 0; key[i] && i < 128 && o + 3 < len; i++) {
+		if (key[i] == '~' || key[i] == '/') {
+			out[o++] = '~';
+			out[o++] = key[i] == '~' ? '0' : '1';
+		} else {
+			out[o++] = key[i];
+		}
+	}
+	out[o] = '\0';
 }

@@ -23,4 +23,9 @@ json_t *mf_json_parse(const char *buf, size_t len, int max_depth, mf_err_t *err)
  * strings; stops counting and returns limit+1 as soon as limit is exceeded. */
 int mf_json_depth(const char *buf, size_t len, int limit);
 
+/* prefix "/" key as a JSON Pointer (RFC 6901: '~' is written "~0" and '/'
+ * "~1") into out (always NUL-terminated); the key is cut at 128 bytes so
+ * that a pointer to a hostile key stays short. */
+void mf_json_pointer(char *out, size_t len, const char *prefix, const char *key);
+
 #endif

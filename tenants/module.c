@@ -370,9 +370,9 @@ int tn_only_keys(const json_t *obj, const char *const *allowed, mf_err_t *err, j
 				ok = true;
 		if (!ok) {
 			if (errors) {
-				char path[80];
+				char path[300];
 
-				snprintf(path, sizeof(path), "/%.60s", k);
+				mf_json_pointer(path, sizeof(path), "", k);
 				*errors = json_pack("[{s:s,s:s}]", "path", path, "message", "unknown field");
 			}
 			return mf_err_set(err, 400, "validation_failed", "unknown field \"%.60s\"", k);
