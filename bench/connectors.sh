@@ -103,27 +103,36 @@ cat > "$work/cx.conf" <<CONF
 database_url = "host=$sock dbname=mspflow user=mspflow"
 master_key_file = "$work/state/master.key"
 egress_allow = "127.0.0.1/32, ::1/128"
+connector_max_connections = $conc
+connector_max_host_connections = $conc
 CONF
 
 wrk_rate() {
 	wrk -t1 -c"$conc" -d"$1" "http://127.0.0.1:$nport/healthz" | awk '/Requests\/sec/ {print $2}'
 }
 cx_rate() {
-	build/bench/mspflow-cxbench "$work/cx.conf" "$tenant" target "$calls" "$conc" |
+	${CXBENCH_WRAP:-} build/mspflow-cxbench "$work/cx.conf" "$tenant" target "$calls" "$conc" |
+		python3 -c 'import json,sys; print(json.load(sys.stdin)["calls_per_s"])'
+}
+
+raw_rate() {	# the transport alone (cx_http, no connector layer), same connections
+	CXBENCH_CONNS=$conc build/mspflow-cxbench "http://127.0.0.1:$nport/healthz" "$calls" "$conc" - |
 		python3 -c 'import json,sys; print(json.load(sys.stdin)["calls_per_s"])'
 }
 
 wrk_rate 3 >/dev/null	# warm-up
-c1=$(cx_rate); w1=$(wrk_rate 10); c2=$(cx_rate); w2=$(wrk_rate 10)
+c1=$(cx_rate); r1=$(raw_rate); w1=$(wrk_rate 10); c2=$(cx_rate); r2=$(raw_rate); w2=$(wrk_rate 10)
 mkdir -p bench/results
 out="bench/results/connectors-$(date -u +%Y%m%dT%H%M%SZ).json"
-python3 - "$c1" "$c2" "$w1" "$w2" "$calls" "$conc" > "$out" <<'PY'
+python3 - "$c1" "$c2" "$w1" "$w2" "$r1" "$r2" "$calls" "$conc" > "$out" <<'PY'
 import json, sys
-c1, c2, w1, w2 = map(float, sys.argv[1:5])
-cx, wrk = (c1 + c2) / 2, (w1 + w2) / 2
+c1, c2, w1, w2, r1, r2 = map(float, sys.argv[1:7])
+cx, wrk, raw = (c1 + c2) / 2, (w1 + w2) / 2, (r1 + r2) / 2
 print(json.dumps({"connector_calls_per_s": round(cx), "wrk_req_per_s": round(wrk),
-                  "ratio": round(cx / wrk, 3), "runs": {"connector": [c1, c2], "wrk": [w1, w2]},
-                  "calls_per_run": int(sys.argv[5]), "concurrency": int(sys.argv[6]),
+                  "ratio": round(cx / wrk, 3), "transport_only_calls_per_s": round(raw),
+                  "transport_ratio": round(raw / wrk, 3), "layer_share_of_transport": round(cx / raw, 3),
+                  "runs": {"connector": [c1, c2], "transport": [r1, r2], "wrk": [w1, w2]},
+                  "calls_per_run": int(sys.argv[7]), "concurrency": int(sys.argv[8]),
                   "target": "nginx 1 worker, GET /healthz", "cores": 2}, indent=2))
 PY
 cat "$out"

@@ -30,6 +30,8 @@
 
 struct run {
 	cx_worker_t *xw;
+	cx_http_t *http;		/* raw mode: the transport alone */
+	char url[256];
 	cx_call_opts_t opts;
 	long started, done, total, errors, warmup;
 	struct timespec t0;
@@ -56,6 +58,14 @@ static void done(const cx_result_t *res, void *arg)
 	start_one(r);
 }
 
+static void raw_done(const cx_http_response_t *res, void *arg)
+{
+	cx_result_t cr = { .status = res->status, .error = res->error };
+
+	snprintf(cr.detail, sizeof(cr.detail), "%s", res->detail);
+	done(&cr, arg);
+}
+
 static void start_one(struct run *r)
 {
 	mf_err_t err;
@@ -63,6 +73,15 @@ static void start_one(struct run *r)
 	if (r->started >= r->total)
 		return;
 	r->started++;
+	if (r->http) {
+		cx_http_request_t req = { .method = "GET", .url = r->url };
+
+		if (cx_http_send(r->http, &req, raw_done, r, &err) == NULL) {
+			fprintf(stderr, "cx_http_send: %s\n", err.detail);
+			exit(1);
+		}
+		return;
+	}
 	if (cx_call(r->xw, &r->opts, done, r, &err) == NULL) {
 		fprintf(stderr, "cx_call: %s\n", err.detail);
 		exit(1);
@@ -79,8 +98,40 @@ int main(int argc, char **argv)
 	struct timespec t1;
 	long conc;
 
+	if (argc == 5 && strncmp(argv[1], "http", 4) == 0) {
+		/* raw: mspflow-cxbench URL CALLS CONCURRENCY -: the transport alone,
+		 * no connector, credential, limiter or summary (for comparison) */
+		cx_http_options_t ho = { 0 };
+		cx_egress_t *g;
+		long conc_raw;
+
+		if (evthread_use_pthreads() < 0 || cx_http_global_init(&err) < 0 ||
+		    (g = cx_egress_new("127.0.0.1/32, ::1/128", &err)) == NULL)
+			return 1;
+		ho.egress = g;
+		ho.max_connections = ho.max_host_connections = getenv("CXBENCH_CONNS") ? atoi(getenv("CXBENCH_CONNS")) : 0;
+		r.base = event_base_new();
+		r.http = cx_http_new(r.base, &ho, &err);
+		snprintf(r.url, sizeof(r.url), "%s", argv[1]);
+		r.total = atol(argv[2]);
+		conc_raw = atol(argv[3]);
+		r.warmup = r.total / 10;
+		for (long i = 0; i < conc_raw; i++)
+			start_one(&r);
+		event_base_dispatch(r.base);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		double rs = (double)(t1.tv_sec - r.t0.tv_sec) + (double)(t1.tv_nsec - r.t0.tv_nsec) / 1e9;
+
+		printf("{\"calls\": %ld, \"errors\": %ld, \"seconds\": %.3f, \"calls_per_s\": %.0f}\n",
+		       r.total - r.warmup, r.errors, rs, (double)(r.total - r.warmup) / rs);
+		cx_http_free(r.http);
+		cx_egress_free(g);
+		event_base_free(r.base);
+		return r.errors ? 1 : 0;
+	}
 	if (argc != 6) {
-		fprintf(stderr, "usage: %s CONFIG TENANT_ID CONNECTOR CALLS CONCURRENCY\n", argv[0]);
+		fprintf(stderr, "usage: %s CONFIG TENANT_ID CONNECTOR CALLS CONCURRENCY\n"
+			"       %s URL CALLS CONCURRENCY -   (the transport alone)\n", argv[0], argv[0]);
 		return 2;
 	}
 	if (mf_config_init(&cfg) < 0 || mf_config_load(&cfg, argv[1], &err) < 0) {
