@@ -444,18 +444,6 @@ static bool method_ok(const char *m)
 	return false;
 }
 
-static bool call_path_ok(const char *p)
-{
-	if (p[0] && p[0] != '/' && p[0] != '?')
-		return false;
-	if (strlen(p) > 2048 || strncmp(p, "//", 2) == 0)
-		return false;
-	for (const unsigned char *c = (const unsigned char *)p; *c; c++)
-		if (*c <= 0x20 || *c >= 0x7f || *c == '#' || *c == '\\')
-			return false;
-	return true;
-}
-
 static void try_call(tn_call_t *call, void *arg)
 {
 	static const char *const keys[] = { "method", "path", "headers", "body", NULL };
@@ -492,11 +480,11 @@ static void try_call(tn_call_t *call, void *arg)
 		method = "GET";
 	if (path == NULL)
 		path = "";
-	if (!method_ok(method) || !call_path_ok(path) ||
+	if (!method_ok(method) || !cx_call_path_ok(path) ||
 	    (nh = call_headers(json_object_get(body, "headers"), h, 32, &err)) < 0) {
 		if (!method_ok(method))
 			mf_err_set(&err, 400, "validation_failed", "method must be GET, POST, PUT, PATCH, DELETE or HEAD");
-		else if (!call_path_ok(path))
+		else if (!cx_call_path_ok(path))
 			mf_err_set(&err, 400, "validation_failed",
 				   "path must be empty or start with / or ?, printable ASCII without # or spaces");
 		json_decref(body);

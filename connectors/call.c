@@ -992,7 +992,10 @@ static void stage_send(cx_op_t *op)
 		op_fail(op, 503, "over_capacity", "out of memory; retry");
 		return;
 	}
-	if (cx_url_host(op->url, host, sizeof(host)) < 0) {
+	if (op->redirects == 0) {
+		/* the path cannot change the host (it starts with / or ?) */
+		memcpy(host, e->base_host, sizeof(host));
+	} else if (cx_url_host(op->url, host, sizeof(host)) < 0) {
 		op_fail(op, 422, "bad_url", "connector %s: the request URL is not valid", op->name);
 		return;
 	}
@@ -1175,9 +1178,17 @@ static void op_finish(cx_op_t *op, const cx_http_response_t *res)
 	r.summary = summary;
 	if (op->error)
 		op->xw->n_failures++;
-	mf_info("connectors", "call", MF_S("tenant_id", op->tenant_id), MF_S("connector", op->name),
-		MF_S("method", op->method), MF_I("status", r.status), MF_S("error", op->error),
-		MF_I("attempts", op->attempts), MF_I("duration_ms", r.duration_ms));
+	/* one line per outbound call, like the access log (and with it);
+	 * failures always */
+	if (op->error)
+		mf_warn("connectors", "call failed", MF_S("tenant_id", op->tenant_id), MF_S("connector", op->name),
+			MF_S("method", op->method), MF_I("status", r.status), MF_S("error", op->error),
+			MF_S("detail", op->err.detail), MF_I("attempts", op->attempts),
+			MF_I("duration_ms", r.duration_ms));
+	else if (op->xw->w->cfg->access_log)
+		mf_info("connectors", "call", MF_S("tenant_id", op->tenant_id), MF_S("connector", op->name),
+			MF_S("method", op->method), MF_I("status", r.status), MF_I("attempts", op->attempts),
+			MF_I("duration_ms", r.duration_ms));
 	op->cb(&r, op->arg);
 	json_decref(summary);
 	if (op->rl_pending) {
@@ -1197,6 +1208,9 @@ cx_op_t *cx_call(cx_worker_t *xw, const cx_call_opts_t *o, cx_call_cb cb, void *
 
 	if (!cx_name_ok(o->connector))
 		return mf_err_set(err, 404, "not_found", "no such connector"), NULL;
+	if (o->path && !cx_call_path_ok(o->path))
+		return mf_err_set(err, 400, "validation_failed",
+				  "path must be empty or start with / or ?, printable ASCII without # or spaces"), NULL;
 	if (o->nheaders < 0 || o->nheaders > 32)
 		return mf_err_set(err, 400, "validation_failed", "at most 32 headers per call"), NULL;
 	for (int i = 0; i < o->nheaders; i++)
@@ -1236,10 +1250,12 @@ cx_op_t *cx_call(cx_worker_t *xw, const cx_call_opts_t *o, cx_call_cb cb, void *
 	if (o->idempotency_key && o->idempotency_key[0]) {
 		snprintf(op->idem, sizeof(op->idem), "%s", o->idempotency_key);
 	} else {
-		unsigned char b[16];
+		/* 128 random bits from the trace module's per-thread generator
+		 * (no system call per call) */
+		mf_trace_t k;
 
-		randombytes_buf(b, sizeof(b));
-		sodium_bin2hex(op->idem, sizeof(op->idem), b, sizeof(b));
+		mf_trace_new(&k);
+		memcpy(op->idem, k.trace_id, sizeof(k.trace_id));
 	}
 	if (o->traceparent && mf_trace_parse(&in, o->traceparent, strlen(o->traceparent), NULL) == 0)
 		mf_trace_child(&in, &child);

@@ -465,3 +465,15 @@ bool cx_host_allowed(const json_t *hosts, const char *host)
 	}
 	return false;
 }
+
+bool cx_call_path_ok(const char *p)
+{
+	if (p[0] && p[0] != '/' && p[0] != '?')
+		return false;
+	if (strlen(p) > 2048 || strncmp(p, "//", 2) == 0)
+		return false;
+	for (const unsigned char *c = (const unsigned char *)p; *c; c++)
+		if (*c <= 0x20 || *c >= 0x7f || *c == '#' || *c == '\\')
+			return false;
+	return true;
+}

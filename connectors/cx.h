@@ -60,6 +60,10 @@ bool cx_header_value_ok(const char *s);
 /* Headers a connector or a caller may not set: the auth header, hop-by-hop
  * and framing headers, and the ones each call carries itself. */
 bool cx_header_reserved(const char *name);
+/* A call's path: "" or starting with / or ? (so it can never change the
+ * host of the base URL), printable ASCII without spaces, # or \, at most
+ * 2048 bytes, not starting with //. */
+bool cx_call_path_ok(const char *p);
 /* The lower-cased host of an absolute URL ("[::1]" for IPv6 literals). */
 int cx_url_host(const char *url, char *out, size_t len) __attribute__((warn_unused_result));
 /* Is host admitted by a policy's egress.allow_hosts (borrowed array)?  An

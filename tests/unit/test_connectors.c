@@ -997,6 +997,26 @@ static void test_stress(void)
 	cx_shared_free(stress_s);
 }
 
+/* A call's path can never move the request to another host. */
+static void test_call_paths(void)
+{
+	static const char *const ok[] = { "", "/", "/deals/42", "?q=1", "/a?b=c&d=%20e", "/@evil.example/x" };
+	static const char *const bad[] = {
+		"//evil.example/x", "@evil.example", "evil.example", "/a b", "/a#frag", "/a\\b", "/a\r\nX: y",
+		"http://evil.example/", "/\x7f", "/\xc3\xa9",
+	};
+	char big[2100];
+
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+		T_OK(cx_call_path_ok(ok[i]), ok[i]);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		T_OK(!cx_call_path_ok(bad[i]), "a call path that is refused");
+	memset(big, 'a', sizeof(big) - 1);
+	big[0] = '/';
+	big[sizeof(big) - 1] = '\0';
+	T_OK(!cx_call_path_ok(big), "a call path over 2048 bytes is refused");
+}
+
 int main(void)
 {
 	mf_err_t err;
@@ -1017,6 +1037,7 @@ int main(void)
 	test_headers();
 	test_retry_after();
 	test_join();
+	test_call_paths();
 	test_url_redaction();
 	test_tokens();
 	test_table_bound();
