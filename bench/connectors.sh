@@ -17,55 +17,12 @@ cd "$(dirname "$0")/.."
 calls=${1:-200000}
 conc=${2:-64}
 
-infra/deps --bench
-[ -f build/build.ninja ] || meson setup build --buildtype=release >/dev/null
-ninja -C build >/dev/null
-
-work=$(mktemp -d)
-chmod 755 "$work"
-pids=""
-cleanup() {
-	for p in $pids; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. bench/lib.sh
+bench_prepare
 nport=$(free_port)
 port=$(free_port)
-
-cat > "$work/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $work/nginx.pid;
-error_log $work/nginx.err warn;
-events { worker_connections 4096; }
-http {
-	access_log off;
-	keepalive_requests 1000000;
-	client_body_temp_path $work;
-	proxy_temp_path $work;
-	fastcgi_temp_path $work;
-	uwsgi_temp_path $work;
-	scgi_temp_path $work;
-	server {
-		listen 127.0.0.1:$nport;
-		location = /healthz { default_type application/json; return 200 '{"status":"ok"}'; }
-	}
-}
-CONF
-nginx -e "$work/nginx.err" -p "$work" -c "$work/nginx.conf" &
-pids="$pids $!"
-
-MSPFLOW_WORKERS=1 MSPFLOW_ACCESS_LOG=false \
-	build/mspflow dev --state "$work/state" --listen "127.0.0.1:$port" --admin-listen= \
-	> "$work/dev.out" 2> "$work/dev.err" &
-pids="$pids $!"
-for i in $(seq 1 600); do
-	[ -s "$work/state/credentials.json" ] && curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
-	sleep 0.1
-done
+start_nginx "$nport" 1
+start_dev "$port" 1
 
 tenant=$(python3 - "$work" "$port" "$nport" <<'PY'
 import json, sys, urllib.request

@@ -14,46 +14,12 @@ set -eu
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 
-infra/deps --bench
-[ -f build/build.ninja ] || meson setup build --buildtype=release >/dev/null
-ninja -C build >/dev/null
-
-work=$(mktemp -d)
-chmod 755 "$work"
-pids=""
-cleanup() {
-	for p in $pids; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. bench/lib.sh
+bench_prepare
 nport=$(free_port)
 mport=$(free_port)
 lport=$(free_port)
-
-cat > "$work/nginx.conf" <<CONF
-worker_processes 2;
-daemon off;
-pid $work/nginx.pid;
-error_log $work/nginx.err warn;
-events { worker_connections 4096; }
-http {
-	access_log off;
-	client_body_temp_path $work;
-	proxy_temp_path $work;
-	fastcgi_temp_path $work;
-	uwsgi_temp_path $work;
-	scgi_temp_path $work;
-	server {
-		listen 127.0.0.1:$nport;
-		location = /healthz { default_type application/json; return 200 '{"status":"ok"}'; }
-	}
-}
-CONF
-nginx -e "$work/nginx.err" -p "$work" -c "$work/nginx.conf" &
-pids="$pids $!"
+start_nginx "$nport" 2
 
 for variant in plain logged; do
 	port=$mport; log=false

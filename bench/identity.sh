@@ -17,27 +17,9 @@ secs=${1:-10}
 nprov=${2:-200}
 nschemas=${3:-10000}
 
-infra/deps --bench
-[ -f build/build.ninja ] || meson setup build --buildtype=release >/dev/null
-ninja -C build >/dev/null
-
-work=$(mktemp -d)
-chmod 755 "$work"
-pid=""
-cleanup() {
-	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-	rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-MSPFLOW_WORKERS=2 MSPFLOW_ACCESS_LOG=false MSPFLOW_LOG_LEVEL=info \
-	build/mspflow dev --state "$work/state" --listen "127.0.0.1:$port" --admin-listen= \
-	> "$work/dev.out" 2> "$work/dev.err" &
-pid=$!
-for i in $(seq 1 600); do
-	[ -s "$work/state/credentials.json" ] && curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
-	sleep 0.1
-done
+. bench/lib.sh
+bench_prepare
+port=$(free_port)
+start_dev "$port" 2
 
 python3 bench/identity_driver.py "$work" "$port" "$secs" "$nprov" "$nschemas"
