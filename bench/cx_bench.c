@@ -40,6 +40,22 @@ struct run {
 
 static void start_one(struct run *r);
 
+/* The loop as a gateway worker has it (gateway/workers.c): epoll with
+ * libevent's change list.  CXBENCH_NO_CHANGELIST=1: without it. */
+static struct event_base *worker_base_new(void)
+{
+	struct event_config *ec = event_config_new();
+	struct event_base *base;
+
+	if (ec == NULL)
+		return NULL;
+	if (!getenv("CXBENCH_NO_CHANGELIST"))
+		event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	base = event_base_new_with_config(ec);
+	event_config_free(ec);
+	return base;
+}
+
 static void done(const cx_result_t *res, void *arg)
 {
 	struct run *r = arg;
@@ -110,7 +126,7 @@ int main(int argc, char **argv)
 			return 1;
 		ho.egress = g;
 		ho.max_connections = ho.max_host_connections = getenv("CXBENCH_CONNS") ? atoi(getenv("CXBENCH_CONNS")) : 0;
-		r.base = event_base_new();
+		r.base = worker_base_new();
 		r.http = cx_http_new(r.base, &ho, &err);
 		snprintf(r.url, sizeof(r.url), "%s", argv[1]);
 		r.total = atol(argv[2]);
@@ -164,7 +180,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "set-up: %s\n", err.detail);
 		return 1;
 	}
-	w.base = r.base = event_base_new();
+	w.base = r.base = worker_base_new();
 	w.cfg = &cfg;
 	mf_pg_options_t po = { .conninfo = cfg.database_url, .size = 2, .connect_timeout_ms = 5000,
 			       .query_timeout_ms = 10000, .max_queue = 1024, .retry_after_s = 1 };

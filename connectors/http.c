@@ -15,6 +15,10 @@
  * (a refused URL), which keeps "the callback never runs inside
  * cx_http_send" true on every path.
  *
+ * A call reaches curl from the loop, not from cx_http_send: on_start adds
+ * the calls of one pass of the loop together and runs them at once, so
+ * their requests leave in one burst (see start_head in struct cx_http).
+ *
  * Egress: CURLOPT_OPENSOCKETFUNCTION sees the resolved address of every
  * connection curl opens (first connect, happy-eyeballs fallbacks, the
  * target of a followed redirect) and refuses it before socket(2).  The
@@ -68,6 +72,7 @@ struct cx_http_call {
 	size_t limit;
 	int timeout_ms;
 	bool in_multi, too_large, in_cb;
+	bool starting;			/* on the pool's start queue, not yet in the multi */
 	bool allow_private;		/* the request's: judged on every connection it uses */
 	const char *early_error;	/* decided before curl ran */
 	char early_detail[256];
@@ -76,6 +81,7 @@ struct cx_http_call {
 	char errbuf[CURL_ERROR_SIZE];
 	long long t0_us;
 	struct cx_http_call *prev, *next;
+	struct cx_http_call *start_next;	/* start queue */
 };
 
 #define IDLE_EASY 64
@@ -84,6 +90,20 @@ struct cx_http {
 	struct event_base *base;
 	CURLM *multi;
 	struct event *timer;
+	/* Calls accepted but not yet handed to curl, oldest first.
+	 * curl_multi_socket_action on any socket also runs every transfer
+	 * whose timer is due, and a newly added handle is due at once: adding
+	 * it from cx_http_send (typically from a completion callback, inside
+	 * the loop's pass over ready sockets) sent each new request between
+	 * the reads of the next responses, one at a time, and the server
+	 * went back to sleep and was woken for nearly each one.  on_start
+	 * adds them after the ready sockets of the pass and sends them in one
+	 * burst.  It is activated for the current pass; a call started from
+	 * on_start itself (its transfer finished at once) waits for the next
+	 * pass, so a fast server cannot keep the loop from polling. */
+	struct cx_http_call *start_head, *start_tail;
+	struct event *start_ev;
+	bool in_start;			/* on_start is running */
 	cx_http_options_t opt;		/* ca_file points at ca_file_copy */
 	char *ca_file_copy;
 	struct cx_http_call *calls;	/* running, queued and early-failed */
@@ -156,6 +176,36 @@ static void on_multi_timer(evutil_socket_t fd, short what, void *arg)
 
 	curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
 	collect_done(h);
+}
+
+/* Hands the calls accepted since the last pass to curl (see start_head)
+ * and runs them at once, together, rather than through the 0 ms timer
+ * curl asks for on each add (one more pass of the loop). */
+static void on_start(evutil_socket_t fd, short what, void *arg)
+{
+	cx_http_t *h = arg;
+	struct cx_http_call *call;
+	int running;
+
+	if (h->start_head == NULL)
+		return;
+	h->in_start = true;
+	while ((call = h->start_head) != NULL) {
+		h->start_head = call->start_next;
+		if (h->start_head == NULL)
+			h->start_tail = NULL;
+		call->start_next = NULL;
+		call->starting = false;
+		if (curl_multi_add_handle(h->multi, call->easy) != CURLM_OK) {
+			/* only out of memory: fails like a transfer would */
+			finish(call, CURLE_OUT_OF_MEMORY);
+			continue;
+		}
+		call->in_multi = true;
+	}
+	curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	collect_done(h);
+	h->in_start = false;
 }
 
 static void sock_unlink_free(cx_http_t *h, struct cx_sock *cs)
@@ -327,13 +377,25 @@ static void call_unlink(struct cx_http_call *call)
 	if (call->next)
 		call->next->prev = call->prev;
 	call->prev = call->next = NULL;
+	if (call->starting) {
+		/* cancelled or timed out before on_start ran: rare, and the
+		 * queue holds one loop pass worth of calls */
+		struct cx_http_call **pp = &h->start_head, *last = NULL;
+
+		while (*pp != call) {
+			last = *pp;
+			pp = &(*pp)->start_next;
+		}
+		*pp = call->start_next;
+		if (h->start_tail == call)
+			h->start_tail = last;
+		call->starting = false;
+	}
 	h->st.active--;
 }
 
-/* Frees the call and its easy handle; the connection it used stays in
- * the multi's pool.  (A cache of reset easy handles was measured: 2000
- * sequential calls cost the same per call with and without it, so there
- * is none.) */
+/* Frees the call; its easy handle is reset and kept for a later call (up
+ * to IDLE_EASY), and the connection it used stays in the multi's pool. */
 static void call_release(struct cx_http_call *call)
 {
 	cx_http_t *h = call->h;
@@ -523,11 +585,12 @@ cx_http_t *cx_http_new(struct event_base *base, const cx_http_options_t *opt, mf
 	h->base = base;
 	h->multi = curl_multi_init();
 	h->timer = evtimer_new(base, on_multi_timer, h);
+	h->start_ev = evtimer_new(base, on_start, h);
 	if (o.ca_file && (h->ca_file_copy = strdup(o.ca_file)) == NULL)
 		goto oom;
 	o.ca_file = h->ca_file_copy;
 	h->opt = o;
-	if (h->multi == NULL || h->timer == NULL)
+	if (h->multi == NULL || h->timer == NULL || h->start_ev == NULL)
 		goto oom;
 	curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
 	curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
@@ -562,6 +625,8 @@ void cx_http_free(cx_http_t *h)
 		sock_unlink_free(h, h->socks);
 	if (h->timer)
 		event_free(h->timer);
+	if (h->start_ev)
+		event_free(h->start_ev);
 	free(h->ca_file_copy);
 	free(h);
 }
@@ -607,7 +672,16 @@ static bool header_reserved(const char *name)
 	return false;
 }
 
-static int build_headers(struct cx_http_call *call, const cx_http_request_t *req, mf_err_t *err)
+/* The body, if any, goes through CURLOPT_COPYPOSTFIELDS: with a body, or
+ * for the methods that always carry one (an empty one then). */
+static bool sends_body(const cx_http_request_t *req, const char *method)
+{
+	return strcmp(method, "HEAD") != 0 &&
+	       (req->body_len > 0 || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
+		strcmp(method, "PATCH") == 0);
+}
+
+static int build_headers(struct cx_http_call *call, const cx_http_request_t *req, bool body, mf_err_t *err)
 {
 	bool has_ct = false;
 	mf_buf_t line = MF_BUF_INIT;
@@ -640,7 +714,11 @@ bad:
 		return mf_err_set(err, 400, "invalid_request", "request header %d has an invalid name or value", i);
 	}
 	mf_buf_free(&line);
-	/* No 100-continue round trip; no form content type the caller did not ask for. */
+	/* No 100-continue round trip; no form content type the caller did not
+	 * ask for.  curl adds neither without a body, and every header in the
+	 * list is compared with each one curl would add, per request. */
+	if (!body)
+		return 0;
 	if ((l = curl_slist_append(call->hdrs, "Expect:")) == NULL)
 		return mf_err_set(err, 500, "out_of_memory", "out of memory");
 	call->hdrs = l;
@@ -699,8 +777,7 @@ static int setup_easy(cx_http_t *h, struct cx_http_call *call, const cx_http_req
 	if (strcmp(method, "HEAD") == 0) {
 		SET(CURLOPT_NOBODY, 1L);
 	} else if (req->body_len > 0 || strcmp(method, "GET") != 0) {
-		if (req->body_len > 0 || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
-		    strcmp(method, "PATCH") == 0) {
+		if (sends_body(req, method)) {
 			SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
 			SET(CURLOPT_COPYPOSTFIELDS, req->body_len ? (const char *)req->body : "");
 		}
@@ -718,6 +795,7 @@ cx_http_call_t *cx_http_send(cx_http_t *h, const cx_http_request_t *req, cx_http
 	struct cx_http_call *call;
 	const char *method = req->method ? req->method : req->body_len ? "POST" : "GET";
 	struct timeval tv = { 0, 0 };
+	static const struct timeval zero = { 0, 0 };
 	mf_err_t uerr;
 	int urc;
 
@@ -747,7 +825,7 @@ cx_http_call_t *cx_http_send(cx_http_t *h, const cx_http_request_t *req, cx_http
 	call->timeout_ms = req->timeout_ms ? req->timeout_ms : h->opt.timeout_ms;
 	call->allow_private = req->allow_private;
 	evtimer_assign(&call->timer, h->base, on_call_timer, call);
-	if (build_headers(call, req, err) < 0) {
+	if (build_headers(call, req, sends_body(req, method), err) < 0) {
 		call_release(call);
 		return NULL;
 	}
@@ -782,14 +860,18 @@ cx_http_call_t *cx_http_send(cx_http_t *h, const cx_http_request_t *req, cx_http
 		return NULL;
 	}
 	if (call->easy) {
-		/* The multi calls timer_cb from here; the transfer starts from
-		 * the loop, so no callback of ours runs inside this function. */
-		if (curl_multi_add_handle(h->multi, call->easy) != CURLM_OK) {
-			mf_err_set(err, 500, "internal_error", "could not start the transfer");
-			call_release(call);
-			return NULL;
-		}
-		call->in_multi = true;
+		/* Added to the multi by on_start, from the loop; so no callback
+		 * of ours runs inside this function either. */
+		call->starting = true;
+		if (h->start_tail)
+			h->start_tail->start_next = call;
+		else
+			h->start_head = call;
+		h->start_tail = call;
+		if (!h->in_start)
+			event_active(h->start_ev, EV_TIMEOUT, 1);	/* after the ready sockets */
+		else if (!evtimer_pending(h->start_ev, NULL))
+			evtimer_add(h->start_ev, &zero);	/* next pass, after polling */
 	}
 	call->next = h->calls;
 	if (h->calls)
