@@ -12,6 +12,10 @@
 # thread, each with CONCURRENCY connections: both ends share this machine's
 # cores, so only the ratio means anything.  The set-up (tenant, policy,
 # credential, connector) goes through the public API of `mspflow dev`.
+# Two references run in the same invocation: the transport alone
+# (cx_http, no connector layer; mspflow-cxbench URL mode) and libcurl's own
+# fastest loop (mspflow-curlloop), which bound what any curl-based layer
+# can reach here.  CXBENCH_WRAP="perf record -g" profiles the layer's runs.
 set -eu
 cd "$(dirname "$0")/.."
 calls=${1:-200000}
@@ -67,8 +71,8 @@ CONF
 wrk_rate() {
 	wrk -t1 -c"$conc" -d"$1" "http://127.0.0.1:$nport/healthz" | awk '/Requests\/sec/ {print $2}'
 }
-cx_rate() {
-	${CXBENCH_WRAP:-} build/mspflow-cxbench "$work/cx.conf" "$tenant" target "$calls" "$conc" |
+cx_rate() {	# cx_rate 1: every call's summary built too
+	CXBENCH_SUMMARY=${1:-0} ${CXBENCH_WRAP:-} build/mspflow-cxbench "$work/cx.conf" "$tenant" target "$calls" "$conc" |
 		python3 -c 'import json,sys; print(json.load(sys.stdin)["calls_per_s"])'
 }
 
@@ -77,19 +81,28 @@ raw_rate() {	# the transport alone (cx_http, no connector layer), same connectio
 		python3 -c 'import json,sys; print(json.load(sys.stdin)["calls_per_s"])'
 }
 
+curl_rate() {	# libcurl's own perform loop, nothing else: the transport's ceiling
+	build/mspflow-curlloop "http://127.0.0.1:$nport/healthz" "$calls" "$conc" |
+		python3 -c 'import json,sys; print(json.load(sys.stdin)["calls_per_s"])'
+}
+
 wrk_rate 3 >/dev/null	# warm-up
-c1=$(cx_rate); r1=$(raw_rate); w1=$(wrk_rate 10); c2=$(cx_rate); r2=$(raw_rate); w2=$(wrk_rate 10)
+c1=$(cx_rate); s1=$(cx_rate 1); r1=$(raw_rate); l1=$(curl_rate); w1=$(wrk_rate 10)
+c2=$(cx_rate); s2=$(cx_rate 1); r2=$(raw_rate); l2=$(curl_rate); w2=$(wrk_rate 10)
 mkdir -p bench/results
 out="bench/results/connectors-$(date -u +%Y%m%dT%H%M%SZ).json"
-python3 - "$c1" "$c2" "$w1" "$w2" "$r1" "$r2" "$calls" "$conc" > "$out" <<'PY'
+python3 - "$c1" "$c2" "$w1" "$w2" "$r1" "$r2" "$l1" "$l2" "$s1" "$s2" "$calls" "$conc" > "$out" <<'PY'
 import json, sys
-c1, c2, w1, w2, r1, r2 = map(float, sys.argv[1:7])
-cx, wrk, raw = (c1 + c2) / 2, (w1 + w2) / 2, (r1 + r2) / 2
+c1, c2, w1, w2, r1, r2, l1, l2, s1, s2 = map(float, sys.argv[1:11])
+cx, wrk, raw, loop, summ = (c1 + c2) / 2, (w1 + w2) / 2, (r1 + r2) / 2, (l1 + l2) / 2, (s1 + s2) / 2
 print(json.dumps({"connector_calls_per_s": round(cx), "wrk_req_per_s": round(wrk),
                   "ratio": round(cx / wrk, 3), "transport_only_calls_per_s": round(raw),
                   "transport_ratio": round(raw / wrk, 3), "layer_share_of_transport": round(cx / raw, 3),
-                  "runs": {"connector": [c1, c2], "transport": [r1, r2], "wrk": [w1, w2]},
-                  "calls_per_run": int(sys.argv[7]), "concurrency": int(sys.argv[8]),
+                  "libcurl_loop_calls_per_s": round(loop), "libcurl_loop_ratio": round(loop / wrk, 3),
+                  "connector_with_summary_calls_per_s": round(summ), "with_summary_ratio": round(summ / wrk, 3),
+                  "runs": {"connector": [c1, c2], "with_summary": [s1, s2], "transport": [r1, r2],
+                           "libcurl_loop": [l1, l2], "wrk": [w1, w2]},
+                  "calls_per_run": int(sys.argv[11]), "concurrency": int(sys.argv[12]),
                   "target": "nginx 1 worker, GET /healthz", "cores": 2}, indent=2))
 PY
 cat "$out"

@@ -393,9 +393,13 @@ static void call_done(const cx_result_t *res, void *arg)
 {
 	api_req_t *r = arg;
 	gw_req_t *req = r->call->req;
-	json_t *out = json_deep_copy(res->summary);
+	json_t *out = cx_result_summary(res);
 
 	r->op = NULL;
+	if (out == NULL) {
+		gw_respond_error(req, 503, "over_capacity", "out of memory; retry");
+		return;
+	}
 	if (res->retry_after_ms > 0 && (res->error || res->status == 429 || res->status == 503)) {
 		char v[24];
 

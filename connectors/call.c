@@ -1160,13 +1160,11 @@ static json_t *summary_json(cx_op_t *op, const cx_http_response_t *res)
 static void op_finish(cx_op_t *op, const cx_http_response_t *res)
 {
 	cx_result_t r = { 0 };
-	json_t *summary;
 
 	if (op->fetching) {
 		cx_tok_done(op->xw->cx->shared, op->ent->tok_key, NULL, 0, NULL);
 		op->fetching = false;
 	}
-	summary = summary_json(op, res);
 	r.status = res ? res->status : 0;
 	r.error = op->error;
 	snprintf(r.detail, sizeof(r.detail), "%s", op->error ? op->err.detail : "");
@@ -1175,7 +1173,7 @@ static void op_finish(cx_op_t *op, const cx_http_response_t *res)
 	r.attempts = op->attempts;
 	r.retry_after_ms = op->retry_after_ms;
 	r.duration_ms = cx_now_ms() - op->started;
-	r.summary = summary;
+	r.priv = op;
 	if (op->error)
 		op->xw->n_failures++;
 	/* one line per outbound call, like the access log (and with it);
@@ -1190,13 +1188,17 @@ static void op_finish(cx_op_t *op, const cx_http_response_t *res)
 			MF_S("method", op->method), MF_I("status", r.status), MF_I("attempts", op->attempts),
 			MF_I("duration_ms", r.duration_ms));
 	op->cb(&r, op->arg);
-	json_decref(summary);
 	if (op->rl_pending) {
 		/* the limiter still owes an answer (shutdown): keep the op until it comes */
 		op_zombie(op);
 		return;
 	}
 	op_free(op);
+}
+
+json_t *cx_result_summary(const cx_result_t *r)
+{
+	return summary_json((cx_op_t *)r->priv, r->res);
 }
 
 /* ---- public ---- */

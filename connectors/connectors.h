@@ -74,14 +74,21 @@ typedef struct cx_result {
 	int attempts;
 	long long retry_after_ms;	/* when error is "rate_limited" or status 429/503 */
 	long long duration_ms;
-	/* {"request": {...}, "response": {...}, "attempts", "duration_ms"} with
-	 * secrets and the connector's redact_fields removed (borrowed). */
-	const json_t *summary;
+	const void *priv;		/* for cx_result_summary */
 } cx_result_t;
 
 /* cb is called exactly once, always from the worker's loop (never inside
  * cx_call), unless the call is cancelled first; *r is valid during it. */
 typedef void (*cx_call_cb)(const cx_result_t *r, void *arg);
+/* The call's summary for a run timeline, built when asked (only during the
+ * callback): {"request": {method, url, headers}, "response": {status,
+ * headers, body}, "attempts", "duration_ms", "error"?} with credentials,
+ * secret values (and their base64 forms) and the connector's
+ * redact_fields replaced by "[redacted]", bodies cut at 4 KiB.  New
+ * reference, NULL when out of memory.  Building it costs about as much as
+ * the rest of the layer together, so callers that keep no timeline skip
+ * it. */
+json_t *cx_result_summary(const cx_result_t *r);
 cx_op_t *cx_call(cx_worker_t *xw, const cx_call_opts_t *opts, cx_call_cb cb, void *arg, mf_err_t *err);
 void cx_cancel(cx_op_t *op);
 
