@@ -22,8 +22,14 @@
  *            | ident "(" [ expr ("," expr)* ] ")" | "(" expr ")" | "[" [expr ("," expr)*] "]"
  * Strings are '...' or "..." with \\ \' \" \n \t \uXXXX escapes; numbers
  * are decimal integers or decimals (no exponent, no hex).  A bare ident is
- * a root of the context.  Functions: len(x), lower(s), upper(s),
- * contains(haystack, needle), now() (RFC 3339 UTC string).
+ * a root of the context; a keyword may follow "." (`a.in`).  \u escapes
+ * take surrogate pairs; a lone surrogate and \u0000 are refused, and a
+ * string literal must be valid UTF-8.  Functions (arity checked when
+ * parsing): len(x) (code points of a string, size of an array or object,
+ * 0 for null), lower(s), upper(s) (ASCII letters only; other bytes, UTF-8
+ * included, unchanged; null gives null), contains(haystack, needle) (the
+ * same as `needle in haystack`), now() (RFC 3339 UTC string, seconds; the
+ * real clock, the only impure function).
  *
  * Semantics: values are JSON.  A missing member or index is null, never an
  * error, so conditions can test absence.  Truthiness: null, false, 0, "",
@@ -34,13 +40,21 @@
  * only (integer arithmetic stays integer and fails on overflow; / of two
  * integers that do not divide is a real; division by zero fails).  `a in
  * b`: b an array (a equal to an element), a string (substring) or an
- * object (a is a key).
+ * object (a is a key); null (a missing collection) holds nothing.  An
+ * index is an integer into an array (negative or past the end: null) or a
+ * string key into an object; any other indexing is null.  Integer % keeps
+ * the dividend's sign (C); a real % is fmod.  No operation yields NaN or
+ * an infinity: that is an error.
  *
  * Bounds, so that no input can hurt the engine: source at most
- * ENG_EXPR_MAX_SRC bytes, nesting at most ENG_EXPR_MAX_DEPTH, at most
+ * ENG_EXPR_MAX_SRC bytes, nesting at most ENG_EXPR_MAX_DEPTH (both the
+ * syntax's nesting and the height of the tree, so a chain of more than
+ * ENG_EXPR_MAX_DEPTH - 1 binary operators is refused too), at most
  * ENG_EXPR_MAX_NODES nodes; an evaluation performs at most
- * ENG_EXPR_MAX_STEPS operations and builds no string or array larger than
- * ENG_EXPR_MAX_VALUE bytes / elements.  Errors are mf_err_t 400 with code
+ * ENG_EXPR_MAX_STEPS operations (one per node, one per element compared,
+ * one per 64 string bytes scanned) and builds no string or array larger
+ * than ENG_EXPR_MAX_VALUE bytes / elements; a rendered template is at most
+ * ENG_TEMPLATE_MAX_OUT bytes.  Errors are mf_err_t 400 with code
  * "invalid_expression" (parse) or "expression_failed" (evaluation) and a
  * detail naming the position or operation, never quoting context values.
  */
@@ -58,6 +72,7 @@
 #define ENG_EXPR_MAX_NODES 512
 #define ENG_EXPR_MAX_STEPS 10000
 #define ENG_EXPR_MAX_VALUE 65536
+#define ENG_TEMPLATE_MAX_OUT (1024 * 1024)
 
 typedef struct eng_expr eng_expr_t;
 
@@ -80,7 +95,8 @@ int eng_expr_check(const char *src, mf_err_t *err) __attribute__((warn_unused_re
 /* Checks every {{ expr }} of a template string: 0 or -1 with err (the
  * detail names the byte offset in the template).  Text outside {{ }} is
  * copied as is; "{{" with no "}}" is an error; there is no escape for a
- * literal "{{". */
+ * literal "{{", and the first "}}" closes an expression (so none can
+ * contain "}}", even in a string literal). */
 int eng_template_check(const char *tmpl, mf_err_t *err) __attribute__((warn_unused_result));
 /* Renders tmpl over ctx into *out (malloc'd, NUL-terminated): strings as
  * they are, numbers/booleans as JSON text, null as "", arrays and objects
