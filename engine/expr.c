@@ -6,7 +6,8 @@
  *
  * Every bound of expr.h is enforced here, so that a hostile definition or
  * context cannot hurt the engine: the parser counts its own recursion and
- * the height of the tree it builds, the evaluator counts its depth again
+ * the height of the tree it builds (a run of one level's operators is one
+ * wide chain node, see enum kind), the evaluator counts its depth again
  * (defence in depth, the tree's height bounds it already) and charges work
  * steps for nodes, compared elements and scanned string bytes.  Integer
  * arithmetic goes through __builtin_*_overflow; a real result that is not
@@ -28,6 +29,10 @@
 #define STR_STEP_BYTES 64	/* one work step per this many bytes scanned */
 #define CMP_MAX_DEPTH 64	/* deepest context value == and `in` compare */
 
+/* A run of left-associative operators of one level (`a + b - c`,
+ * `x && y && z`) is one chain node over its operands, evaluated by a loop:
+ * a long chain is wide, not deep, so only real nesting counts against
+ * ENG_EXPR_MAX_DEPTH. */
 enum kind {
 	N_INT, N_REAL, N_STR, N_TRUE, N_FALSE, N_NULL, N_ROOT, N_MEMBER, N_INDEX,
 	N_CALL, N_ARRAY, N_NOT, N_NEG, N_AND, N_OR, N_BIN,
@@ -44,10 +49,13 @@ static const char *const op_names[] = {
 };
 
 struct node {
-	uint8_t kind, op;	/* op: enum op for N_BIN, enum fn for N_CALL */
-	uint16_t height;
+	uint8_t kind;
+	uint8_t op;		/* enum fn for N_CALL */
+	uint8_t join;		/* in a chain: the operator joining this operand to the left */
+	uint8_t height;		/* of the subtree, at most ENG_EXPR_MAX_DEPTH */
 	uint32_t pos;		/* byte offset in the source */
-	int32_t a, b;		/* children; lists (call, array): a = first, b = count */
+	uint32_t jpos;		/* in a chain: where the joining operator is */
+	int32_t a, b;		/* children; lists (call, array, chain): a = first, b = count */
 	int32_t next;		/* next element of a list, -1 = none */
 	union {
 		json_int_t i;
@@ -378,7 +386,7 @@ static int32_t mk(struct parser *P, int kind, int op, uint32_t pos, int32_t a, i
 	n->a = a;
 	n->b = b;
 	n->next = -1;
-	if (kind == N_CALL || kind == N_ARRAY) {
+	if (kind == N_CALL || kind == N_ARRAY || kind == N_AND || kind == N_OR || kind == N_BIN) {
 		for (int32_t k = a; k >= 0; k = e->nodes[k].next)
 			h = e->nodes[k].height > h ? e->nodes[k].height : h;
 	} else {
@@ -391,7 +399,7 @@ static int32_t mk(struct parser *P, int kind, int op, uint32_t pos, int32_t a, i
 		perr(P, pos, "nested too deeply");
 		return -1;
 	}
-	n->height = (uint16_t)(h + 1);
+	n->height = (uint8_t)(h + 1);
 	return (int32_t)e->nnodes++;
 }
 
@@ -620,25 +628,31 @@ static int level_op(const struct parser *P, int level)
 
 static int32_t parse_bin(struct parser *P, int level)
 {
-	int32_t l, r;
+	int32_t first, last, r, count = 1;
+	uint32_t pos = 0;
 	int op;
 
 	if (level == NLEVELS)
 		return parse_unary(P);
-	l = parse_bin(P, level + 1);
-	while (l >= 0 && (op = level_op(P, level)) >= 0) {
-		uint32_t pos = P->tok.pos;
+	first = last = parse_bin(P, level + 1);
+	if (first < 0)
+		return -1;
+	while ((op = level_op(P, level)) >= 0) {
+		uint32_t opos = P->tok.pos;
 
+		if (count == 1)
+			pos = opos;
 		if (lex(P) != 0 || (r = parse_bin(P, level + 1)) < 0)
 			return -1;
-		if (op == 100)
-			l = mk(P, N_OR, 0, pos, l, r);
-		else if (op == 101)
-			l = mk(P, N_AND, 0, pos, l, r);
-		else
-			l = mk(P, N_BIN, op, pos, l, r);
+		P->e->nodes[r].join = (uint8_t)(op >= 100 ? 0 : op);
+		P->e->nodes[r].jpos = opos;
+		P->e->nodes[last].next = r;
+		last = r;
+		count++;
 	}
-	return l;
+	if (count == 1)
+		return first;
+	return mk(P, level == 0 ? N_OR : level == 1 ? N_AND : N_BIN, 0, pos, first, count);
 }
 
 static int32_t parse_expr(struct parser *P)
@@ -1225,52 +1239,58 @@ static int eval_node(struct ev *ev, const struct node *n, json_t **out)
 		goto out;
 	case N_AND:
 	case N_OR:
+		/* operands left to right until one decides; the rest are not evaluated */
+		t = n->kind == N_AND;
+		for (int32_t k = n->a; k >= 0; k = nodes[k].next) {
+			if (eval(ev, k, &l) != 0)
+				return -1;
+			t = eng_expr_truthy(l);
+			json_decref(l);
+			l = NULL;
+			if ((n->kind == N_AND && !t) || (n->kind == N_OR && t))
+				break;
+		}
+		*out = json_boolean(t);
+		return 0;
+	default:	/* N_BIN: a chain folded from the left */
 		if (eval(ev, n->a, &l) != 0)
 			return -1;
-		t = eng_expr_truthy(l);
-		json_decref(l);
-		l = NULL;
-		if ((n->kind == N_AND && !t) || (n->kind == N_OR && t)) {
-			*out = json_boolean(t);
-			return 0;	/* the right side is not evaluated */
+		for (int32_t k = nodes[n->a].next; k >= 0; k = nodes[k].next) {
+			struct node opn = { .kind = N_BIN, .op = nodes[k].join, .pos = nodes[k].jpos };
+
+			if (eval(ev, k, &r) != 0)
+				goto out;
+			v = NULL;
+			switch (opn.op) {
+			case OP_EQ:
+			case OP_NE:
+				t = veq(ev, &opn, l, r, 0);
+				if (t >= 0)
+					v = json_boolean(opn.op == OP_EQ ? t : !t);
+				break;
+			case OP_LT: case OP_LE: case OP_GT: case OP_GE:
+				t = compare(ev, &opn, l, r);
+				if (t >= 0)
+					v = json_boolean(t);
+				break;
+			case OP_IN:
+				t = vin(ev, &opn, l, r);
+				if (t >= 0)
+					v = json_boolean(t);
+				break;
+			default:
+				v = arith(ev, &opn, l, r);
+				break;
+			}
+			if (v == NULL)
+				goto out;
+			json_decref(l);
+			json_decref(r);
+			r = NULL;
+			l = v;
 		}
-		if (eval(ev, n->b, &r) != 0)
-			return -1;
-		*out = json_boolean(eng_expr_truthy(r));
-		json_decref(r);
+		*out = l;
 		return 0;
-	default:	/* N_BIN */
-		if (eval(ev, n->a, &l) != 0 || eval(ev, n->b, &r) != 0)
-			goto out;
-		switch (n->op) {
-		case OP_EQ:
-		case OP_NE:
-			t = veq(ev, n, l, r, 0);
-			if (t < 0)
-				goto out;
-			*out = json_boolean(n->op == OP_EQ ? t : !t);
-			rc = 0;
-			break;
-		case OP_LT: case OP_LE: case OP_GT: case OP_GE:
-			t = compare(ev, n, l, r);
-			if (t < 0)
-				goto out;
-			*out = json_boolean(t);
-			rc = 0;
-			break;
-		case OP_IN:
-			t = vin(ev, n, l, r);
-			if (t < 0)
-				goto out;
-			*out = json_boolean(t);
-			rc = 0;
-			break;
-		default:
-			*out = arith(ev, n, l, r);
-			rc = *out ? 0 : -1;
-			break;
-		}
-		goto out;
 	}
 out:
 	json_decref(l);

@@ -47,9 +47,10 @@
  * an infinity: that is an error.
  *
  * Bounds, so that no input can hurt the engine: source at most
- * ENG_EXPR_MAX_SRC bytes, nesting at most ENG_EXPR_MAX_DEPTH (both the
- * syntax's nesting and the height of the tree, so a chain of more than
- * ENG_EXPR_MAX_DEPTH - 1 binary operators is refused too), at most
+ * ENG_EXPR_MAX_SRC bytes, nesting at most ENG_EXPR_MAX_DEPTH (parentheses,
+ * brackets, calls, unary operators, `.`/`[]` after one another and
+ * operators of different precedence each count a level; `a + b + c ...`
+ * is one level however long), at most
  * ENG_EXPR_MAX_NODES nodes; an evaluation performs at most
  * ENG_EXPR_MAX_STEPS operations (one per node, one per element compared,
  * one per 64 string bytes scanned) and builds no string or array larger

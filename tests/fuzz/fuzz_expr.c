@@ -29,8 +29,9 @@ static void check_value(const json_t *v, int depth)
 		abort();
 	if (json_is_real(v) && !isfinite(json_real_value(v)))
 		abort();
-	if (json_is_string(v) && json_string_length(v) > ENG_EXPR_MAX_VALUE &&
-	    json_string_length(v) > 2 * ENG_EXPR_MAX_VALUE)
+	if (json_is_string(v) && json_string_length(v) > ENG_EXPR_MAX_VALUE)
+		abort();	/* the context's strings are short: anything longer was built */
+	if (json_is_array(v) && json_array_size(v) > ENG_EXPR_MAX_NODES)
 		abort();
 	if (json_is_array(v))
 		for (size_t i = 0; i < json_array_size(v); i++)

@@ -201,11 +201,32 @@ static void test_bounds(void)
 	T_OK(run(s, NULL, &v, &err) == 0 && json_integer_value(v) == 32, "a chain of 31 '+' parses and sums");
 	json_decref(v);
 	free(s);
-	s = repeat("1", " + 1", 32, "");
-	T_OK(!parses(s) && strstr(perr_last.detail, "nested too deeply") != NULL, "a chain of 32 '+' is refused");
+	s = repeat("1", " + 1", 500, "");
+	T_OK(run(s, NULL, &v, &err) == 0 && json_integer_value(v) == 501, "a chain of 500 '+' is one level");
+	json_decref(v);
+	free(s);
+	s = repeat("1", " - 1 + 2", 200, "");
+	T_OK(run(s, NULL, &v, &err) == 0 && json_integer_value(v) == 201, "a mixed + - chain folds from the left");
+	json_decref(v);
+	free(s);
+	s = repeat("true", " && true", 300, " && false");
+	T_OK(run(s, NULL, &v, &err) == 0 && json_is_false(v), "a long && chain");
+	json_decref(v);
+	free(s);
+	s = repeat("false", " || false", 300, " || 1 || 1 / 0");
+	T_OK(run(s, NULL, &v, &err) == 0 && json_is_true(v), "a long || chain stops at the first true");
+	json_decref(v);
 	free(s);
 	s = repeat("input", ".a", 31, "");
 	T_OK(parses(s), "31 member accesses parse");
+	free(s);
+	s = repeat("input", ".a", 32, "");
+	T_OK(!parses(s) && strstr(perr_last.detail, "nested too deeply") != NULL, "32 member accesses are refused");
+	free(s);
+	/* alternating precedence levels nest: 1 * 1 + 1 * 1 ... is two levels, (1 + 1) * ... each paren one */
+	s = repeat("1", " * 1 + 1", 150, "");
+	T_OK(run(s, NULL, &v, &err) == 0 && json_integer_value(v) == 151, "alternating * and + stay two levels");
+	json_decref(v);
 	free(s);
 	s = repeat("[", "[", 31, ""), t = repeat(s, "]", 32, "");
 	T_OK(parses(t), "32 nested array literals parse (the innermost is empty)");
@@ -227,6 +248,12 @@ static void test_bounds(void)
 	s = repeat("[0", ",0", 511, "]");
 	T_OK(eng_expr_check(s, &err) != 0 && strstr(err.detail, "too many nodes") != NULL, "513 nodes are refused");
 	free(s);
+	/* a string of half the value bound */
+	s = malloc(ENG_EXPR_MAX_VALUE / 2 + 2);
+	memset(s, 'x', ENG_EXPR_MAX_VALUE / 2);
+	s[ENG_EXPR_MAX_VALUE / 2] = '\0';
+	json_object_set_new(ctx, "half", json_string(s));
+	free(s);
 	/* work steps: each 'in' over a 5000-element array compares up to 5000 values */
 	big = json_array();
 	for (int i = 0; i < 5000; i++)
@@ -235,18 +262,22 @@ static void test_bounds(void)
 	T_OK(run("4999 in bigarr", ctx, &v, &err) == 0 && json_is_true(v), "one scan of 5000 elements fits");
 	json_decref(v);
 	rc = run("-1 in bigarr || -2 in bigarr || -3 in bigarr", ctx, &v, &err);
+	T_OK(rc == -1 && strstr(err.detail, "steps") != NULL, "three scans exceed the step bound");
+	/* a long chain: len() of an array is one step, len() of a string scans it */
+	s = repeat("0", " + len(bigarr)", 100, "");
+	T_OK(run(s, ctx, &v, &err) == 0 && json_integer_value(v) == 500000, "100 len() over a big array are cheap");
+	json_decref(v);
+	free(s);
+	s = repeat("0", " + len(half)", 100, "");
+	rc = run(s, ctx, &v, &err);
+	free(s);
 	T_OK(rc == -1 && strcmp(err.code, "expression_failed") == 0 && strstr(err.detail, "steps") != NULL,
-	     "three scans exceed the step bound");
+	     "a chain of 100 len() over a 32 KiB string exceeds the step bound");
 	T_OK(run("bigarr == bigarr", ctx, &v, &err) == 0 && json_is_true(v), "deep equality of 5000 elements fits");
 	json_decref(v);
 	T_OK(run("[bigarr, bigarr, bigarr] == [bigarr, bigarr, bigarr]", ctx, &v, &err) == -1,
 	     "deep equality over 15000 elements exceeds the step bound");
 	/* value size: doubling a string until it is over the bound */
-	s = malloc(ENG_EXPR_MAX_VALUE / 2 + 2);
-	memset(s, 'x', ENG_EXPR_MAX_VALUE / 2);
-	s[ENG_EXPR_MAX_VALUE / 2] = '\0';
-	json_object_set_new(ctx, "half", json_string(s));
-	free(s);
 	T_OK(run("len(half + half)", ctx, &v, &err) == 0 && json_integer_value(v) == ENG_EXPR_MAX_VALUE,
 	     "a string of exactly the value bound is built");
 	json_decref(v);
