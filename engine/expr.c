@@ -204,6 +204,8 @@ static int lex_string(struct parser *P, size_t start)
 		c = (unsigned char)s[i];
 		if (c == (unsigned char)q)
 			break;
+		if (c == '\0')
+			return perr(P, i, "NUL byte in string");
 		if (c != '\\') {
 			size_t n = utf8_seq((const unsigned char *)s + i, P->len - i);
 

@@ -57,7 +57,8 @@
  * than ENG_EXPR_MAX_VALUE bytes / elements; a rendered template is at most
  * ENG_TEMPLATE_MAX_OUT bytes.  Errors are mf_err_t 400 with code
  * "invalid_expression" (parse) or "expression_failed" (evaluation) and a
- * detail naming the position or operation, never quoting context values.
+ * detail naming the position or operation, never quoting context values
+ * (running out of memory is 500 "internal").
  */
 #ifndef ENG_EXPR_H
 #define ENG_EXPR_H
@@ -99,7 +100,9 @@ int eng_expr_check(const char *src, mf_err_t *err) __attribute__((warn_unused_re
  * literal "{{", and the first "}}" closes an expression (so none can
  * contain "}}", even in a string literal). */
 int eng_template_check(const char *tmpl, mf_err_t *err) __attribute__((warn_unused_result));
-/* Renders tmpl over ctx into *out (malloc'd, NUL-terminated): strings as
+/* Renders tmpl over ctx into *out (malloc'd, NUL-terminated; NULL on
+ * error; a template that fails eng_template_check evaluates nothing and
+ * fails with its parse error): strings as
  * they are, numbers/booleans as JSON text, null as "", arrays and objects
  * as compact JSON; html_escape escapes & < > " ' in every interpolated
  * value (not in the template's own text).  Returns 0, or -1 with err. */

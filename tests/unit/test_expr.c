@@ -294,6 +294,8 @@ static void test_bounds(void)
 	/* an embedded NUL ends nothing: it is an unexpected character */
 	T_OK(eng_expr_parse("1\0+1", 4, &err) == NULL && strstr(err.detail, "at byte 1") != NULL,
 	     "a NUL byte in the source is refused at its offset");
+	T_OK(eng_expr_parse("'a\0b'", 5, &err) == NULL && strstr(err.detail, "at byte 2") != NULL,
+	     "a NUL byte in a string literal is refused at its offset");
 	/* truthiness */
 	T_OK(!eng_expr_truthy(NULL) && !eng_expr_truthy(json_null()) && eng_expr_truthy(json_true()),
 	     "truthiness of NULL, null and true");
