@@ -1321,14 +1321,26 @@ static int eval(struct ev *ev, int32_t idx, json_t **out)
 	return rc;
 }
 
-int eng_expr_eval(const eng_expr_t *e, const json_t *ctx, json_t **out, mf_err_t *err)
+/* Evaluates with *steps already spent (a template's expressions share one
+ * budget) and adds what this evaluation spent. */
+static int eval_budget(const eng_expr_t *e, const json_t *ctx, json_t **out, size_t *steps, mf_err_t *err)
 {
-	struct ev ev = { .e = e, .ctx = ctx, .err = err };
+	struct ev ev = { .e = e, .ctx = ctx, .steps = *steps, .err = err };
+	int rc;
 
 	*out = NULL;
 	if (e == NULL)
 		return mf_err_set(err, 400, EVAL_CODE, "no expression");
-	return eval(&ev, e->root, out);
+	rc = eval(&ev, e->root, out);
+	*steps = ev.steps;
+	return rc;
+}
+
+int eng_expr_eval(const eng_expr_t *e, const json_t *ctx, json_t **out, mf_err_t *err)
+{
+	size_t steps = 0;
+
+	return eval_budget(e, ctx, out, &steps, err);
 }
 
 /* ---- templates ---- */
@@ -1448,7 +1460,8 @@ static int add_value(mf_buf_t *b, const json_t *v, bool html)
 	}
 }
 
-static int eval_src(const char *src, size_t len, const json_t *ctx, json_t **out, size_t off, mf_err_t *err)
+static int eval_src(const char *src, size_t len, const json_t *ctx, json_t **out, size_t off, size_t *steps,
+		    mf_err_t *err)
 {
 	mf_err_t e2;
 	eng_expr_t *e = eng_expr_parse(src, len, &e2);
@@ -1456,7 +1469,7 @@ static int eval_src(const char *src, size_t len, const json_t *ctx, json_t **out
 
 	if (e == NULL)
 		return tmpl_err(err, off, &e2);
-	rc = eng_expr_eval(e, ctx, out, &e2);
+	rc = eval_budget(e, ctx, out, steps, &e2);
 	eng_expr_free(e);
 	if (rc != 0)
 		return tmpl_err(err, off, &e2);
@@ -1466,7 +1479,7 @@ static int eval_src(const char *src, size_t len, const json_t *ctx, json_t **out
 int eng_template_render(const char *tmpl, const json_t *ctx, bool html_escape, char **out, mf_err_t *err)
 {
 	mf_buf_t b = MF_BUF_INIT;
-	size_t at = 0, open = 0, close;
+	size_t at = 0, open = 0, close, steps = 0;
 	int r;
 
 	*out = NULL;
@@ -1481,7 +1494,7 @@ int eng_template_render(const char *tmpl, const json_t *ctx, bool html_escape, c
 
 		if (mf_buf_add(&b, tmpl + at, open - at) != 0)
 			goto oom;
-		if (eval_src(tmpl + open + 2, close - open - 2, ctx, &v, open + 2, err) != 0) {
+		if (eval_src(tmpl + open + 2, close - open - 2, ctx, &v, open + 2, &steps, err) != 0) {
 			mf_buf_free(&b);
 			return -1;
 		}
@@ -1527,7 +1540,11 @@ int eng_template_value(const char *tmpl, const json_t *ctx, json_t **out, mf_err
 	while (len > s && blank(tmpl[len - 1]))
 		len--;
 	if (len - s >= 4 && next_expr(tmpl, s, &open, &close) > 0 && open == s && close + 2 == len)
-		return eval_src(tmpl + open + 2, close - open - 2, ctx, out, open + 2, err);
+	{
+		size_t steps = 0;
+
+		return eval_src(tmpl + open + 2, close - open - 2, ctx, out, open + 2, &steps, err);
+	}
 	if (eng_template_render(tmpl, ctx, false, &text, err) != 0)
 		return -1;
 	*out = json_string(text);

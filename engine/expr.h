@@ -54,8 +54,9 @@
  * ENG_EXPR_MAX_NODES nodes; an evaluation performs at most
  * ENG_EXPR_MAX_STEPS operations (one per node, one per element compared,
  * one per 64 string bytes scanned) and builds no string or array larger
- * than ENG_EXPR_MAX_VALUE bytes / elements; a rendered template is at most
- * ENG_TEMPLATE_MAX_OUT bytes.  Errors are mf_err_t 400 with code
+ * than ENG_EXPR_MAX_VALUE bytes / elements; the expressions of one template
+ * share one budget of ENG_EXPR_MAX_STEPS, and a rendered template is at
+ * most ENG_TEMPLATE_MAX_OUT bytes.  Errors are mf_err_t 400 with code
  * "invalid_expression" (parse) or "expression_failed" (evaluation) and a
  * detail naming the position or operation, never quoting context values
  * (running out of memory is 500 "internal").

@@ -374,13 +374,35 @@ static void test_templates(void)
 	T_OK(eng_template_value("{{ x", ctx, &v, &err) == -1 && v == NULL, "an unterminated single {{ fails");
 	T_OK(eng_template_value("\xc3\x28 {{ 1 }}", ctx, &v, &err) == -1 && v == NULL,
 	     "a template that is not UTF-8 does not become a JSON string");
+	/* the expressions of a template share one step budget */
+	{
+		char *tmpl = repeat("", "{{ 4000 in bigarr }}", 2, "");
+
+		T_OK(eng_template_render(tmpl, ctx, false, &out, &err) == 0 && strcmp(out, "truetrue") == 0,
+		     "two scans of 4001 elements fit one template's budget");
+		free(out);
+		free(tmpl);
+		tmpl = repeat("", "{{ 4000 in bigarr }}", 3, "");
+		T_OK(eng_template_render(tmpl, ctx, false, &out, &err) == -1 && strstr(err.detail, "steps") != NULL,
+		     "three exceed it, though each alone would fit");
+		free(tmpl);
+	}
 	/* output bound */
 	{
-		char *tmpl = repeat("", "{{ half + half }}", ENG_TEMPLATE_MAX_OUT / ENG_EXPR_MAX_VALUE + 1, "");
+		char *huge = malloc(ENG_TEMPLATE_MAX_OUT / 2 + 1);
+		const char *tmpl;
 
+		memset(huge, 'y', ENG_TEMPLATE_MAX_OUT / 2);
+		huge[ENG_TEMPLATE_MAX_OUT / 2] = '\0';
+		json_object_set_new(ctx, "huge", json_string(huge));
+		free(huge);
+		tmpl = "{{ huge }}{{ huge }}";
+		T_OK(eng_template_render(tmpl, ctx, false, &out, &err) == 0 && strlen(out) == ENG_TEMPLATE_MAX_OUT,
+		     "a render of exactly the output bound");
+		free(out);
+		tmpl = "{{ huge }}{{ huge }}{{ 1 }}";
 		T_OK(eng_template_render(tmpl, ctx, false, &out, &err) == -1 && strstr(err.detail, "output longer") != NULL,
 		     "a render over the output bound is refused");
-		free(tmpl);
 	}
 }
 
