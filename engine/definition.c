@@ -254,8 +254,12 @@ static void check_expr(struct vctx *c, const json_t *v)
 		problem(c, "must be an expression (a string)");
 		return;
 	}
-	if (eng_expr_check(s, &e) < 0)
-		problem(c, "invalid expression: %s", e.detail);
+	if (eng_expr_check(s, &e) < 0) {
+		if (e.status >= 500)
+			c->oom = true;	/* the only failure that is not the input's */
+		else
+			problem(c, "invalid expression: %s", e.detail);
+	}
 }
 
 static void check_template(struct vctx *c, const json_t *v)
@@ -267,8 +271,12 @@ static void check_template(struct vctx *c, const json_t *v)
 		problem(c, "must be a string (a template)");
 		return;
 	}
-	if (eng_template_check(s, &e) < 0)
-		problem(c, "invalid template: %s", e.detail);
+	if (eng_template_check(s, &e) < 0) {
+		if (e.status >= 500)
+			c->oom = true;
+		else
+			problem(c, "invalid template: %s", e.detail);
+	}
 }
 
 /* Any JSON value: every string in it, at any depth, is a template. */

@@ -336,6 +336,16 @@ static void test_many(void)
 	json_decref(doc);
 
 	T_OK(eng_def_validate(NULL, NULL, &err) == -1 && err.status == 400, "NULL is one invalid document");
+
+	doc = J(one("{'id': 'x', 'type': 'sleep'}"));
+	T_OK(eng_def_validate(doc, NULL, &err) == -1, "without an error list the answer is the same");
+	T_STREQ(err.detail, "the workflow definition has 1 problem: /steps/0/type: must be one of http, approval, "
+		"decide, wait, emit, transform, ai", "the detail: the count, the path and the message");
+	json_decref(doc);
+	doc = J(one("{'id': 'x', 'type': 'emit', 'event': 'a.b', 'data': {'customer_name': '{{'}}"));
+	T_OK(eng_def_validate(doc, NULL, &err) == -1 && strstr(err.detail, "/steps/0/data: invalid template") &&
+	     !strstr(err.detail, "customer_name"), "the detail's path stops before a key the client chose");
+	json_decref(doc);
 }
 
 static void test_reads(void)
