@@ -315,8 +315,10 @@ static long long check_duration(struct vctx *c, const json_t *v, long long lo, l
 	long long secs;
 	mf_err_t e;
 
-	if (mf_duration_format(lo, los, sizeof(los)) < 0 || mf_duration_format(hi, his, sizeof(his)) < 0)
+	if (mf_duration_format(lo, los, sizeof(los)) < 0)
 		snprintf(los, sizeof(los), "?");
+	if (mf_duration_format(hi, his, sizeof(his)) < 0)
+		snprintf(his, sizeof(his), "?");
 	if (s == NULL) {
 		problem(c, "must be an ISO 8601 duration string from %s to %s", los, his);
 		return -1;
