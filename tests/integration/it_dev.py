@@ -93,10 +93,17 @@ class DevTest(unittest.TestCase):
         self.assertTrue(os.path.exists(path))
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
         self.assertEqual(stat.S_IMODE(os.stat(os.path.join(state, "master.key")).st_mode), 0o600)
-        creds = json.load(open(path))
+        with open(path) as f:
+            creds = json.load(f)
         self.assertEqual(set(creds), {"base_url", "client_id", "client_secret"})
         self.assertEqual(creds["base_url"], f"http://127.0.0.1:{srv.port}")
-        printed = [l for l in srv.raw if l.startswith("{") and "client_secret" in l]
+        # the file is written before the line is printed: wait for the reader
+        printed = []
+        deadline = time.time() + 10
+        while not printed and time.time() < deadline:
+            printed = [l for l in srv.output().splitlines() if l.startswith("{") and "client_secret" in l]
+            if not printed:
+                time.sleep(0.05)
         self.assertEqual([json.loads(l) for l in printed], [creds])
         tok = token_for(srv.port, creds["client_id"], creds["client_secret"])
         r = api(srv.port, "POST", "/v1/tenants", tok, {"kind": "msp", "name": "Dev MSP", "slug": "dev-msp"})
