@@ -970,11 +970,6 @@ static void http_done(const cx_http_response_t *res, void *arg)
 	op_finish(op, res);
 }
 
-static char *join_url(const char *base, const char *path)
-{
-	return cx_url_join(base, path);
-}
-
 static void stage_send(cx_op_t *op)
 {
 	cx_entry_t *e = op->ent;
@@ -988,7 +983,7 @@ static void stage_send(cx_op_t *op)
 
 	char host[256];
 
-	if (op->url == NULL && (op->url = join_url(c->base_url, op->path)) == NULL) {
+	if (op->url == NULL && (op->url = cx_url_join(c->base_url, op->path)) == NULL) {
 		op_fail(op, 503, "over_capacity", "out of memory; retry");
 		return;
 	}

@@ -872,39 +872,12 @@ static void rotate_tenant_key(tn_call_t *call, void *arg)
 	begin(r);
 }
 
-/* ?limit= (1..500, default 50) and ?cursor= (base64url of the last name
- * of the previous page, as tn_page_cursor makes it).  Parsed here rather
- * than with tn_req_page, which accepts only UUID keys. */
-static int page_params(gw_req_t *req, int *limit, char cursor[CX_NAME_MAX + 1], mf_err_t *err)
+/* The list's page parameters (tn_req_page); a cursor is a credential name. */
+static int page_params(gw_req_t *req, int *limit, char cursor[64], mf_err_t *err)
 {
-	const char *q = gw_req_query(req);
-	size_t qlen = q ? strlen(q) : 0, n = 0;
-	char v[96];
-	int rc;
-
-	*limit = 50;
-	cursor[0] = '\0';
-	rc = mf_form_get(q, qlen, "limit", v, sizeof(v));
-	if (rc > 0) {
-		char *e;
-		long l = strtol(v, &e, 10);
-
-		if (*e || e == v || l < 1 || l > 500)
-			rc = -1;
-		*limit = (int)l;
-	}
-	if (rc < 0)
-		return mf_err_set(err, 400, "validation_failed", "limit must be a whole number from 1 to 500");
-	rc = mf_form_get(q, qlen, "cursor", v, sizeof(v));
-	if (rc > 0 && (sodium_base642bin((unsigned char *)cursor, CX_NAME_MAX, v, strlen(v), NULL, &n, NULL,
-					  sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 || n == 0))
-		rc = -1;
-	if (rc > 0) {
-		cursor[n] = '\0';
-		if (!cx_name_ok(cursor))
-			rc = -1;
-	}
-	if (rc < 0) {
+	if (tn_req_page(req, limit, cursor, err) < 0)
+		return -1;
+	if (cursor[0] && !cx_name_ok(cursor)) {
 		cursor[0] = '\0';
 		return mf_err_set(err, 400, "validation_failed", "cursor is not one this server issued");
 	}
