@@ -72,6 +72,11 @@ static const struct cfg_row rows[] = {
 	ROW(connector_timeout_ms, CFG_INT, "30000", 100, 3600000, "default deadline of a whole outbound connector call, waiting for a connection included"),
 	ROW(connector_connect_timeout_ms, CFG_INT, "5000", 100, 600000, "time allowed to open one outbound connection (TCP and TLS)"),
 	ROW(connector_cache_ttl_ms, CFG_INT, "5000", 0, 600000, "how long a worker reuses a connector's definition and opened credential before reading them again; a change made through this worker applies at once"),
+	ROW(engine_enabled, CFG_INT, "1", 0, 1, "1: this instance's workers claim and run workflow steps; 0: a gateway only (runs are left to mspflow worker processes)"),
+	ROW(engine_lease_ms, CFG_INT, "30000", 1000, 600000, "how long a claimed run stays with its worker without a renewal; a crashed worker's runs are taken over after this"),
+	ROW(engine_poll_ms, CFG_INT, "1000", 20, 60000, "how often an idle worker looks for due timers and missed wake-ups (new work is announced by NOTIFY)"),
+	ROW(engine_batch, CFG_INT, "64", 1, 1000, "runs one claim takes at most"),
+	ROW(engine_max_runs, CFG_INT, "512", 1, 100000, "runs a worker thread holds in memory at once (claims stop above it)"),
 };
 
 #define NROWS (sizeof(rows) / sizeof(rows[0]))

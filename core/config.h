@@ -59,6 +59,11 @@ typedef struct mf_config {
 	int connector_timeout_ms;
 	int connector_connect_timeout_ms;
 	int connector_cache_ttl_ms;	/* connector + credential reuse per worker */
+	int engine_enabled;		/* the workers run workflow steps */
+	int engine_lease_ms;		/* a claimed run's lease */
+	int engine_poll_ms;		/* timer and safety poll of an idle worker */
+	int engine_batch;		/* runs per claim */
+	int engine_max_runs;		/* runs in memory per worker thread */
 } mf_config_t;
 
 /* Fills cfg with the defaults.  Returns 0 or -1 (out of memory). */

@@ -1,0 +1,81 @@
+/*
+ * engine.h - the orchestration engine (CONTRACT 6): durable workflow runs
+ * for every tenant, driven by one platform-level ready queue.
+ *
+ * State lives in PostgreSQL only: definitions, runs, their timeline,
+ * tasks and events in the tenant's schema (tenants/migrations/tenant/
+ * 0004_engine.sql), and platform.run_queue saying which run needs a
+ * worker and when (platform/0006_engine.sql).  A worker thread claims due
+ * runs in batches (FOR UPDATE SKIP LOCKED, tenants served round-robin up
+ * to their concurrent-run limit) under a lease, advances each run as far
+ * as it can go in memory (transform, decide and emit steps cost no
+ * commit), and writes what changed for many runs in one statement
+ * (platform.eng_apply) that checks the lease is still its own.  HTTP steps
+ * go through cx_call() with Idempotency-Key "<run>:<step>", so a run
+ * re-done after a crash has its effects once at a well-behaved peer.
+ * Workers are woken by LISTEN/NOTIFY (channel mspflow_engine) and look
+ * every engine_poll_ms for timers.
+ *
+ * Threading: eng_t is shared (read-only after creation); an
+ * eng_worker_t belongs to one worker thread.
+ */
+#ifndef ENG_ENGINE_H
+#define ENG_ENGINE_H
+
+#include <stdbool.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+
+#include "core/config.h"
+#include "core/err.h"
+#include "gateway/gateway.h"
+
+struct mf_worker;
+struct tn;
+
+typedef struct eng eng_t;
+typedef struct eng_worker eng_worker_t;
+
+/* cfg is borrowed and must outlive the result. */
+eng_t *eng_new(const mf_config_t *cfg, mf_err_t *err);
+void eng_free(eng_t *e);	/* accepts NULL; after every worker is gone */
+/* The engine's routes (workflows, runs, events, tasks, hooks, webhooks). */
+int eng_routes_add(eng_t *e, struct tn *tn, gw_router_t *api) __attribute__((warn_unused_result));
+/* On the worker's thread, once w->pg and w->cx exist.  run_engine false:
+ * the worker serves the routes but claims no runs (a gateway-only
+ * instance). */
+eng_worker_t *eng_worker_new(eng_t *e, struct mf_worker *w, bool run_engine, mf_err_t *err);
+/* Runs in memory are dropped (their leases expire and another worker
+ * takes them over); calls in flight are cancelled. */
+void eng_worker_free(eng_worker_t *ew);
+
+/* ---- starting runs (start.c): pure, shared by the routes and the engine ---- */
+
+/* The statement listing the workflows an event of type $1 starts: rows
+ * (name, version, definition) of each workflow's latest version. */
+extern const char eng_triggers_sql[];
+
+/* For an event {id, type, data}, the runs to start, as eng_start /
+ * eng_event take them: one entry per row of eng_triggers_sql whose
+ * trigger.when (absent = true) holds over {"data": data, "tenant":
+ * tenant}; a `when` that fails to evaluate starts nothing (and is not an
+ * error of the event).  tenant may be NULL.  New reference, or NULL when
+ * out of memory. */
+json_t *eng_runs_for_event(const PGresult *triggers, const char *event_id, const char *type,
+			   const json_t *data, const json_t *tenant);
+/* One run entry of workflow name at version for def (validated; borrowed)
+ * with input (borrowed, may be NULL = {}) and, when started by an event,
+ * its id, type and data.  New reference, NULL when out of memory or the
+ * definition has no start step. */
+json_t *eng_run_entry(const char *name, int version, const json_t *def, const json_t *input,
+		      const char *event_id, const char *type, const json_t *data);
+
+/* Counters for /metrics (any thread, approximate). */
+typedef struct eng_stats {
+	unsigned long long claims, claimed, applied, lost_leases, steps, runs_finished, runs_failed;
+	unsigned long long retries, calls;
+	int in_memory;
+} eng_stats_t;
+void eng_worker_stats(const eng_worker_t *ew, eng_stats_t *out);
+
+#endif

@@ -1,0 +1,68 @@
+/*
+ * module.c - the engine's process and worker state (engine.h).
+ */
+#include <stdlib.h>
+
+#include "core/worker.h"
+#include "engine/eng.h"
+
+eng_t *eng_new(const mf_config_t *cfg, mf_err_t *err)
+{
+	eng_t *e = calloc(1, sizeof(*e));
+
+	if (e == NULL) {
+		mf_err_set(err, 500, "out_of_memory", "out of memory");
+		return NULL;
+	}
+	e->cfg = cfg;
+	return e;
+}
+
+void eng_free(eng_t *e)
+{
+	free(e);
+}
+
+int eng_routes_add(eng_t *e, struct tn *tn, gw_router_t *api)
+{
+	if (eng_api_routes(e, tn, api) < 0 || eng_hooks_routes(e, tn, api) < 0)
+		return -1;
+	return 0;
+}
+
+eng_worker_t *eng_worker_new(eng_t *e, struct mf_worker *w, bool run_engine, mf_err_t *err)
+{
+	eng_worker_t *ew = calloc(1, sizeof(*ew));
+
+	if (ew == NULL) {
+		mf_err_set(err, 500, "out_of_memory", "out of memory");
+		return NULL;
+	}
+	ew->e = e;
+	ew->w = w;
+	if (run_engine) {
+		ew->runner = eng_runner_new(ew, err);
+		ew->outbox = ew->runner ? eng_outbox_new(ew, err) : NULL;
+		if (ew->runner == NULL || ew->outbox == NULL) {
+			eng_worker_free(ew);
+			return NULL;
+		}
+	}
+	return ew;
+}
+
+void eng_worker_free(eng_worker_t *ew)
+{
+	if (ew == NULL)
+		return;
+	eng_outbox_free(ew->outbox);
+	eng_runner_free(ew->runner);
+	free(ew);
+}
+
+void eng_worker_stats(const eng_worker_t *ew, eng_stats_t *out)
+{
+	*out = (eng_stats_t){ 0 };
+	if (ew && ew->runner)
+		eng_runner_stats(ew->runner, out);
+}

@@ -1,0 +1,300 @@
+-- The engine's one platform-level table: which run needs a worker and
+-- when.  A row exists while a run has work to do now (due_at <= now()), a
+-- timer (due_at later), or a worker holding it (owner set; due_at is then
+-- the end of the lease, so an expired lease is simply due again).  Runs
+-- that wait for a person or an event without a deadline have no row.
+-- Everything else about a run lives in its tenant's schema; nothing here
+-- references another table, so tenants' schemas can live on other nodes.
+CREATE TABLE run_queue (
+	run_id      uuid PRIMARY KEY,
+	tenant_id   uuid NOT NULL,
+	schema_name text NOT NULL,
+	due_at      timestamptz NOT NULL,
+	owner       uuid NULL,			-- the worker holding the lease
+	wake        boolean NOT NULL DEFAULT false,	-- woken while leased: look again on release
+	claims      int NOT NULL DEFAULT 0
+);
+CREATE INDEX run_queue_tenant_due_idx ON run_queue (tenant_id, due_at);
+CREATE INDEX run_queue_owner_idx ON run_queue (owner) WHERE owner IS NOT NULL;
+
+-- One row per tenant that ever had engine work: when its next item is due
+-- (a hint kept by enqueue and claim, repaired by eng_sweep), when a claim
+-- last served it (claims go round-robin over tenants, oldest served
+-- first) and its concurrent-run limit (policy engine.max_concurrent_runs).
+CREATE TABLE engine_tenants (
+	tenant_id   uuid PRIMARY KEY,
+	next_due    timestamptz NOT NULL,
+	served_at   timestamptz NOT NULL DEFAULT '-infinity',
+	max_running int NOT NULL DEFAULT 20
+);
+CREATE INDEX engine_tenants_due_idx ON engine_tenants (next_due, served_at);
+
+-- Makes runs due at p_due (now when NULL).  A run a worker holds is marked
+-- to be looked at again when the worker lets it go.  Due-now work is
+-- announced on channel mspflow_engine (delivered at commit).
+CREATE FUNCTION eng_enqueue(p_tenant uuid, p_schema text, p_runs uuid[], p_due timestamptz)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+	due timestamptz := coalesce(p_due, now());
+BEGIN
+	IF cardinality(p_runs) = 0 THEN
+		RETURN;
+	END IF;
+	INSERT INTO run_queue AS q (run_id, tenant_id, schema_name, due_at)
+	SELECT r, p_tenant, p_schema, due FROM unnest(p_runs) AS r
+	ON CONFLICT (run_id) DO UPDATE
+		SET due_at = CASE WHEN q.owner IS NULL THEN least(q.due_at, EXCLUDED.due_at) ELSE q.due_at END,
+		    wake = q.owner IS NOT NULL;
+	INSERT INTO engine_tenants AS e (tenant_id, next_due) VALUES (p_tenant, due)
+	ON CONFLICT (tenant_id) DO UPDATE SET next_due = EXCLUDED.next_due WHERE e.next_due > EXCLUDED.next_due;
+	IF due <= now() THEN
+		PERFORM pg_notify('mspflow_engine', '');
+	END IF;
+END $$;
+
+-- Claims up to p_batch due runs for worker p_owner, leased for p_lease_ms.
+-- Tenants are served round-robin (least recently served first), each at
+-- most up to its concurrent-run limit minus the runs it has leased now;
+-- suspended or deleted tenants (or children of suspended ones) are
+-- skipped, so their runs pause.  SKIP LOCKED everywhere: concurrent
+-- claimers take different tenants and different runs.
+CREATE FUNCTION eng_claim(p_owner uuid, p_lease_ms int, p_batch int)
+RETURNS TABLE (run_id uuid, tenant_id uuid, schema_name text, claims int)
+LANGUAGE plpgsql AS $$
+DECLARE
+	t record;
+	running int;
+	n int;
+	got int;
+	left_ int := p_batch;
+	lease timestamptz := now() + p_lease_ms * interval '1 millisecond';
+BEGIN
+	FOR t IN
+		SELECT e.tenant_id AS id, e.max_running
+		FROM engine_tenants e
+		JOIN tenants tt ON tt.id = e.tenant_id
+		LEFT JOIN tenants p ON p.id = tt.parent_id
+		WHERE e.next_due <= now() AND tt.status = 'active' AND tt.deleted_at IS NULL
+		  AND coalesce(p.status, 'active') = 'active'
+		ORDER BY e.served_at
+		LIMIT 64
+		FOR UPDATE OF e SKIP LOCKED
+	LOOP
+		EXIT WHEN left_ <= 0;
+		SELECT count(*) INTO running FROM run_queue q
+		WHERE q.tenant_id = t.id AND q.owner IS NOT NULL AND q.due_at > now();
+		n := least(left_, t.max_running - running);
+		IF n > 0 THEN
+			RETURN QUERY
+			WITH picked AS (
+				SELECT q.run_id FROM run_queue q
+				WHERE q.tenant_id = t.id AND q.due_at <= now()
+				ORDER BY q.due_at LIMIT n
+				FOR UPDATE SKIP LOCKED)
+			UPDATE run_queue q SET owner = p_owner, due_at = lease, wake = false, claims = q.claims + 1
+			FROM picked WHERE q.run_id = picked.run_id
+			RETURNING q.run_id, q.tenant_id, q.schema_name, q.claims;
+			GET DIAGNOSTICS got = ROW_COUNT;
+			left_ := left_ - got;
+		END IF;
+		UPDATE engine_tenants e SET served_at = clock_timestamp(),
+			next_due = coalesce((SELECT min(q.due_at) FROM run_queue q WHERE q.tenant_id = t.id), 'infinity')
+		WHERE e.tenant_id = t.id;
+	END LOOP;
+END $$;
+
+-- Extends every lease worker p_owner holds.
+CREATE FUNCTION eng_renew(p_owner uuid, p_lease_ms int)
+RETURNS int LANGUAGE sql AS $$
+	WITH u AS (UPDATE run_queue SET due_at = now() + p_lease_ms * interval '1 millisecond'
+		   WHERE owner = p_owner RETURNING 1)
+	SELECT count(*)::int FROM u
+$$;
+
+-- Repairs the next_due hints (a wake-up that raced a claim) and refreshes
+-- each tenant's concurrent-run limit: the smallest
+-- engine.max_concurrent_runs set along the tenant's chain, else 20.
+CREATE FUNCTION eng_sweep()
+RETURNS void LANGUAGE sql AS $$
+	UPDATE engine_tenants e SET next_due = m.due
+	FROM (SELECT q.tenant_id, min(q.due_at) AS due FROM run_queue q GROUP BY q.tenant_id) m
+	WHERE e.tenant_id = m.tenant_id AND e.next_due > m.due;
+	UPDATE engine_tenants e SET max_running = x.lim
+	FROM (SELECT t.id, coalesce(least(
+			(t.policy #>> '{engine,max_concurrent_runs}')::int,
+			(p.policy #>> '{engine,max_concurrent_runs}')::int,
+			(g.policy #>> '{engine,max_concurrent_runs}')::int), 20) AS lim
+	      FROM tenants t
+	      LEFT JOIN tenants p ON p.id = t.parent_id
+	      LEFT JOIN tenants g ON g.id = p.parent_id) x
+	WHERE e.tenant_id = x.id AND e.max_running <> x.lim;
+$$;
+
+-- Creates runs in a tenant's schema, pending and due now.  p_runs:
+-- [{"id", "workflow", "version", "step", "ctx", "event_id"?}], built by
+-- the engine (engine/start.c) from validated definitions.
+CREATE FUNCTION eng_start(p_tenant uuid, p_schema text, p_actor text, p_runs jsonb)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+	ids uuid[];
+BEGIN
+	IF jsonb_array_length(p_runs) = 0 THEN
+		RETURN;
+	END IF;
+	EXECUTE format(
+		'INSERT INTO %I.runs (id, workflow, version, state, step, ctx, event_id, created_by) '
+		'SELECT x.id, x.workflow, x.version, ''pending'', x.step, x.ctx, x.event_id, $2 '
+		'FROM jsonb_to_recordset($1) AS x(id uuid, workflow text, version int, step text, ctx jsonb, event_id uuid)',
+		p_schema) USING p_runs, p_actor;
+	SELECT array_agg((x->>'id')::uuid) INTO ids FROM jsonb_array_elements(p_runs) AS x;
+	INSERT INTO audit_events (tenant_id, actor, action, target, detail)
+	SELECT p_tenant, p_actor, 'run.created', 'run:' || (x->>'id'),
+	       jsonb_build_object('workflow', x->'workflow', 'version', x->'version', 'event_id', x->'event_id')
+	FROM jsonb_array_elements(p_runs) AS x;
+	PERFORM eng_enqueue(p_tenant, p_schema, ids, NULL);
+END $$;
+
+-- Accepts an event: stores it, starts the runs the engine matched to it
+-- (p_runs, as eng_start takes them) and wakes the runs waiting for its
+-- type.  p_event: {"id", "type", "data", "source", "idempotency_key"?,
+-- "request_hash"?}.  With an idempotency key already used nothing is
+-- written and the first outcome is answered with "replay": true and its
+-- request_hash, so the caller can tell a replay from a key reused for
+-- another body.  Returns {"event_id", "run_ids", "replay"}.
+CREATE FUNCTION eng_event(p_tenant uuid, p_schema text, p_actor text, p_event jsonb, p_runs jsonb)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+	got uuid;
+	prior record;
+	ids uuid[];
+	waiting uuid[];
+BEGIN
+	SELECT coalesce(array_agg((x->>'id')::uuid), '{}') INTO ids FROM jsonb_array_elements(coalesce(p_runs, '[]')) AS x;
+	EXECUTE format(
+		'INSERT INTO %I.events (id, type, data, source, idempotency_key, request_hash, run_ids) '
+		'VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id', p_schema)
+		INTO got
+		USING (p_event->>'id')::uuid, p_event->>'type', coalesce(p_event->'data', '{}'), p_event->>'source',
+		      p_event->>'idempotency_key', p_event->>'request_hash', ids;
+	IF got IS NULL THEN
+		EXECUTE format('SELECT id, run_ids, request_hash FROM %I.events WHERE idempotency_key = $1', p_schema)
+			INTO prior USING p_event->>'idempotency_key';
+		RETURN jsonb_build_object('event_id', prior.id, 'run_ids', to_jsonb(prior.run_ids),
+					  'replay', true, 'request_hash', prior.request_hash);
+	END IF;
+	PERFORM eng_start(p_tenant, p_schema, p_actor, coalesce(p_runs, '[]'));
+	EXECUTE format('SELECT coalesce(array_agg(id), ''{}'') FROM %I.runs WHERE wait_event = $1 AND state = ''waiting''',
+		       p_schema) INTO waiting USING p_event->>'type';
+	PERFORM eng_enqueue(p_tenant, p_schema, waiting, NULL);
+	RETURN jsonb_build_object('event_id', got, 'run_ids', to_jsonb(ids), 'replay', false);
+END $$;
+
+-- What a worker needs to advance claimed runs: each run's row, its
+-- version's definition, and what it waits for (its task, or the events of
+-- the awaited type received since it started waiting, oldest first).
+CREATE FUNCTION eng_load(p_schema text, p_runs uuid[])
+RETURNS TABLE (id uuid, workflow text, version int, state text, step text, attempt int, ctx text,
+	       wait text, definition text, task text, events text)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+	RETURN QUERY EXECUTE format(
+		'SELECT r.id, r.workflow, r.version, r.state, r.step, r.attempt, r.ctx::text, r.wait::text, '
+		'v.definition::text, '
+		'(SELECT row_to_json(t)::text FROM %1$I.tasks t WHERE t.id = (r.wait->>''task'')::uuid), '
+		'(SELECT json_agg(e ORDER BY e.received_at, e.seq)::text FROM (SELECT e.id, e.seq, e.type, e.data, e.received_at '
+		'  FROM %1$I.events e WHERE r.wait_event IS NOT NULL AND e.type = r.wait_event '
+		'  AND e.received_at >= (r.wait->>''since'')::timestamptz ORDER BY e.received_at, e.seq LIMIT 100) e) '
+		'FROM %1$I.runs r JOIN %1$I.workflow_versions v ON v.workflow = r.workflow AND v.version = r.version '
+		'WHERE r.id = ANY($1)', p_schema) USING p_runs;
+END $$;
+
+-- Writes what a worker decided for its runs, each only while the worker
+-- still holds the run's lease (else it is skipped: the lease expired and
+-- another worker owns the run now) and the run was not cancelled
+-- meanwhile.  p_changes: [{"run", "state", "step", "attempt", "ctx",
+-- "wait", "wait_event", "error", "steps": [timeline rows], "task": new
+-- task, "task_update", "events": [{"event", "runs"}], "audit": [{"action",
+-- "detail"}], "keep": the worker goes on with the run (lease kept),
+-- "due": when to look again (null: no timer)}].  Returns the ids applied.
+CREATE FUNCTION eng_apply(p_tenant uuid, p_schema text, p_owner uuid, p_changes jsonb)
+RETURNS uuid[] LANGUAGE plpgsql AS $$
+DECLARE
+	c jsonb;
+	r uuid;
+	n int;
+	w boolean;
+	e jsonb;
+	done uuid[] := '{}';
+	due timestamptz;
+BEGIN
+	FOR c IN SELECT * FROM jsonb_array_elements(p_changes) LOOP
+		r := (c->>'run')::uuid;
+		SELECT q.wake INTO w FROM run_queue q WHERE q.run_id = r AND q.owner = p_owner FOR UPDATE;
+		IF NOT FOUND THEN
+			CONTINUE;
+		END IF;
+		EXECUTE format(
+			'UPDATE %I.runs SET state = $2, step = $3, attempt = $4, ctx = coalesce($5, ctx), wait = $6, '
+			'wait_event = $7, error = $8, updated_at = now(), '
+			'finished_at = CASE WHEN $2 IN (''succeeded'', ''failed'', ''cancelled'') THEN now() END '
+			'WHERE id = $1 AND state <> ''cancelled''', p_schema)
+			USING r, c->>'state', c->>'step', coalesce((c->>'attempt')::int, 0), c->'ctx',
+			      CASE WHEN jsonb_typeof(c->'wait') = 'object' THEN c->'wait' END, c->>'wait_event',
+			      CASE WHEN jsonb_typeof(c->'error') = 'object' THEN c->'error' END;
+		GET DIAGNOSTICS n = ROW_COUNT;
+		IF n = 0 THEN
+			-- cancelled (or gone): drop the work, keep nothing of this pass
+			DELETE FROM run_queue q WHERE q.run_id = r;
+			CONTINUE;
+		END IF;
+		IF jsonb_array_length(coalesce(c->'steps', '[]')) > 0 THEN
+			EXECUTE format(
+				'INSERT INTO %I.run_steps AS s (run_id, seq, step, type, attempt, state, started_at, finished_at, output, error, summary) '
+				'SELECT $1, x.seq, x.step, x.type, x.attempt, x.state, x.started_at, x.finished_at, x.output, x.error, x.summary '
+				'FROM jsonb_to_recordset($2) AS x(seq int, step text, type text, attempt int, state text, '
+				'started_at timestamptz, finished_at timestamptz, output jsonb, error jsonb, summary jsonb) '
+				'ON CONFLICT (run_id, seq) DO UPDATE SET state = EXCLUDED.state, finished_at = EXCLUDED.finished_at, '
+				'output = EXCLUDED.output, error = EXCLUDED.error, summary = EXCLUDED.summary', p_schema)
+				USING r, c->'steps';
+		END IF;
+		IF jsonb_typeof(c->'task') = 'object' THEN
+			EXECUTE format(
+				'INSERT INTO %I.tasks (id, run_id, step, title, assignee_role, state, due_at) '
+				'VALUES ($1, $2, $3, $4, $5, ''open'', $6) ON CONFLICT (id) DO NOTHING', p_schema)
+				USING (c#>>'{task,id}')::uuid, r, c#>>'{task,step}', c#>>'{task,title}',
+				      c#>>'{task,assignee_role}', (c#>>'{task,due_at}')::timestamptz;
+		END IF;
+		IF jsonb_typeof(c->'task_update') = 'object' THEN
+			EXECUTE format(
+				'UPDATE %I.tasks SET state = coalesce($2, state), assignee_role = coalesce($3, assignee_role), '
+				'escalated = escalated OR coalesce($4, false), due_at = coalesce($5, due_at) '
+				'WHERE id = $1 AND state = ''open''', p_schema)
+				USING (c#>>'{task_update,id}')::uuid, c#>>'{task_update,state}',
+				      c#>>'{task_update,assignee_role}', (c#>>'{task_update,escalated}')::boolean,
+				      (c#>>'{task_update,due_at}')::timestamptz;
+		END IF;
+		FOR e IN SELECT * FROM jsonb_array_elements(coalesce(c->'events', '[]')) LOOP
+			PERFORM eng_event(p_tenant, p_schema, 'run:' || r, e->'event', e->'runs');
+		END LOOP;
+		IF jsonb_array_length(coalesce(c->'audit', '[]')) > 0 THEN
+			INSERT INTO audit_events (tenant_id, actor, action, target, detail)
+			SELECT p_tenant, 'engine', a.action, 'run:' || r, coalesce(a.detail, '{}')
+			FROM jsonb_to_recordset(c->'audit') AS a(action text, detail jsonb);
+		END IF;
+		IF coalesce((c->>'keep')::boolean, false) THEN
+			NULL;
+		ELSIF w THEN
+			-- woken while held: look again now
+			UPDATE run_queue q SET owner = NULL, due_at = now(), wake = false WHERE q.run_id = r;
+			PERFORM eng_enqueue(p_tenant, p_schema, ARRAY[r], NULL);
+		ELSIF c->>'due' IS NULL THEN
+			DELETE FROM run_queue q WHERE q.run_id = r;
+		ELSE
+			due := (c->>'due')::timestamptz;
+			UPDATE run_queue q SET owner = NULL, due_at = due WHERE q.run_id = r;
+			PERFORM eng_enqueue(p_tenant, p_schema, ARRAY[r], due);
+		END IF;
+		done := done || r;
+	END LOOP;
+	RETURN done;
+END $$;
