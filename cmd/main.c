@@ -56,6 +56,9 @@ static void usage(FILE *out)
 		"        migrated, and the server in the foreground\n"
 		"  serve --config FILE [--listen H:P] [--admin-listen H:P]\n"
 		"        production server against database_url\n"
+		"  worker --config FILE [--listen H:P] [--admin-listen H:P]\n"
+		"        workflow engine only: claims and runs workflow steps; its listener\n"
+		"        answers /healthz and /readyz\n"
 		"  migrate --config FILE\n"
 		"        bring the platform schema and every tenant schema up to date\n"
 		"  bootstrap --config FILE\n"
@@ -186,7 +189,7 @@ static int run_migrations(const mf_config_t *cfg, bool print_summary)
 	return 0;
 }
 
-static int cmd_serve(int argc, char **argv)
+static int cmd_serve(int argc, char **argv, bool worker_only)
 {
 	struct cli cli = { 0 };
 	mf_config_t cfg;
@@ -199,7 +202,7 @@ static int cmd_serve(int argc, char **argv)
 		return 1;
 	if (cfg.database_url[0] == '\0')
 		mf_warn("serve", "database_url is not set: /readyz will answer 503");
-	rc = mf_serve(&cfg, NULL, &err);
+	rc = mf_serve(&cfg, &(mf_serve_hooks_t){ .worker_only = worker_only }, &err);
 	if (rc < 0)
 		mf_error("serve", "server stopped with an error", MF_S("error", err.detail));
 	mf_config_free(&cfg);
@@ -552,7 +555,9 @@ int main(int argc, char **argv)
 	mf_log_hook_libevent();
 	cmd = argv[1];
 	if (strcmp(cmd, "serve") == 0)
-		return cmd_serve(argc - 2, argv + 2);
+		return cmd_serve(argc - 2, argv + 2, false);
+	if (strcmp(cmd, "worker") == 0)
+		return cmd_serve(argc - 2, argv + 2, true);
 	if (strcmp(cmd, "dev") == 0)
 		return cmd_dev(argc - 2, argv + 2);
 	if (strcmp(cmd, "migrate") == 0)

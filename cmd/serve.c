@@ -23,6 +23,7 @@
 #include "core/migrate.h"
 #include "core/pg.h"
 #include "core/worker.h"
+#include "engine/engine.h"
 #include "gateway/ratelimit.h"
 #include "gateway/route.h"
 #include "tenants/tenants.h"
@@ -232,12 +233,61 @@ static int add_connector_metrics(mf_buf_t *out)
 		sum.http.egress_refused, sum.http.connections_opened, sum.http.active);
 }
 
+static int add_engine_metrics(mf_buf_t *out)
+{
+	eng_stats_t sum = { 0 };
+
+	for (int i = 0; i < MAX_WORKERS; i++) {
+		mf_worker_t *w = atomic_load_explicit(&workers[i], memory_order_acquire);
+		eng_stats_t s;
+
+		if (w == NULL || w->eng == NULL)
+			continue;
+		eng_worker_stats(w->eng, &s);
+		sum.claims += s.claims;
+		sum.claimed += s.claimed;
+		sum.applied += s.applied;
+		sum.lost_leases += s.lost_leases;
+		sum.steps += s.steps;
+		sum.runs_finished += s.runs_finished;
+		sum.runs_failed += s.runs_failed;
+		sum.retries += s.retries;
+		sum.calls += s.calls;
+		sum.in_memory += s.in_memory;
+	}
+	return mf_buf_addf(out,
+		"# HELP mspflow_engine_claims_total Claims sent to the run queue, and the runs they took.\n"
+		"# TYPE mspflow_engine_claims_total counter\n"
+		"mspflow_engine_claims_total %llu\n"
+		"# HELP mspflow_engine_claimed_runs_total Runs taken from the queue.\n"
+		"# TYPE mspflow_engine_claimed_runs_total counter\nmspflow_engine_claimed_runs_total %llu\n"
+		"# HELP mspflow_engine_applied_total Run changes written (one per run and apply).\n"
+		"# TYPE mspflow_engine_applied_total counter\nmspflow_engine_applied_total %llu\n"
+		"# HELP mspflow_engine_lost_leases_total Run changes dropped because the lease had passed to another worker or the run was cancelled.\n"
+		"# TYPE mspflow_engine_lost_leases_total counter\nmspflow_engine_lost_leases_total %llu\n"
+		"# HELP mspflow_engine_steps_total Steps executed.\n"
+		"# TYPE mspflow_engine_steps_total counter\nmspflow_engine_steps_total %llu\n"
+		"# HELP mspflow_engine_runs_finished_total Runs that ended, by outcome.\n"
+		"# TYPE mspflow_engine_runs_finished_total counter\n"
+		"mspflow_engine_runs_finished_total{state=\"succeeded\"} %llu\n"
+		"mspflow_engine_runs_finished_total{state=\"failed\"} %llu\n"
+		"# HELP mspflow_engine_retries_total Step attempts scheduled again after a failure.\n"
+		"# TYPE mspflow_engine_retries_total counter\nmspflow_engine_retries_total %llu\n"
+		"# HELP mspflow_engine_calls_total HTTP step calls completed.\n"
+		"# TYPE mspflow_engine_calls_total counter\nmspflow_engine_calls_total %llu\n"
+		"# HELP mspflow_engine_runs_in_memory Runs the workers hold now.\n"
+		"# TYPE mspflow_engine_runs_in_memory gauge\nmspflow_engine_runs_in_memory %d\n",
+		sum.claims, sum.claimed, sum.applied, sum.lost_leases, sum.steps, sum.runs_finished, sum.runs_failed,
+		sum.retries, sum.calls, sum.in_memory);
+}
+
 static void handle_metrics(gw_req_t *req, void *arg)
 {
 	mf_buf_t out = MF_BUF_INIT;
 
 	if (gw_server_metrics(gw_req_server(req), &out) < 0 || add_pg_metrics(&out) < 0 ||
-	    add_identity_metrics(&out) < 0 || add_vault_metrics(&out) < 0 || add_connector_metrics(&out) < 0) {
+	    add_identity_metrics(&out) < 0 || add_vault_metrics(&out) < 0 || add_connector_metrics(&out) < 0 ||
+	    add_engine_metrics(&out) < 0) {
 		mf_buf_free(&out);
 		gw_respond_error(req, 500, "internal_error", "metrics unavailable");
 		return;
@@ -252,6 +302,7 @@ struct serve_ctx {
 	mf_master_t *master;
 	cx_vault_t *vault;
 	cx_t *cx;
+	eng_t *eng;
 	const mf_serve_hooks_t *hooks;
 };
 
@@ -310,6 +361,15 @@ static void *worker_init(int index, struct event_base *base, void *arg)
 			mf_error("serve", "cannot create the connector state", MF_I("worker", index),
 				 MF_S("error", err.detail));
 	}
+	if (sc->eng && w->pg) {
+		mf_err_t err;
+		bool run = cfg->engine_enabled || (sc->hooks && sc->hooks->worker_only);
+
+		w->eng = eng_worker_new(sc->eng, w, run, &err);
+		if (w->eng == NULL)
+			mf_error("serve", "cannot create the engine state", MF_I("worker", index),
+				 MF_S("error", err.detail));
+	}
 	if (index < MAX_WORKERS)
 		atomic_store_explicit(&workers[index], w, memory_order_release);
 	return w;
@@ -325,11 +385,13 @@ static void worker_fini(void *data)
 		atomic_store_explicit(&workers[w->index], NULL, memory_order_release);
 	/* calls in flight end first ("shutting_down"); a call still waiting
 	 * for the limiter is freed when gw_rl_free answers it */
+	eng_worker_close(w->eng);	/* no new claims; its calls are cancelled */
 	cx_worker_free(w->cx);
 	gw_rl_free(w->rl);	/* answers its waiters; leases still in the pool are detached */
 	/* then the pool: its pending callbacks still find the identity state
 	 * they belong to */
 	mf_pg_pool_free(w->pg);
+	eng_worker_free(w->eng);
 	tn_worker_free(w->tn);
 	cx_vault_worker_free(w->vault);
 	free(w);
@@ -367,14 +429,17 @@ int mf_serve_print_routes(FILE *out)
 	tn_t *tn = NULL;
 	cx_vault_t *vault = NULL;
 	cx_t *cx = NULL;
+	eng_t *eng = NULL;
 
 	if (mf_config_init(&cfg) < 0)
 		return -1;
 	tn = tn_new(&cfg, NULL, NULL);
 	vault = cx_vault_new(&cfg, NULL, NULL);
 	cx = vault ? cx_new(&cfg, vault, NULL) : NULL;
-	if (api && admin && tn && vault && cx && add_ops_routes(api, false) == 0 && add_ops_routes(admin, true) == 0 &&
-	    tn_routes_add(tn, api) == 0 && cx_vault_routes(vault, tn, api) == 0 && cx_routes_add(cx, tn, api) == 0) {
+	eng = eng_new(&cfg, NULL);
+	if (api && admin && tn && vault && cx && eng && add_ops_routes(api, false) == 0 && add_ops_routes(admin, true) == 0 &&
+	    tn_routes_add(tn, api) == 0 && cx_vault_routes(vault, tn, api) == 0 && cx_routes_add(cx, tn, api) == 0 &&
+	    eng_routes_add(eng, tn, api) == 0) {
 		gw_router_each(api, print_route, &a);
 		gw_router_each(admin, print_route, &b);
 		rc = 0;
@@ -384,6 +449,7 @@ int mf_serve_print_routes(FILE *out)
 	tn_free(tn);
 	cx_free(cx);
 	cx_vault_free(vault);
+	eng_free(eng);
 	mf_config_free(&cfg);
 	return rc;
 }
@@ -421,7 +487,8 @@ int mf_serve(const mf_config_t *cfg, const mf_serve_hooks_t *hooks, mf_err_t *er
 {
 	gw_router_t *api = gw_router_new(), *admin = gw_router_new();
 	gw_server_t *srv = NULL;
-	struct serve_ctx sc = { cfg, NULL, NULL, NULL, NULL, hooks };
+	struct serve_ctx sc = { cfg, NULL, NULL, NULL, NULL, NULL, hooks };
+	bool worker_only = hooks && hooks->worker_only;
 	int rc = -1;
 
 	if (api == NULL || admin == NULL) {
@@ -440,9 +507,13 @@ int mf_serve(const mf_config_t *cfg, const mf_serve_hooks_t *hooks, mf_err_t *er
 	sc.cx = cx_new(cfg, sc.vault, err);
 	if (sc.cx == NULL)
 		goto out;
+	sc.eng = eng_new(cfg, err);
+	if (sc.eng == NULL)
+		goto out;
 	prepare_keys(cfg, sc.tn, sc.master);
-	if (add_ops_routes(api, false) < 0 || add_ops_routes(admin, true) < 0 || tn_routes_add(sc.tn, api) < 0 ||
-	    cx_vault_routes(sc.vault, sc.tn, api) < 0 || cx_routes_add(sc.cx, sc.tn, api) < 0 ||
+	if (add_ops_routes(api, false) < 0 || add_ops_routes(admin, true) < 0 ||
+	    (!worker_only && (tn_routes_add(sc.tn, api) < 0 || cx_vault_routes(sc.vault, sc.tn, api) < 0 ||
+			      cx_routes_add(sc.cx, sc.tn, api) < 0 || eng_routes_add(sc.eng, sc.tn, api) < 0)) ||
 	    (hooks && hooks->routes && hooks->routes(api, admin, hooks->arg) < 0)) {
 		mf_err_set(err, 500, "internal_error", "cannot build the routes");
 		goto out;
@@ -462,6 +533,7 @@ out:
 	tn_free(sc.tn);
 	cx_free(sc.cx);
 	cx_vault_free(sc.vault);
+	eng_free(sc.eng);
 	mf_master_free(sc.master);
 	return rc;
 }

@@ -6,6 +6,7 @@
 #ifndef MF_SERVE_H
 #define MF_SERVE_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "core/config.h"
@@ -21,6 +22,9 @@ typedef struct mf_serve_hooks {
 	 * credentials.json with it) */
 	void (*on_serving)(int api_port, void *arg);
 	void *arg;
+	/* mspflow worker: the engine only; the API listener answers the
+	 * operations routes (/healthz, /readyz) and nothing else */
+	bool worker_only;
 } mf_serve_hooks_t;
 
 /* hooks may be NULL. */

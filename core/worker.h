@@ -19,7 +19,8 @@ typedef struct mf_worker {
 	struct gw_rl *rl;		/* window rate limiter (gateway/ratelimit.h) */
 	struct tn_worker *tn;		/* identity and tenants (tenants/tn.h) */
 	struct cx_vault_worker *vault;
-	struct cx_worker *cx;		/* connector calls (connectors/connectors.h) */	/* credential vault (connectors/vault.h) */
+	struct cx_worker *cx;		/* connector calls (connectors/connectors.h) */
+	struct eng_worker *eng;		/* workflow engine (engine/engine.h) */
 } mf_worker_t;
 
 #endif

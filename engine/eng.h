@@ -40,6 +40,8 @@ struct eng_worker {
 
 /* ---- runner.c ---- */
 eng_runner_t *eng_runner_new(eng_worker_t *ew, mf_err_t *err);
+/* Stops claiming and cancels calls; callbacks still pending only free. */
+void eng_runner_close(eng_runner_t *r);
 void eng_runner_free(eng_runner_t *r);
 void eng_runner_stats(const eng_runner_t *r, eng_stats_t *out);
 

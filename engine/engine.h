@@ -45,8 +45,12 @@ int eng_routes_add(eng_t *e, struct tn *tn, gw_router_t *api) __attribute__((war
  * the worker serves the routes but claims no runs (a gateway-only
  * instance). */
 eng_worker_t *eng_worker_new(eng_t *e, struct mf_worker *w, bool run_engine, mf_err_t *err);
-/* Runs in memory are dropped (their leases expire and another worker
- * takes them over); calls in flight are cancelled. */
+/* Shutdown, in two steps around the database pool's: close stops claims
+ * and cancels calls in flight (before the connector state goes); free,
+ * after the pool (whose pending callbacks still find the worker), drops
+ * the runs in memory: their leases expire and another worker takes them
+ * over. */
+void eng_worker_close(eng_worker_t *ew);
 void eng_worker_free(eng_worker_t *ew);
 
 /* ---- starting runs (start.c): pure, shared by the routes and the engine ---- */

@@ -51,6 +51,12 @@ eng_worker_t *eng_worker_new(eng_t *e, struct mf_worker *w, bool run_engine, mf_
 	return ew;
 }
 
+void eng_worker_close(eng_worker_t *ew)
+{
+	if (ew)
+		eng_runner_close(ew->runner);
+}
+
 void eng_worker_free(eng_worker_t *ew)
 {
 	if (ew == NULL)

@@ -33,7 +33,8 @@ CREATE INDEX engine_tenants_due_idx ON engine_tenants (next_due, served_at);
 -- to be looked at again when the worker lets it go.  Due-now work is
 -- announced on channel mspflow_engine (delivered at commit).
 CREATE FUNCTION eng_enqueue(p_tenant uuid, p_schema text, p_runs uuid[], p_due timestamptz)
-RETURNS void LANGUAGE plpgsql AS $$
+RETURNS void LANGUAGE plpgsql
+SET search_path = platform AS $$
 DECLARE
 	due timestamptz := coalesce(p_due, now());
 BEGIN
@@ -60,7 +61,8 @@ END $$;
 -- claimers take different tenants and different runs.
 CREATE FUNCTION eng_claim(p_owner uuid, p_lease_ms int, p_batch int)
 RETURNS TABLE (run_id uuid, tenant_id uuid, schema_name text, claims int)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET search_path = platform AS $$
 DECLARE
 	t record;
 	running int;
@@ -105,7 +107,8 @@ END $$;
 
 -- Extends every lease worker p_owner holds.
 CREATE FUNCTION eng_renew(p_owner uuid, p_lease_ms int)
-RETURNS int LANGUAGE sql AS $$
+RETURNS int LANGUAGE sql
+SET search_path = platform AS $$
 	WITH u AS (UPDATE run_queue SET due_at = now() + p_lease_ms * interval '1 millisecond'
 		   WHERE owner = p_owner RETURNING 1)
 	SELECT count(*)::int FROM u
@@ -115,7 +118,8 @@ $$;
 -- each tenant's concurrent-run limit: the smallest
 -- engine.max_concurrent_runs set along the tenant's chain, else 20.
 CREATE FUNCTION eng_sweep()
-RETURNS void LANGUAGE sql AS $$
+RETURNS void LANGUAGE sql
+SET search_path = platform AS $$
 	UPDATE engine_tenants e SET next_due = m.due
 	FROM (SELECT q.tenant_id, min(q.due_at) AS due FROM run_queue q GROUP BY q.tenant_id) m
 	WHERE e.tenant_id = m.tenant_id AND e.next_due > m.due;
@@ -134,7 +138,8 @@ $$;
 -- [{"id", "workflow", "version", "step", "ctx", "event_id"?}], built by
 -- the engine (engine/start.c) from validated definitions.
 CREATE FUNCTION eng_start(p_tenant uuid, p_schema text, p_actor text, p_runs jsonb)
-RETURNS void LANGUAGE plpgsql AS $$
+RETURNS void LANGUAGE plpgsql
+SET search_path = platform AS $$
 DECLARE
 	ids uuid[];
 BEGIN
@@ -162,7 +167,8 @@ END $$;
 -- request_hash, so the caller can tell a replay from a key reused for
 -- another body.  Returns {"event_id", "run_ids", "replay"}.
 CREATE FUNCTION eng_event(p_tenant uuid, p_schema text, p_actor text, p_event jsonb, p_runs jsonb)
-RETURNS jsonb LANGUAGE plpgsql AS $$
+RETURNS jsonb LANGUAGE plpgsql
+SET search_path = platform AS $$
 DECLARE
 	got uuid;
 	prior record;
@@ -194,8 +200,9 @@ END $$;
 -- the awaited type received since it started waiting, oldest first).
 CREATE FUNCTION eng_load(p_schema text, p_runs uuid[])
 RETURNS TABLE (id uuid, workflow text, version int, state text, step text, attempt int, ctx text,
-	       wait text, definition text, task text, events text)
-LANGUAGE plpgsql STABLE AS $$
+	       wait text, definition text, task text, events text, seq int)
+LANGUAGE plpgsql STABLE
+SET search_path = platform AS $$
 BEGIN
 	RETURN QUERY EXECUTE format(
 		'SELECT r.id, r.workflow, r.version, r.state, r.step, r.attempt, r.ctx::text, r.wait::text, '
@@ -203,7 +210,8 @@ BEGIN
 		'(SELECT row_to_json(t)::text FROM %1$I.tasks t WHERE t.id = (r.wait->>''task'')::uuid), '
 		'(SELECT json_agg(e ORDER BY e.received_at, e.seq)::text FROM (SELECT e.id, e.seq, e.type, e.data, e.received_at '
 		'  FROM %1$I.events e WHERE r.wait_event IS NOT NULL AND e.type = r.wait_event '
-		'  AND e.received_at >= (r.wait->>''since'')::timestamptz ORDER BY e.received_at, e.seq LIMIT 100) e) '
+		'  AND e.received_at >= (r.wait->>''since'')::timestamptz ORDER BY e.received_at, e.seq LIMIT 100) e), '
+		'(SELECT coalesce(max(s.seq), 0) FROM %1$I.run_steps s WHERE s.run_id = r.id) '
 		'FROM %1$I.runs r JOIN %1$I.workflow_versions v ON v.workflow = r.workflow AND v.version = r.version '
 		'WHERE r.id = ANY($1)', p_schema) USING p_runs;
 END $$;
@@ -217,7 +225,8 @@ END $$;
 -- "detail"}], "keep": the worker goes on with the run (lease kept),
 -- "due": when to look again (null: no timer)}].  Returns the ids applied.
 CREATE FUNCTION eng_apply(p_tenant uuid, p_schema text, p_owner uuid, p_changes jsonb)
-RETURNS uuid[] LANGUAGE plpgsql AS $$
+RETURNS uuid[] LANGUAGE plpgsql
+SET search_path = platform AS $$
 DECLARE
 	c jsonb;
 	r uuid;

@@ -1,0 +1,1576 @@
+/*
+ * runner.c - a worker thread's share of the engine: claim due runs, load
+ * them, advance each as far as it can go, and write what changed.
+ *
+ * A run in memory goes LOAD -> (advance) -> one of:
+ *   park   it waits (task, event, timer) or ended: its changes join the
+ *          next apply, which also lets the lease go (with a timer when it
+ *          needs one);
+ *   call   an http step: if earlier steps of this pass changed anything,
+ *          that is applied first with the lease kept, then the call goes
+ *          out; its result is consumed by advancing again;
+ *   emit   needs the workflows an event type starts: one query, cached.
+ * Applies are batched: every run that reached a park or a call during one
+ * pass of the event loop goes into one platform.eng_apply per tenant,
+ * which writes only while this worker still holds each run's lease.  A
+ * failed apply or a lost lease drops the run from memory; the lease
+ * expires and whoever claims it next re-does the work from the last
+ * committed state (steps run at least once; http steps carry
+ * Idempotency-Key "<run>:<step>" so their effects happen once).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <event2/event.h>
+#include <sodium.h>
+
+#include "connectors/connectors.h"
+#include "core/duration.h"
+#include "core/log.h"
+#include "core/worker.h"
+#include "engine/definition.h"
+#include "engine/eng.h"
+#include "engine/expr.h"
+#include "tenants/tn.h"
+
+#define MAX_STEPS_PER_PASS 1000
+#define APPLY_MAX 128			/* runs per eng_apply statement */
+#define TRIGGER_TTL_MS 1000		/* how long a worker reuses the workflows an event type starts */
+#define WAIT_POLL_S 60			/* a run waiting for an event looks again at least this often */
+#define WAIT_SINCE_MARGIN_S 5		/* events this much older than the wait still match it */
+#define SWEEP_MS 2000
+#define MAX_CTX_BYTES (4 * 1024 * 1024)
+
+/* Default retry of a step without "retry": 3 attempts, 1 s doubling to 60 s. */
+#define DEFAULT_ATTEMPTS 3
+#define DEFAULT_BACKOFF_S 1
+#define DEFAULT_MAX_BACKOFF_S 60
+
+enum phase { P_LOAD, P_READY, P_TRIGGERS, P_CALL, P_APPLY };
+enum outcome { O_PARK, O_CALL, O_TRIGGERS };
+
+typedef struct run run_t;
+
+struct run {
+	run_t *next, *prev;		/* all runs of the runner */
+	run_t *apply_next;		/* in the pending apply list */
+	eng_runner_t *r;
+	enum phase phase;
+	char id[37];
+	char tenant_id[37];
+	char schema[64];
+	char workflow[64];
+	int version;
+	json_t *def;			/* the version's definition (reference) */
+	char state[16];
+	char step[64];			/* current step id, "" at the end */
+	int attempt;			/* attempts of the current step so far */
+	int seq;			/* last timeline row written */
+	json_t *ctx;
+	json_t *wait;			/* what the run waits for, or NULL */
+	json_t *task;			/* loaded task row, or NULL */
+	json_t *events;			/* loaded events of the awaited type, or NULL */
+	/* changes not applied yet */
+	bool dirty;
+	json_t *rows, *audit, *emitted, *task_new, *task_update, *error;
+	char wait_event[130];
+	bool has_due;
+	double due;			/* unix seconds */
+	bool keep;			/* the apply keeps the lease: a call follows */
+	/* an http call */
+	cx_op_t *op;
+	struct event *timeout;
+	json_t *result;			/* the call's outcome, consumed by advance */
+	char need_type[130];		/* P_TRIGGERS: the event type */
+	char sql[512];			/* its statement (the pool keeps a pointer to the text) */
+};
+
+typedef struct trig {
+	struct trig *next;
+	char key[200];
+	PGresult *res;
+	long long at_ms;
+} trig_t;
+
+struct eng_runner {
+	eng_worker_t *ew;
+	mf_worker_t *w;
+	const mf_config_t *cfg;
+	char owner[37];
+	char lease_ms[16], batch[16];
+	run_t *runs;
+	int nruns;
+	run_t *apply_head, **apply_tail;
+	struct event *claim_ev, *poll_ev, *renew_ev, *flush_ev, *sweep_ev;
+	eng_listen_t *listen;
+	bool claiming, claim_again;
+	bool closing;			/* shutting down: callbacks only free */
+	trig_t *trigs;
+	_Atomic unsigned long long n_claims, n_claimed, n_applied, n_lost, n_steps, n_finished, n_failed;
+	_Atomic unsigned long long n_retries, n_calls;
+	_Atomic int n_mem;
+};
+
+static void advance(run_t *run);
+static void run_free(run_t *run);
+
+/* ---- clocks and small helpers ---- */
+
+static double wall_now(void)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	return (double)tv.tv_sec + tv.tv_usec / 1e6;
+}
+
+static void iso_time(double t, char out[64])
+{
+	time_t s = (time_t)t;
+	struct tm tm;
+	int ms = (int)((t - (double)s) * 1000.0);
+
+	gmtime_r(&s, &tm);
+	snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+		 tm.tm_hour, tm.tm_min, tm.tm_sec, ms < 0 ? 0 : ms > 999 ? 999 : ms);
+}
+
+static json_t *iso_json(double t)
+{
+	char buf[64];
+
+	iso_time(t, buf);
+	return json_string(buf);
+}
+
+/* RFC 3339 text from PostgreSQL's JSON (row_to_json) or ours, as unix seconds; 0 if unreadable. */
+static double parse_time(const char *s)
+{
+	struct tm tm = { 0 };
+	double frac = 0;
+	const char *p;
+	int off = 0;
+
+	if (s == NULL)
+		return 0;
+	p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (p == NULL)
+		return 0;
+	if (*p == '.') {
+		char *end;
+
+		frac = strtod(p, &end);
+		p = end;
+	}
+	if (*p == '+' || *p == '-') {
+		int hh = 0, mm = 0;
+
+		if (sscanf(p + 1, "%d:%d", &hh, &mm) >= 1)
+			off = (hh * 3600 + mm * 60) * (*p == '-' ? -1 : 1);
+	}
+	return (double)timegm(&tm) + frac - off;
+}
+
+static long long dur_s(const json_t *v, long long dflt)
+{
+	long long s;
+
+	if (!json_is_string(v) || mf_duration_parse(json_string_value(v), &s, NULL) < 0)
+		return dflt;
+	return s;
+}
+
+static const json_t *cur_step(const run_t *run)
+{
+	int i = eng_def_step_index(run->def, run->step);
+
+	return i >= 0 ? eng_def_step_at(run->def, (size_t)i) : NULL;
+}
+
+static const char *str(const json_t *o, const char *k)
+{
+	return json_string_value(json_object_get(o, k));
+}
+
+/* Appends a timeline row; returns it (borrowed) for later changes. */
+static json_t *add_row(run_t *run, const json_t *step, const char *state, double started, json_t *output,
+		       json_t *error)
+{
+	json_t *row = json_pack("{s:i, s:s, s:s, s:i, s:s, s:o, s:o, s:o, s:o}", "seq", ++run->seq, "step",
+				str(step, "id"), "type", str(step, "type"), "attempt", run->attempt + 1, "state",
+				state, "started_at", iso_json(started), "finished_at",
+				strcmp(state, "waiting") == 0 ? json_null() : iso_json(wall_now()), "output",
+				output ? output : json_null(), "error", error ? error : json_null());
+
+	if (row == NULL || json_array_append_new(run->rows, row) < 0)
+		return NULL;
+	run->dirty = true;
+	return row;
+}
+
+static void audit(run_t *run, const char *action, json_t *detail)
+{
+	json_t *a = json_pack("{s:s, s:o}", "action", action, "detail", detail ? detail : json_object());
+
+	if (a)
+		json_array_append_new(run->audit, a);
+	run->dirty = true;
+}
+
+static void set_state(run_t *run, const char *state)
+{
+	if (strcmp(run->state, state) == 0)
+		return;
+	audit(run, strcmp(state, "running") == 0 && strcmp(run->state, "pending") == 0 ? "run.started"
+		   : strcmp(state, "succeeded") == 0 ? "run.succeeded"
+		   : strcmp(state, "failed") == 0 ? "run.failed"
+		   : strcmp(state, "waiting") == 0 ? "run.waiting"
+		   : "run.running",
+	      json_pack("{s:s, s:s}", "from", run->state, "step", run->step));
+	snprintf(run->state, sizeof(run->state), "%s", state);
+}
+
+static void set_output(run_t *run, const char *step_id, json_t *output)
+{
+	json_t *steps = json_object_get(run->ctx, "steps");
+
+	if (!json_is_object(steps)) {
+		steps = json_object();
+		json_object_set_new(run->ctx, "steps", steps);
+	}
+	json_object_set_new(steps, step_id, json_pack("{s:O}", "output", output ? output : json_null()));
+}
+
+/* Goes on to step index i (ENG_DEF_END: the run succeeded). */
+static void goto_step(run_t *run, int i)
+{
+	const json_t *s = i >= 0 ? eng_def_step_at(run->def, (size_t)i) : NULL;
+
+	run->attempt = 0;
+	json_decref(run->wait);
+	run->wait = NULL;
+	run->wait_event[0] = '\0';
+	if (s == NULL) {
+		run->step[0] = '\0';
+		set_state(run, "succeeded");
+		return;
+	}
+	snprintf(run->step, sizeof(run->step), "%s", str(s, "id"));
+	set_state(run, "running");
+}
+
+/* Where a step goes when it succeeds: "next" (null ends), else the following step. */
+static int next_of(const run_t *run, const json_t *step, const char *key)
+{
+	const json_t *n = json_object_get(step, key);
+	int i;
+
+	if (n == NULL && strcmp(key, "next") == 0) {
+		i = eng_def_step_index(run->def, str(step, "id"));
+		return i >= 0 && (size_t)(i + 1) < eng_def_step_count(run->def) ? i + 1 : ENG_DEF_END;
+	}
+	if (!json_is_string(n))
+		return ENG_DEF_END;
+	i = eng_def_step_index(run->def, json_string_value(n));
+	return i >= 0 ? i : ENG_DEF_END;
+}
+
+static json_t *err_json(const char *code, const char *detail)
+{
+	return json_pack("{s:s, s:s}", "code", code, "detail", detail);
+}
+
+/* The step failed for good: the run is dead-lettered. */
+static void dead_letter(run_t *run, const json_t *step, json_t *error)
+{
+	json_object_set_new(error, "step", json_string(str(step, "id")));
+	json_object_set_new(error, "attempts", json_integer(run->attempt + 1));
+	json_decref(run->error);
+	run->error = json_incref(error);
+	add_row(run, step, "failed", wall_now(), NULL, error);
+	set_state(run, "failed");
+	run->r->n_failed++;
+}
+
+/* Templates of a JSON value (strings at any depth), rendered over ctx. */
+static json_t *render(const json_t *v, const json_t *ctx, mf_err_t *err, int depth)
+{
+	if (depth > 40) {
+		mf_err_set(err, 400, "expression_failed", "value nested too deeply");
+		return NULL;
+	}
+	if (json_is_string(v)) {
+		json_t *out = NULL;
+
+		return eng_template_value(json_string_value(v), ctx, &out, err) == 0 ? out : NULL;
+	}
+	if (json_is_object(v)) {
+		json_t *o = json_object();
+		const char *k;
+		json_t *x;
+
+		json_object_foreach((json_t *)v, k, x) {
+			json_t *y = render(x, ctx, err, depth + 1);
+
+			if (y == NULL || json_object_set_new(o, k, y) < 0) {
+				json_decref(o);
+				return NULL;
+			}
+		}
+		return o;
+	}
+	if (json_is_array(v)) {
+		json_t *a = json_array();
+		size_t i;
+		json_t *x;
+
+		json_array_foreach(v, i, x) {
+			json_t *y = render(x, ctx, err, depth + 1);
+
+			if (y == NULL || json_array_append_new(a, y) < 0) {
+				json_decref(a);
+				return NULL;
+			}
+		}
+		return a;
+	}
+	return json_deep_copy(v);
+}
+
+/* Evaluates an "output" object (name -> expression) over scope. */
+static json_t *outputs(const json_t *spec, const json_t *scope, mf_err_t *err)
+{
+	json_t *out = json_object();
+	const char *k;
+	json_t *x;
+
+	json_object_foreach((json_t *)spec, k, x) {
+		const char *src = json_string_value(x);
+		eng_expr_t *e = src ? eng_expr_parse(src, strlen(src), err) : NULL;
+		json_t *v = NULL;
+
+		if (e == NULL || eng_expr_eval(e, scope, &v, err) < 0) {
+			eng_expr_free(e);
+			json_decref(out);
+			return NULL;
+		}
+		eng_expr_free(e);
+		json_object_set_new(out, k, v);
+	}
+	return out;
+}
+
+static int eval_bool(const char *src, const json_t *scope, bool *out, mf_err_t *err)
+{
+	eng_expr_t *e = eng_expr_parse(src, strlen(src), err);
+	json_t *v = NULL;
+
+	if (e == NULL || eng_expr_eval(e, scope, &v, err) < 0) {
+		eng_expr_free(e);
+		return -1;
+	}
+	*out = eng_expr_truthy(v);
+	json_decref(v);
+	eng_expr_free(e);
+	return 0;
+}
+
+static void park(run_t *run, bool has_due, double due)
+{
+	run->has_due = has_due;
+	run->due = due;
+}
+
+/* ---- step types ---- */
+
+static void step_failed_expr(run_t *run, const json_t *step, const mf_err_t *err)
+{
+	dead_letter(run, step, err_json(err->code[0] ? err->code : "expression_failed", err->detail));
+}
+
+/* The retry policy of a step: attempts, first backoff and cap (seconds). */
+static void retry_policy(const json_t *step, int *max, long long *backoff, long long *cap)
+{
+	const json_t *p = json_object_get(step, "retry");
+
+	*max = DEFAULT_ATTEMPTS;
+	*backoff = DEFAULT_BACKOFF_S;
+	*cap = DEFAULT_MAX_BACKOFF_S;
+	if (json_is_object(p)) {
+		*max = (int)json_integer_value(json_object_get(p, "max_attempts"));
+		*backoff = dur_s(json_object_get(p, "backoff"), DEFAULT_BACKOFF_S);
+		*cap = dur_s(json_object_get(p, "max_backoff"), DEFAULT_MAX_BACKOFF_S);
+		if (*max < 1)
+			*max = 1;
+	}
+}
+
+/* Exponential backoff with jitter: a uniform draw in [d/2, d] where d =
+ * backoff * 2^(attempt-1) capped; a peer's Retry-After wins when longer. */
+static double backoff_s(int attempt, long long backoff, long long cap, long long retry_after_ms)
+{
+	double d = (double)backoff * pow(2.0, attempt > 30 ? 30 : attempt - 1);
+
+	if (d > (double)cap)
+		d = (double)cap;
+	d = d / 2 + (d / 2) * ((double)randombytes_uniform(1000001) / 1e6);
+	if (retry_after_ms > 0 && retry_after_ms / 1000.0 > d)
+		d = retry_after_ms / 1000.0;
+	return d;
+}
+
+/* Consumes a finished call's result.  Returns true when the run moved on. */
+static void http_done(run_t *run, const json_t *step)
+{
+	json_t *res = run->result;
+	int status = (int)json_integer_value(json_object_get(res, "status"));
+	const char *error = str(res, "error");
+	json_t *summary = json_object_get(res, "summary");
+	double started = json_real_value(json_object_get(res, "started"));
+
+	run->result = NULL;
+	if (error == NULL && status >= 200 && status < 300) {
+		mf_err_t err;
+		json_t *out;
+		const json_t *spec = json_object_get(step, "output");
+
+		json_object_set(run->ctx, "response", json_object_get(res, "response"));
+		out = spec ? outputs(spec, run->ctx, &err) : json_pack("{s:i}", "status", status);
+		json_object_del(run->ctx, "response");
+		if (out == NULL) {
+			step_failed_expr(run, step, &err);
+		} else {
+			json_t *row = add_row(run, step, "succeeded", started, json_incref(out), NULL);
+
+			if (row && summary)
+				json_object_set(row, "summary", summary);
+			set_output(run, str(step, "id"), out);
+			json_decref(out);
+			goto_step(run, next_of(run, step, "next"));
+		}
+	} else {
+		bool retryable = error ? strcmp(error, "bad_request") != 0 && strcmp(error, "egress_refused") != 0 && strcmp(error, "not_found") != 0 &&
+					 strcmp(error, "credential_missing") != 0 && strcmp(error, "too_large") != 0
+				       : status == 408 || status == 429 || status >= 500;
+		int max;
+		long long backoff, cap;
+		json_t *e = json_pack("{s:s, s:s, s:i}", "code", error ? error : "http_status", "detail",
+				      str(res, "detail") ? str(res, "detail") : "", "status", status);
+		json_t *row;
+
+		retry_policy(step, &max, &backoff, &cap);
+		if (retryable && run->attempt + 1 < max) {
+			double d = backoff_s(run->attempt + 1, backoff, cap,
+					     json_integer_value(json_object_get(res, "retry_after_ms")));
+
+			row = add_row(run, step, "retrying", started, NULL, e);
+			if (row && summary)
+				json_object_set(row, "summary", summary);
+			run->attempt++;
+			run->r->n_retries++;
+			park(run, true, wall_now() + d);
+		} else {
+			row = NULL;
+			dead_letter(run, step, e);
+			if (run->rows && json_array_size(run->rows)) {
+				row = json_array_get(run->rows, json_array_size(run->rows) - 1);
+				if (summary)
+					json_object_set(row, "summary", summary);
+			}
+		}
+	}
+	json_decref(res);
+}
+
+static void approval(run_t *run, const json_t *step)
+{
+	double now = wall_now();
+	const json_t *t = run->task;
+	const char *tstate = str(t, "state");
+	long long sla = dur_s(json_object_get(step, "sla"), 86400);
+
+	if (run->wait == NULL || t == NULL) {
+		mf_err_t err;
+		char id[37];
+		json_t *title = NULL;
+		double due = now + (double)sla;
+
+		if (eng_template_value(str(step, "title"), run->ctx, &title, &err) < 0) {
+			step_failed_expr(run, step, &err);
+			return;
+		}
+		tn_uuid_new(id);
+		json_decref(run->task_new);
+		run->task_new = json_pack("{s:s, s:s, s:s, s:s, s:o}", "id", id, "step", str(step, "id"), "title",
+					  json_is_string(title) ? json_string_value(title) : "", "assignee_role",
+					  str(step, "assignee_role"), "due_at", iso_json(due));
+		json_decref(title);
+		add_row(run, step, "waiting", now, NULL, NULL);
+		json_decref(run->wait);
+		run->wait = json_pack("{s:s, s:i}", "task", id, "seq", run->seq);
+		set_state(run, "waiting");
+		park(run, true, due);
+		return;
+	}
+	if (tstate && strcmp(tstate, "open") == 0) {
+		double due = parse_time(str(t, "due_at"));
+
+		if (now < due) {
+			park(run, true, due);
+			return;
+		}
+		if (strcmp(str(step, "on_timeout") ? str(step, "on_timeout") : "", "escalate") == 0 &&
+		    !json_is_true(json_object_get(t, "escalated"))) {
+			json_decref(run->task_update);
+			run->task_update = json_pack("{s:s, s:s, s:b, s:o}", "id", str(t, "id"), "assignee_role",
+						     str(step, "escalate_to"), "escalated", 1, "due_at",
+						     iso_json(now + (double)sla));
+			audit(run, "task.escalated", json_pack("{s:s, s:s, s:s}", "task", str(t, "id"), "from",
+								str(t, "assignee_role"), "to", str(step, "escalate_to")));
+			park(run, true, now + (double)sla);
+			return;
+		}
+		json_decref(run->task_update);
+		run->task_update = json_pack("{s:s, s:s}", "id", str(t, "id"), "state", "expired");
+		audit(run, "task.expired", json_pack("{s:s}", "task", str(t, "id")));
+		tstate = "expired";
+	}
+	{
+		bool approved = tstate && strcmp(tstate, "approved") == 0;
+		json_t *out = json_pack("{s:s, s:o, s:o}", "decision", approved ? "approved" : tstate ? tstate : "rejected",
+					"by", json_incref(json_object_get(t, "decided_by") ? json_object_get(t, "decided_by") : json_null()),
+					"comment", json_incref(json_object_get(t, "comment") ? json_object_get(t, "comment") : json_null()));
+		json_t *row = json_pack("{s:I, s:s, s:s, s:i, s:s, s:o, s:o, s:O, s:n}", "seq",
+					json_integer_value(json_object_get(run->wait, "seq")), "step", str(step, "id"),
+					"type", "approval", "attempt", 1, "state", "succeeded", "started_at",
+					json_incref(json_object_get(t, "created_at") ? json_object_get(t, "created_at") : json_null()),
+					"finished_at", iso_json(now), "output", out, "error");
+
+		if (row)
+			json_array_append_new(run->rows, row);
+		set_output(run, str(step, "id"), out);
+		json_decref(out);
+		goto_step(run, next_of(run, step, approved ? "next" : "next_on_reject"));
+	}
+}
+
+static void wait_step(run_t *run, const json_t *step)
+{
+	double now = wall_now();
+	const char *type = str(step, "event");
+
+	if (run->wait == NULL) {
+		long long timeout = dur_s(json_object_get(step, "timeout"), 0);
+		double until = type ? (timeout > 0 ? now + (double)timeout : 0)
+				    : now + (double)dur_s(json_object_get(step, "duration"), 1);
+
+		add_row(run, step, "waiting", now, NULL, NULL);
+		run->wait = json_pack("{s:i, s:o, s:o}", "seq", run->seq, "since", iso_json(now - WAIT_SINCE_MARGIN_S),
+				      "until", until > 0 ? iso_json(until) : json_null());
+		if (type) {
+			json_object_set_new(run->wait, "event", json_string(type));
+			snprintf(run->wait_event, sizeof(run->wait_event), "%s", type);
+		}
+		set_state(run, "waiting");
+		/* an event type: look once right away, for events that came meanwhile */
+		park(run, true, type ? now : until);
+		return;
+	}
+	{
+		double until = parse_time(str(run->wait, "until"));
+		json_t *out = NULL;
+		size_t i;
+		json_t *ev;
+
+		if (type) {
+			const char *match = str(step, "match");
+
+			json_array_foreach(run->events, i, ev) {
+				bool ok = true;
+
+				if (match) {
+					mf_err_t err;
+					json_t *saved = json_incref(json_object_get(run->ctx, "data"));
+
+					json_object_set(run->ctx, "data", json_object_get(ev, "data"));
+					if (eval_bool(match, run->ctx, &ok, &err) < 0)
+						ok = false;
+					json_object_set_new(run->ctx, "data", saved ? saved : json_null());
+				}
+				if (ok) {
+					out = json_pack("{s:{s:O, s:O, s:O}}", "event", "id", json_object_get(ev, "id"),
+							"type", json_object_get(ev, "type"), "data", json_object_get(ev, "data"));
+					break;
+				}
+			}
+			if (out == NULL) {
+				if (until > 0 && now >= until) {
+					mf_err_t err;
+
+					mf_err_set(&err, 400, "wait_timeout", "no matching event arrived in time");
+					step_failed_expr(run, step, &err);
+					return;
+				}
+				park(run, true, until > 0 && until < now + WAIT_POLL_S ? until : now + WAIT_POLL_S);
+				return;
+			}
+		} else {
+			if (now < until) {
+				park(run, true, until);
+				return;
+			}
+			out = json_object();
+		}
+		{
+			json_t *row = json_pack("{s:I, s:s, s:s, s:i, s:s, s:O, s:o, s:O, s:n}", "seq",
+						json_integer_value(json_object_get(run->wait, "seq")), "step",
+						str(step, "id"), "type", "wait", "attempt", 1, "state", "succeeded",
+						"started_at", json_object_get(run->wait, "since"), "finished_at",
+						iso_json(now), "output", out, "error");
+
+			if (row)
+				json_array_append_new(run->rows, row);
+		}
+		set_output(run, str(step, "id"), out);
+		json_decref(out);
+		goto_step(run, next_of(run, step, "next"));
+	}
+}
+
+static trig_t *trig_find(eng_runner_t *r, const char *key)
+{
+	long long now = tn_now_ms();
+
+	for (trig_t **pp = &r->trigs; *pp;) {
+		trig_t *t = *pp;
+
+		if (now - t->at_ms > TRIGGER_TTL_MS) {
+			*pp = t->next;
+			PQclear(t->res);
+			free(t);
+			continue;
+		}
+		if (strcmp(t->key, key) == 0)
+			return t;
+		pp = &t->next;
+	}
+	return NULL;
+}
+
+/* Returns false when the triggers of the event type must be loaded first. */
+static bool emit(run_t *run, const json_t *step)
+{
+	char key[200], eid[37], source[48];
+	const char *type = str(step, "event");
+	trig_t *t;
+	mf_err_t err;
+	json_t *data, *runs, *entry, *tenant;
+
+	snprintf(key, sizeof(key), "%s|%s", run->schema, type);
+	t = trig_find(run->r, key);
+	if (t == NULL) {
+		snprintf(run->need_type, sizeof(run->need_type), "%s", type);
+		return false;
+	}
+	data = json_object_get(step, "data") ? render(json_object_get(step, "data"), run->ctx, &err, 0) : json_object();
+	if (data == NULL) {
+		step_failed_expr(run, step, &err);
+		return true;
+	}
+	tn_uuid_new(eid);
+	snprintf(source, sizeof(source), "run:%s", run->id);
+	tenant = json_pack("{s:s}", "id", run->tenant_id);
+	runs = eng_runs_for_event(t->res, eid, type, data, tenant);
+	json_decref(tenant);
+	entry = json_pack("{s:{s:s, s:s, s:O, s:s}, s:o}", "event", "id", eid, "type", type, "data", data, "source",
+			  source, "runs", runs ? runs : json_array());
+	if (entry)
+		json_array_append_new(run->emitted, entry);
+	{
+		json_t *out = json_pack("{s:s}", "event_id", eid);
+
+		add_row(run, step, "succeeded", wall_now(), json_incref(out), NULL);
+		set_output(run, str(step, "id"), out);
+		json_decref(out);
+	}
+	json_decref(data);
+	goto_step(run, next_of(run, step, "next"));
+	return true;
+}
+
+/* ---- advancing ---- */
+
+static enum outcome step_once(run_t *run, bool *more)
+{
+	const json_t *step = cur_step(run);
+	const char *type = str(step, "type");
+	mf_err_t err;
+
+	*more = false;
+	if (step == NULL) {
+		if (strcmp(run->state, "succeeded") != 0 && strcmp(run->state, "failed") != 0) {
+			json_t *ghost = json_pack("{s:s, s:s}", "id", run->step, "type", "unknown");
+
+			dead_letter(run, ghost, err_json("unknown_step", "the run's step is not in its workflow version"));
+			json_decref(ghost);
+		}
+		park(run, false, 0);
+		return O_PARK;
+	}
+	if (strcmp(run->state, "pending") == 0)
+		set_state(run, "running");
+	run->r->n_steps++;
+	if (strcmp(type, "transform") == 0) {
+		json_t *out = outputs(json_object_get(step, "output"), run->ctx, &err);
+
+		if (out == NULL) {
+			step_failed_expr(run, step, &err);
+			return O_PARK;
+		}
+		add_row(run, step, "succeeded", wall_now(), json_incref(out), NULL);
+		set_output(run, str(step, "id"), out);
+		json_decref(out);
+		goto_step(run, next_of(run, step, "next"));
+	} else if (strcmp(type, "decide") == 0) {
+		const json_t *cases = json_object_get(step, "cases");
+		size_t i;
+		json_t *c;
+		int to = -2;
+
+		json_array_foreach(cases, i, c) {
+			bool yes;
+
+			if (eval_bool(str(c, "when"), run->ctx, &yes, &err) < 0) {
+				step_failed_expr(run, step, &err);
+				return O_PARK;
+			}
+			if (yes) {
+				to = next_of(run, c, "next");
+				break;
+			}
+		}
+		if (to == -2)
+			to = next_of(run, step, "default");
+		{
+			const json_t *target = to >= 0 ? eng_def_step_at(run->def, (size_t)to) : NULL;
+			json_t *out = json_pack("{s:o}", "next", target ? json_string(str(target, "id")) : json_null());
+
+			add_row(run, step, "succeeded", wall_now(), json_incref(out), NULL);
+			set_output(run, str(step, "id"), out);
+			json_decref(out);
+		}
+		goto_step(run, to);
+	} else if (strcmp(type, "emit") == 0) {
+		if (!emit(run, step))
+			return O_TRIGGERS;
+	} else if (strcmp(type, "http") == 0) {
+		if (run->result == NULL)
+			return O_CALL;
+		http_done(run, step);
+		if (run->has_due)
+			return O_PARK;
+	} else if (strcmp(type, "approval") == 0) {
+		approval(run, step);
+		if (strcmp(run->state, "waiting") == 0 || run->has_due)
+			return O_PARK;
+	} else if (strcmp(type, "wait") == 0) {
+		wait_step(run, step);
+		if (strcmp(run->state, "waiting") == 0 || run->has_due)
+			return O_PARK;
+	} else {
+		dead_letter(run, step, err_json("unsupported_step", "this step type is not available yet"));
+		return O_PARK;
+	}
+	if (strcmp(run->state, "succeeded") == 0 || strcmp(run->state, "failed") == 0) {
+		if (strcmp(run->state, "succeeded") == 0)
+			run->r->n_finished++;
+		park(run, false, 0);
+		return O_PARK;
+	}
+	*more = true;
+	return O_PARK;
+}
+
+static void queue_apply(run_t *run, bool keep);
+static void start_call(run_t *run);
+static void load_triggers(run_t *run);
+
+static void advance(run_t *run)
+{
+	enum outcome o = O_PARK;
+	bool more = true;
+
+	if (run->r->closing) {
+		run_free(run);
+		return;
+	}
+	run->has_due = false;
+	for (int n = 0; more && n < MAX_STEPS_PER_PASS; n++)
+		o = step_once(run, &more);
+	if (more) {	/* step budget: persist and come back at once */
+		park(run, true, wall_now());
+		o = O_PARK;
+	}
+	switch (o) {
+	case O_PARK:
+		queue_apply(run, false);
+		break;
+	case O_CALL:
+		if (run->dirty)
+			queue_apply(run, true);
+		else
+			start_call(run);
+		break;
+	case O_TRIGGERS:
+		load_triggers(run);
+		break;
+	}
+}
+
+/* ---- triggers of emitted events ---- */
+
+static void triggers_done(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	run_t *run = arg;
+	eng_runner_t *r = run->r;
+
+	if (err || r->closing) {
+		if (err)
+			mf_warn("engine", "cannot read the workflows an event starts", MF_S("error", err->detail));
+		run_free(run);
+		return;
+	}
+	{
+		trig_t *t = calloc(1, sizeof(*t));
+
+		if (t == NULL) {
+			run_free(run);
+			return;
+		}
+		snprintf(t->key, sizeof(t->key), "%s|%s", run->schema, run->need_type);
+		t->res = PQcopyResult(res, PG_COPYRES_ATTRS | PG_COPYRES_TUPLES);
+		t->at_ms = tn_now_ms();
+		t->next = r->trigs;
+		r->trigs = t;
+	}
+	run->phase = P_READY;
+	advance(run);
+}
+
+static void load_triggers(run_t *run)
+{
+	const char *p[1] = { run->need_type };
+
+	/* the schema is generated (^t_[0-9a-z_]+$), never client input */
+	snprintf(run->sql, sizeof(run->sql),
+		 "SELECT w.name, v.version, v.definition::text FROM \"%s\".workflows w "
+		 "JOIN \"%s\".workflow_versions v ON v.workflow = w.name AND v.version = w.latest_version "
+		 "WHERE w.trigger_event = $1 ORDER BY w.name", run->schema, run->schema);
+	run->phase = P_TRIGGERS;
+	if (mf_pg_query(run->r->w->pg, run->sql, 1, p, triggers_done, run) < 0)
+		run_free(run);
+}
+
+/* ---- http calls ---- */
+
+static void call_done(const cx_result_t *res, void *arg)
+{
+	run_t *run = arg;
+	json_t *out, *body = NULL, *headers = json_object();
+
+	run->op = NULL;
+	if (run->timeout)
+		evtimer_del(run->timeout);
+	if (res->res) {
+		body = json_loadb(res->res->body, res->res->body_len, JSON_DECODE_ANY, NULL);
+		if (body == NULL)
+			body = json_stringn_nocheck(res->res->body, res->res->body_len > 65536 ? 65536 : res->res->body_len);
+		for (const char *const *h = res->res->headers; h && h[0] && h[1]; h += 2) {
+			char name[128];
+			size_t i;
+
+			for (i = 0; h[0][i] && i < sizeof(name) - 1; i++)
+				name[i] = (char)(h[0][i] >= 'A' && h[0][i] <= 'Z' ? h[0][i] + 32 : h[0][i]);
+			name[i] = '\0';
+			json_object_set_new(headers, name, json_string(h[1]));
+		}
+	}
+	out = json_pack("{s:i, s:s?, s:s, s:I, s:o, s:{s:i, s:o, s:o}}", "status", res->status, "error", res->error,
+			"detail", res->detail, "retry_after_ms", (json_int_t)res->retry_after_ms, "summary",
+			res->priv ? cx_result_summary(res) : json_null(), "response", "status", res->status, "headers", headers, "body",
+			body ? body : json_null());
+	if (out)
+		json_object_set_new(out, "started", json_real(wall_now() - res->duration_ms / 1000.0));
+	run->result = out;
+	run->r->n_calls++;
+	run->phase = P_READY;
+	advance(run);
+}
+
+static void call_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	run_t *run = arg;
+	cx_result_t res = { .error = "timeout", .duration_ms = 0 };
+
+	if (run->op) {
+		cx_cancel(run->op);
+		run->op = NULL;
+	}
+	snprintf(res.detail, sizeof(res.detail), "the step's timeout ran out");
+	call_done(&res, run);
+}
+
+static char *query_string(const json_t *query, const json_t *ctx, mf_err_t *err)
+{
+	size_t cap = 256, len = 0;
+	char *s = malloc(cap);
+	const char *k;
+	json_t *v;
+
+	if (s == NULL)
+		return NULL;
+	s[0] = '\0';
+	json_object_foreach((json_t *)query, k, v) {
+		char *val = NULL;
+		char *ek, *ev;
+
+		if (eng_template_render(json_string_value(v), ctx, false, &val, err) < 0) {
+			free(s);
+			return NULL;
+		}
+		ek = curl_easy_escape(NULL, k, 0);
+		ev = curl_easy_escape(NULL, val, 0);
+		free(val);
+		if (ek == NULL || ev == NULL) {
+			curl_free(ek);
+			curl_free(ev);
+			free(s);
+			return NULL;
+		}
+		while (len + strlen(ek) + strlen(ev) + 3 >= cap) {
+			char *n = realloc(s, cap *= 2);
+
+			if (n == NULL) {
+				curl_free(ek);
+				curl_free(ev);
+				free(s);
+				return NULL;
+			}
+			s = n;
+		}
+		len += (size_t)sprintf(s + len, "%c%s=%s", len ? '&' : '?', ek, ev);
+		curl_free(ek);
+		curl_free(ev);
+	}
+	return s;
+}
+
+static void start_call(run_t *run)
+{
+	const json_t *step = cur_step(run);
+	mf_err_t err;
+	char *path = NULL, *q = NULL, *full = NULL, *body = NULL, key[120];
+	json_t *b = NULL;
+	cx_http_header_t hdr[1] = { { "Content-Type", "application/json" } };
+	cx_call_opts_t o = { 0 };
+	long long timeout;
+
+	if (run->r->w->cx == NULL) {
+		mf_err_set(&err, 503, "connectors_unavailable", "this worker cannot make connector calls");
+		goto fail;
+	}
+	if (eng_template_render(str(step, "path"), run->ctx, false, &path, &err) < 0)
+		goto fail;
+	if (json_object_get(step, "query") && (q = query_string(json_object_get(step, "query"), run->ctx, &err)) == NULL)
+		goto fail;
+	if (json_object_get(step, "body")) {
+		b = render(json_object_get(step, "body"), run->ctx, &err, 0);
+		if (b == NULL || (body = json_dumps(b, JSON_COMPACT | JSON_ENCODE_ANY)) == NULL)
+			goto fail;
+	}
+	full = malloc(strlen(path) + (q ? strlen(q) : 0) + 1);
+	if (full == NULL)
+		goto fail;
+	strcpy(full, path);
+	if (q)
+		strcat(full, q);
+	snprintf(key, sizeof(key), "%s:%s", run->id, run->step);
+	o.tenant_id = run->tenant_id;
+	o.schema = run->schema;
+	o.connector = str(step, "connector");
+	o.method = str(step, "method");
+	o.path = full;
+	o.headers = body ? hdr : NULL;
+	o.nheaders = body ? 1 : 0;
+	o.body = body;
+	o.body_len = body ? strlen(body) : 0;
+	o.idempotency_key = key;
+	run->phase = P_CALL;
+	run->op = cx_call(run->r->w->cx, &o, call_done, run, &err);
+	free(path);
+	free(q);
+	free(full);
+	free(body);
+	json_decref(b);
+	if (run->op == NULL) {
+		cx_result_t res = { .error = err.code[0] ? err.code : "call_failed" };
+
+		snprintf(res.detail, sizeof(res.detail), "%s", err.detail);
+		call_done(&res, run);
+		return;
+	}
+	timeout = dur_s(json_object_get(step, "timeout"), 0);
+	if (timeout > 0 && run->timeout) {
+		struct timeval tv = { (time_t)timeout, 0 };
+
+		evtimer_add(run->timeout, &tv);
+	}
+	return;
+fail:
+	free(path);
+	free(q);
+	free(full);
+	free(body);
+	json_decref(b);
+	{
+		cx_result_t res = { .error = "bad_request" };
+
+		/* a template that cannot render never will: no retries */
+		snprintf(res.detail, sizeof(res.detail), "%s", err.detail);
+		call_done(&res, run);
+	}
+}
+
+/* ---- applying changes ---- */
+
+static json_t *change_json(run_t *run)
+{
+	json_t *c = json_pack("{s:s, s:s, s:s?, s:i, s:O, s:O, s:s?, s:O, s:O, s:O, s:O, s:b}", "run", run->id,
+			      "state", run->state, "step", run->step[0] ? run->step : NULL, "attempt",
+			      run->attempt, "ctx", run->ctx, "wait",
+			      run->wait ? run->wait : json_null(), "wait_event",
+			      run->wait_event[0] ? run->wait_event : NULL, "error", run->error ? run->error : json_null(),
+			      "steps", run->rows, "events", run->emitted, "audit", run->audit, "keep", run->keep);
+
+	if (c == NULL)
+		return NULL;
+	if (run->task_new)
+		json_object_set(c, "task", run->task_new);
+	if (run->task_update)
+		json_object_set(c, "task_update", run->task_update);
+	json_object_set_new(c, "due", run->has_due && !run->keep ? iso_json(run->due) : json_null());
+	return c;
+}
+
+static void clear_changes(run_t *run)
+{
+	json_array_clear(run->rows);
+	json_array_clear(run->audit);
+	json_array_clear(run->emitted);
+	json_decref(run->task_new);
+	json_decref(run->task_update);
+	run->task_new = run->task_update = NULL;
+	run->dirty = false;
+}
+
+static void queue_apply(run_t *run, bool keep)
+{
+	eng_runner_t *r = run->r;
+
+	run->keep = keep;
+	run->phase = P_APPLY;
+	run->apply_next = NULL;
+	*r->apply_tail = run;
+	r->apply_tail = &run->apply_next;
+	event_active(r->flush_ev, EV_TIMEOUT, 0);
+}
+
+typedef struct apply_batch {
+	eng_runner_t *r;
+	run_t **runs;
+	int n;
+} apply_batch_t;
+
+static void apply_done(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	apply_batch_t *b = arg;
+	eng_runner_t *r = b->r;
+	const char *done = res && PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "";
+
+	if (err)
+		mf_warn("engine", "cannot write run changes; the runs are picked up again after their lease",
+			MF_S("error", err->detail), MF_I("runs", b->n));
+	for (int i = 0; i < b->n; i++) {
+		run_t *run = b->runs[i];
+
+		if (err || r->closing || strstr(done, run->id) == NULL) {
+			if (!err)
+				r->n_lost++;
+			run_free(run);
+			continue;
+		}
+		r->n_applied++;
+		clear_changes(run);
+		if (run->keep)
+			start_call(run);
+		else
+			run_free(run);
+	}
+	free(b->runs);
+	free(b);
+}
+
+static void flush_tenant(eng_runner_t *r, run_t **runs, int n)
+{
+	apply_batch_t *b = calloc(1, sizeof(*b));
+	json_t *changes = json_array();
+	char *text = NULL;
+	const char *p[4];
+
+	if (b == NULL || changes == NULL)
+		goto fail;
+	b->r = r;
+	b->runs = runs;
+	b->n = n;
+	for (int i = 0; i < n; i++) {
+		json_t *c = change_json(runs[i]);
+
+		if (c == NULL || json_array_append_new(changes, c) < 0)
+			goto fail;
+	}
+	text = json_dumps(changes, JSON_COMPACT);
+	if (text == NULL)
+		goto fail;
+	p[0] = runs[0]->tenant_id;
+	p[1] = runs[0]->schema;
+	p[2] = r->owner;
+	p[3] = text;
+	if (mf_pg_query(r->w->pg, "SELECT platform.eng_apply($1::uuid, $2, $3::uuid, $4::jsonb)::text", 4, p, apply_done,
+			b) < 0) {
+		b = NULL;	/* freed below with the runs */
+		goto fail;
+	}
+	free(text);
+	json_decref(changes);
+	return;
+fail:
+	free(text);
+	json_decref(changes);
+	for (int i = 0; i < n; i++)
+		run_free(runs[i]);
+	free(runs);
+	free(b);
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	eng_runner_t *r = arg;
+	run_t *list = r->apply_head;
+
+	r->apply_head = NULL;
+	r->apply_tail = &r->apply_head;
+	while (list) {
+		/* one statement per tenant (and at most APPLY_MAX runs) */
+		run_t **batch = calloc(APPLY_MAX, sizeof(*batch));
+		run_t *rest = NULL, **rest_tail = &rest;
+		int n = 0;
+		char tenant[37];
+
+		snprintf(tenant, sizeof(tenant), "%s", list->tenant_id);
+		while (list) {
+			run_t *run = list;
+
+			list = run->apply_next;
+			run->apply_next = NULL;
+			if (batch && n < APPLY_MAX && strcmp(run->tenant_id, tenant) == 0) {
+				batch[n++] = run;
+			} else {
+				*rest_tail = run;
+				rest_tail = &run->apply_next;
+			}
+		}
+		list = rest;
+		if (batch == NULL) {	/* out of memory: drop these runs; their leases bring them back */
+			while (list && strcmp(list->tenant_id, tenant) == 0) {
+				run_t *x = list;
+
+				list = x->apply_next;
+				run_free(x);
+			}
+			continue;
+		}
+		flush_tenant(r, batch, n);
+	}
+}
+
+/* ---- claiming and loading ---- */
+
+static run_t *run_find(eng_runner_t *r, const char *id)
+{
+	for (run_t *x = r->runs; x; x = x->next)
+		if (strcmp(x->id, id) == 0)
+			return x;
+	return NULL;
+}
+
+static void run_free(run_t *run)
+{
+	eng_runner_t *r;
+
+	if (run == NULL)
+		return;
+	r = run->r;
+	if (run->op)
+		cx_cancel(run->op);
+	if (run->timeout)
+		event_free(run->timeout);
+	if (run->prev)
+		run->prev->next = run->next;
+	else
+		r->runs = run->next;
+	if (run->next)
+		run->next->prev = run->prev;
+	r->nruns--;
+	r->n_mem = r->nruns;
+	json_decref(run->def);
+	json_decref(run->ctx);
+	json_decref(run->wait);
+	json_decref(run->task);
+	json_decref(run->events);
+	json_decref(run->rows);
+	json_decref(run->audit);
+	json_decref(run->emitted);
+	json_decref(run->task_new);
+	json_decref(run->task_update);
+	json_decref(run->error);
+	json_decref(run->result);
+	free(run);
+	/* room again: claim if the last claim left work behind */
+	if (r->claim_again && !r->closing)
+		event_active(r->claim_ev, EV_TIMEOUT, 0);
+}
+
+static run_t *run_new(eng_runner_t *r, const char *id, const char *tenant, const char *schema)
+{
+	run_t *run = calloc(1, sizeof(*run));
+
+	if (run == NULL)
+		return NULL;
+	run->r = r;
+	snprintf(run->id, sizeof(run->id), "%s", id);
+	snprintf(run->tenant_id, sizeof(run->tenant_id), "%s", tenant);
+	snprintf(run->schema, sizeof(run->schema), "%s", schema);
+	run->rows = json_array();
+	run->audit = json_array();
+	run->emitted = json_array();
+	run->timeout = evtimer_new(r->w->base, call_timeout, run);
+	run->next = r->runs;
+	if (r->runs)
+		r->runs->prev = run;
+	r->runs = run;
+	r->nruns++;
+	r->n_mem = r->nruns;
+	return run;
+}
+
+typedef struct load_batch {
+	eng_runner_t *r;
+	run_t **runs;
+	int n;
+} load_batch_t;
+
+static void load_done(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	load_batch_t *b = arg;
+
+	for (int i = 0; i < b->n; i++) {
+		run_t *run = b->runs[i];
+		int row = -1;
+
+		if (b->r->closing) {
+			run_free(run);
+			continue;
+		}
+		for (int j = 0; !err && j < PQntuples(res); j++)
+			if (strcmp(PQgetvalue(res, j, 0), run->id) == 0)
+				row = j;
+		if (row < 0) {
+			/* gone (tenant deleted) or unreadable: let it be */
+			if (err == NULL) {
+				const char *p[2] = { run->id, b->r->owner };
+
+				if (mf_pg_query(b->r->w->pg, "DELETE FROM platform.run_queue WHERE run_id = $1 AND owner = $2::uuid",
+						2, p, NULL, NULL) < 0)
+					(void)0;
+			}
+			run_free(run);
+			continue;
+		}
+		snprintf(run->workflow, sizeof(run->workflow), "%s", PQgetvalue(res, row, 1));
+		run->version = atoi(PQgetvalue(res, row, 2));
+		snprintf(run->state, sizeof(run->state), "%s", PQgetvalue(res, row, 3));
+		snprintf(run->step, sizeof(run->step), "%s", PQgetvalue(res, row, 4));
+		run->attempt = atoi(PQgetvalue(res, row, 5));
+		run->ctx = json_loads(PQgetvalue(res, row, 6), 0, NULL);
+		run->wait = PQgetisnull(res, row, 7) ? NULL : json_loads(PQgetvalue(res, row, 7), 0, NULL);
+		run->def = json_loads(PQgetvalue(res, row, 8), 0, NULL);
+		run->task = PQgetisnull(res, row, 9) ? NULL : json_loads(PQgetvalue(res, row, 9), 0, NULL);
+		run->events = PQgetisnull(res, row, 10) ? json_array() : json_loads(PQgetvalue(res, row, 10), 0, NULL);
+		run->seq = atoi(PQgetvalue(res, row, 11));
+		if (json_is_string(json_object_get(run->wait, "event")))
+			snprintf(run->wait_event, sizeof(run->wait_event), "%s", str(run->wait, "event"));
+		if (run->ctx == NULL || run->def == NULL) {
+			run_free(run);
+			continue;
+		}
+		if (!json_object_get(run->ctx, "tenant"))
+			json_object_set_new(run->ctx, "tenant", json_pack("{s:s}", "id", run->tenant_id));
+		if (strcmp(run->state, "succeeded") == 0 || strcmp(run->state, "failed") == 0 ||
+		    strcmp(run->state, "cancelled") == 0) {
+			park(run, false, 0);
+			queue_apply(run, false);
+			continue;
+		}
+		run->phase = P_READY;
+		advance(run);
+	}
+	free(b->runs);
+	free(b);
+}
+
+static void load_group(eng_runner_t *r, run_t **runs, int n)
+{
+	load_batch_t *b = calloc(1, sizeof(*b));
+	size_t cap = (size_t)n * 38 + 3;
+	char *ids = malloc(cap);
+	const char *p[2];
+
+	if (b == NULL || ids == NULL)
+		goto fail;
+	b->r = r;
+	b->runs = runs;
+	b->n = n;
+	ids[0] = '{';
+	ids[1] = '\0';
+	for (int i = 0; i < n; i++) {
+		strcat(ids, runs[i]->id);
+		strcat(ids, i + 1 < n ? "," : "");
+	}
+	strcat(ids, "}");
+	p[0] = runs[0]->schema;
+	p[1] = ids;
+	if (mf_pg_query(r->w->pg,
+			"SELECT id, workflow, version, state, step, attempt, ctx, wait, definition, task, events, seq "
+			"FROM platform.eng_load($1, $2::uuid[])", 2, p, load_done, b) < 0)
+		goto fail;
+	free(ids);
+	return;
+fail:
+	free(ids);
+	free(b);
+	for (int i = 0; i < n; i++)
+		run_free(runs[i]);
+	free(runs);
+}
+
+static void claim_done(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	eng_runner_t *r = arg;
+	int n = err ? 0 : PQntuples(res);
+	run_t **fresh;
+	int nf = 0;
+
+	r->claiming = false;
+	if (err || r->closing) {
+		if (err == NULL)
+			return;
+		mf_debug("engine", "claim failed", MF_S("error", err->detail));
+		return;
+	}
+	r->n_claims++;
+	r->n_claimed += (unsigned long long)n;
+	r->claim_again = n >= r->cfg->engine_batch;
+	fresh = n ? calloc((size_t)n, sizeof(*fresh)) : NULL;
+	for (int i = 0; i < n; i++) {
+		const char *id = PQgetvalue(res, i, 0);
+
+		if (run_find(r, id))	/* our own lease expired and we took it again: still ours */
+			continue;
+		if (fresh && (fresh[nf] = run_new(r, id, PQgetvalue(res, i, 1), PQgetvalue(res, i, 2))) != NULL)
+			nf++;
+	}
+	/* load per schema */
+	for (int i = 0; i < nf; i++) {
+		run_t **group;
+		int g = 0;
+
+		if (fresh[i] == NULL)
+			continue;
+		group = calloc((size_t)nf, sizeof(*group));
+		if (group == NULL) {
+			run_free(fresh[i]);
+			fresh[i] = NULL;
+			continue;
+		}
+		for (int j = i; j < nf; j++) {
+			if (fresh[j] && strcmp(fresh[j]->schema, fresh[i]->schema) == 0) {
+				group[g++] = fresh[j];
+				if (j != i)
+					fresh[j] = NULL;
+			}
+		}
+		fresh[i] = NULL;
+		load_group(r, group, g);
+	}
+	free(fresh);
+	if (r->claim_again && r->nruns + r->cfg->engine_batch <= r->cfg->engine_max_runs)
+		event_active(r->claim_ev, EV_TIMEOUT, 0);
+}
+
+static void on_claim(evutil_socket_t fd, short what, void *arg)
+{
+	eng_runner_t *r = arg;
+	const char *p[3] = { r->owner, r->lease_ms, r->batch };
+
+	if (r->claiming) {
+		r->claim_again = true;
+		return;
+	}
+	if (r->nruns + r->cfg->engine_batch > r->cfg->engine_max_runs || !mf_pg_pool_up(r->w->pg))
+		return;
+	r->claiming = true;
+	if (mf_pg_query(r->w->pg, "SELECT run_id, tenant_id, schema_name, claims FROM platform.eng_claim($1::uuid, $2::int, $3::int)",
+			3, p, claim_done, r) < 0)
+		r->claiming = false;
+}
+
+static void on_notify(void *arg)
+{
+	eng_runner_t *r = arg;
+
+	event_active(r->claim_ev, EV_TIMEOUT, 0);
+}
+
+static void on_poll(evutil_socket_t fd, short what, void *arg)
+{
+	on_claim(fd, what, arg);
+}
+
+static void on_renew(evutil_socket_t fd, short what, void *arg)
+{
+	eng_runner_t *r = arg;
+	const char *p[2] = { r->owner, r->lease_ms };
+
+	if (r->nruns > 0 && mf_pg_query(r->w->pg, "SELECT platform.eng_renew($1::uuid, $2::int)", 2, p, NULL, NULL) < 0)
+		mf_debug("engine", "lease renewal not sent");
+}
+
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+	eng_runner_t *r = arg;
+
+	if (mf_pg_pool_up(r->w->pg) && mf_pg_query(r->w->pg, "SELECT platform.eng_sweep()", 0, NULL, NULL, NULL) < 0)
+		mf_debug("engine", "sweep not sent");
+}
+
+/* ---- life cycle ---- */
+
+eng_runner_t *eng_runner_new(eng_worker_t *ew, mf_err_t *err)
+{
+	eng_runner_t *r = calloc(1, sizeof(*r));
+	const mf_config_t *cfg = ew->e->cfg;
+	struct timeval poll = { cfg->engine_poll_ms / 1000, (cfg->engine_poll_ms % 1000) * 1000 };
+	struct timeval renew = { cfg->engine_lease_ms / 3000, (cfg->engine_lease_ms / 3 % 1000) * 1000 };
+	struct timeval sweep = { SWEEP_MS / 1000, 0 };
+	struct event_base *base = ew->w->base;
+
+	if (r == NULL || ew->w->pg == NULL) {
+		free(r);
+		mf_err_set(err, 500, "internal_error", "the engine needs a database pool");
+		return NULL;
+	}
+	r->ew = ew;
+	r->w = ew->w;
+	r->cfg = cfg;
+	tn_uuid_new(r->owner);
+	snprintf(r->lease_ms, sizeof(r->lease_ms), "%d", cfg->engine_lease_ms);
+	snprintf(r->batch, sizeof(r->batch), "%d", cfg->engine_batch);
+	r->apply_tail = &r->apply_head;
+	r->claim_ev = event_new(base, -1, 0, on_claim, r);
+	r->flush_ev = event_new(base, -1, 0, on_flush, r);
+	r->poll_ev = event_new(base, -1, EV_PERSIST, on_poll, r);
+	r->renew_ev = event_new(base, -1, EV_PERSIST, on_renew, r);
+	r->sweep_ev = ew->w->index == 0 ? event_new(base, -1, EV_PERSIST, on_sweep, r) : NULL;
+	if (r->claim_ev == NULL || r->flush_ev == NULL || r->poll_ev == NULL || r->renew_ev == NULL ||
+	    event_add(r->poll_ev, &poll) < 0 || event_add(r->renew_ev, &renew) < 0 ||
+	    (r->sweep_ev && event_add(r->sweep_ev, &sweep) < 0)) {
+		eng_runner_free(r);
+		mf_err_set(err, 500, "out_of_memory", "out of memory");
+		return NULL;
+	}
+	r->listen = eng_listen_new(base, cfg->database_url, ENG_CHANNEL, on_notify, r);
+	return r;
+}
+
+void eng_runner_close(eng_runner_t *r)
+{
+	if (r == NULL)
+		return;
+	r->closing = true;
+	r->claim_again = false;
+	for (run_t *x = r->runs; x; x = x->next) {
+		if (x->op) {
+			cx_cancel(x->op);
+			x->op = NULL;
+		}
+		if (x->timeout)
+			evtimer_del(x->timeout);
+	}
+}
+
+void eng_runner_free(eng_runner_t *r)
+{
+	if (r == NULL)
+		return;
+	eng_runner_close(r);
+	while (r->runs)
+		run_free(r->runs);
+	eng_listen_free(r->listen);
+	while (r->trigs) {
+		trig_t *t = r->trigs;
+
+		r->trigs = t->next;
+		PQclear(t->res);
+		free(t);
+	}
+	if (r->claim_ev)
+		event_free(r->claim_ev);
+	if (r->flush_ev)
+		event_free(r->flush_ev);
+	if (r->poll_ev)
+		event_free(r->poll_ev);
+	if (r->renew_ev)
+		event_free(r->renew_ev);
+	if (r->sweep_ev)
+		event_free(r->sweep_ev);
+	free(r);
+}
+
+void eng_runner_stats(const eng_runner_t *r, eng_stats_t *out)
+{
+	out->claims = r->n_claims;
+	out->claimed = r->n_claimed;
+	out->applied = r->n_applied;
+	out->lost_leases = r->n_lost;
+	out->steps = r->n_steps;
+	out->runs_finished = r->n_finished;
+	out->runs_failed = r->n_failed;
+	out->retries = r->n_retries;
+	out->calls = r->n_calls;
+	out->in_memory = r->n_mem;
+}
