@@ -488,7 +488,7 @@ static bool check_type_field(struct vctx *c, enum step_type t, const json_t *ste
 		if (strcmp(key, "assignee_role") == 0) {
 			check_role(c, v);
 		} else if (strcmp(key, "sla") == 0) {
-			(void)check_duration(c, v, 60, 365 * DAY);
+			(void)check_duration(c, v, 1, 365 * DAY);
 		} else if (strcmp(key, "on_timeout") == 0) {
 			static const char *const ot[] = {"escalate", "reject"};
 

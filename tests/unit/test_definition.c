@@ -187,7 +187,7 @@ static void test_shape(void)
 	    " 'sla': 'P1D', 'on_timeout': 'reject', 'escalate_to': 'boss', 'title': 't'}"),
 	    "/steps/0/escalate_to", NULL);
 	bad("approval: bad role, sla out of range, bad on_timeout",
-	    one("{'id': 'x', 'type': 'approval', 'assignee_role': 'Ops', 'sla': 'PT30S', 'on_timeout': 'ignore',"
+	    one("{'id': 'x', 'type': 'approval', 'assignee_role': 'Ops', 'sla': 'P400D', 'on_timeout': 'ignore',"
 		" 'title': 't'}"), "/steps/0/assignee_role", "/steps/0/sla", "/steps/0/on_timeout", NULL);
 	bad("wait with both event and duration", one("{'id': 'x', 'type': 'wait', 'event': 'a.b', 'duration': 'PT1M'}"),
 	    "/steps/0", NULL);
