@@ -118,6 +118,16 @@ static bool admin_over(const pol_subject_t *w, const pol_tenant_t *t)
 	return is_parent_msp(w, t) && (w->roles & POL_R_MSP_ADMIN);
 }
 
+/* Operates t's workflows: whoever administers it, and an msp's operators
+ * on the msp and its clients. */
+static bool operator_over(const pol_subject_t *w, const pol_tenant_t *t)
+{
+	if (admin_over(w, t))
+		return true;
+	return w->tenant.kind == POL_MSP && (is_self(w, t) || is_parent_msp(w, t)) &&
+	       (w->roles & POL_R_MSP_OPERATOR);
+}
+
 enum pol_decision pol_decide(const pol_subject_t *w, const pol_tenant_t *t, enum pol_perm perm)
 {
 	bool ok = false;
@@ -155,6 +165,16 @@ enum pol_decision pol_decide(const pol_subject_t *w, const pol_tenant_t *t, enum
 			return POL_NOT_FOUND;
 		ok = admin_over(w, t);
 		break;
+	case POL_WORKFLOWS:
+	case POL_RUNS:
+		/* only msps and clients run workflows */
+		if (t->kind != POL_MSP && t->kind != POL_CLIENT)
+			return POL_NOT_FOUND;
+		/* a client's own users start runs and send events (what its
+		 * portal does for them); definitions stay with operators */
+		ok = operator_over(w, t) ||
+		     (perm == POL_RUNS && is_self(w, t) && (w->roles & POL_R_CLIENT_USER));
+		break;
 	case POL_USERS:
 		/* portal users belong to msps and clients */
 		ok = (t->kind == POL_MSP || t->kind == POL_CLIENT) && admin_over(w, t);
@@ -169,7 +189,7 @@ const char *pol_perm_name(enum pol_perm p)
 {
 	static const char *const names[POL_PERM_COUNT] = {
 		"read", "edit", "create_tenant", "create_client", "lifecycle", "api_clients", "users", "policy",
-		"credentials", "connectors",
+		"credentials", "connectors", "workflows", "runs",
 	};
 
 	return p < POL_PERM_COUNT ? names[p] : "";

@@ -39,6 +39,8 @@ enum pol_perm {
 	POL_POLICY,		/* read and write the policy document */
 	POL_CREDENTIALS,	/* write and list vault credentials (msps and clients) */
 	POL_CONNECTORS,		/* manage and try connectors (msps and clients) */
+	POL_WORKFLOWS,		/* write workflow definitions (msps and clients) */
+	POL_RUNS,		/* start, cancel and retry runs, post events (msps and clients) */
 	POL_PERM_COUNT
 };
 

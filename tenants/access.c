@@ -408,7 +408,18 @@ static void ext_handler(tn_ctx_t *ctx)
 	c->kind = ctx->target.kind;
 	c->caller_tenant_id = ctx->me.id;
 	c->actor = ctx->actor;
+	c->claims = &ctx->claims;
 	ctx->route->ext(c, ctx->route->ext_arg);
+}
+
+bool tn_call_has_role(const tn_call_t *call, const char *role)
+{
+	const gw_claims_t *c = call->claims;
+
+	for (int i = 0; c && i < c->nroles; i++)
+		if (strcmp(c->roles[i], role) == 0)
+			return true;
+	return false;
 }
 
 int tn_guard_add(gw_router_t *r, tn_t *tn, const char *method, const char *pattern, enum pol_perm perm,

@@ -26,6 +26,7 @@ struct mf_worker;
 
 struct mf_master;
 struct mf_master_ring;
+struct gw_claims;
 
 /* Reads the external issuers file; cfg and master (the master key ring
  * holder of core/masterkey.h, NULL = none) are borrowed and must outlive
@@ -52,6 +53,7 @@ typedef struct tn_call {
 	enum pol_kind kind;		/* that tenant's kind */
 	const char *caller_tenant_id;	/* the token's tenant */
 	const char *actor;		/* the caller, as audit rows name it */
+	const struct gw_claims *claims;	/* the verified token (all its roles: tn_call_has_role) */
 	/* The handler's own per-request state (the handler must not use
 	 * gw_req_set_data): freed with data_free after the response. */
 	void *data;
@@ -63,6 +65,11 @@ typedef void (*tn_call_fn)(tn_call_t *call, void *arg);
  * {tenant_id} acts on the caller's own tenant. */
 int tn_guard_add(gw_router_t *r, tn_t *tn, const char *method, const char *pattern, enum pol_perm perm,
 		 unsigned flags, tn_call_fn fn, void *arg) __attribute__((warn_unused_result));
+
+/* Does the caller's token carry this role?  Any name, tenant-defined
+ * ones (e.g. "finance_approver") too: approvals ask this, not the
+ * permission table. */
+bool tn_call_has_role(const tn_call_t *call, const char *role);
 
 /* The audit insert: $1 tenant id, $2 actor, $3 action, $4 target, $5
  * detail (jsonb text; never secret values). */

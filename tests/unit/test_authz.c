@@ -3,6 +3,8 @@
  * by cell on a small hierarchy: platform P, partner R, msps M and N, M's
  * clients A and B, N's client C.
  */
+#include <string.h>
+
 #include "policies/authz.h"
 #include "t.h"
 
@@ -79,6 +81,29 @@ int main(void)
 	     "client user and msp operator do not");
 	T_OK(pol_decide(&pa, &P, POL_CREDENTIALS) == POL_NOT_FOUND && pol_decide(&ra, &R, POL_CONNECTORS) == POL_NOT_FOUND,
 	     "the platform and partners have no vault or connectors");
+
+	T_OK(pol_decide(&ma, &M, POL_WORKFLOWS) == POL_ALLOW && pol_decide(&ma, &A, POL_WORKFLOWS) == POL_ALLOW &&
+	     pol_decide(&ca, &A, POL_WORKFLOWS) == POL_ALLOW && pol_decide(&pa, &C, POL_WORKFLOWS) == POL_ALLOW,
+	     "msp admin, client admin and the platform admin write workflows");
+	T_OK(pol_decide(&mo, &M, POL_WORKFLOWS) == POL_ALLOW && pol_decide(&mo, &B, POL_WORKFLOWS) == POL_ALLOW &&
+	     pol_decide(&mo, &B, POL_RUNS) == POL_ALLOW,
+	     "msp operator writes workflows and runs them on the msp and its clients");
+	T_OK(pol_decide(&cu, &A, POL_WORKFLOWS) == POL_FORBIDDEN && pol_decide(&cu, &A, POL_RUNS) == POL_ALLOW,
+	     "client user starts runs but does not write workflows");
+	T_OK(pol_decide(&mo, &C, POL_RUNS) == POL_NOT_FOUND && pol_decide(&cu, &B, POL_RUNS) == POL_NOT_FOUND,
+	     "no runs outside reach");
+	T_OK(pol_decide(&pa, &P, POL_WORKFLOWS) == POL_NOT_FOUND && pol_decide(&ra, &R, POL_RUNS) == POL_NOT_FOUND,
+	     "the platform and partners have no workflows");
+	{
+		pol_subject_t ap = who(&A, 0);	/* a tenant-defined role only */
+		pol_subject_t mu = who(&M, POL_R_CLIENT_USER);	/* masked away in an msp */
+
+		T_OK(pol_decide(&ap, &A, POL_RUNS) == POL_FORBIDDEN && pol_decide(&ap, &A, POL_READ) == POL_ALLOW,
+		     "an approver-only token reads but does not run");
+		T_OK(pol_decide(&mu, &M, POL_RUNS) == POL_FORBIDDEN, "client_user means nothing in an msp");
+	}
+	T_OK(strcmp(pol_perm_name(POL_WORKFLOWS), "workflows") == 0 && strcmp(pol_perm_name(POL_RUNS), "runs") == 0,
+	     "permission names");
 
 	/* roles */
 	T_OK(pol_role_grantable(POL_CLIENT, "finance_approver"), "tenant-defined roles in clients");
