@@ -208,6 +208,11 @@ static bool event_ok(const char *s)
 	return dots >= 1 && !seg_start;
 }
 
+bool eng_def_event_ok(const char *s)
+{
+	return event_ok(s);
+}
+
 /* ---- value checks (each at the current path) ---- */
 
 static void check_ident(struct vctx *c, const json_t *v, const char *what)

@@ -13,6 +13,7 @@
 #ifndef ENG_DEFINITION_H
 #define ENG_DEFINITION_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <jansson.h>
 
@@ -36,6 +37,10 @@
  * err = 500 "out_of_memory" and *errors = NULL. */
 int eng_def_validate(const json_t *def, json_t **errors, mf_err_t *err)
 	__attribute__((warn_unused_result));
+
+/* An event name: two or more dot-separated parts, each a lower-case
+ * letter then a-z, 0-9 and _, at most 128 characters in all. */
+bool eng_def_event_ok(const char *s);
 
 /* The reads below take a definition (borrowed) and are meant for validated
  * ones; on any other JSON they stay safe and answer "nothing". */
