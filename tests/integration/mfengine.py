@@ -1,0 +1,89 @@
+"""Set-up shared by the engine's integration tests: a platform whose
+connectors may reach this machine's loopback, an msp with one client,
+connectors to local mock systems, and reads of the engine's state."""
+import json
+import time
+
+from mfidentity import Platform, api
+
+# Fast timers for tests: claims every 200 ms at the latest, leases short
+# enough that a killed server's runs return within seconds.
+ENGINE_CONFIG = {"egress_allow": "127.0.0.1/32, ::1/128", "engine_poll_ms": 200, "engine_lease_ms": 2000}
+
+
+class EngineEnv:
+    def __init__(self, config=None, servers=1):
+        c = dict(ENGINE_CONFIG)
+        c.update(config or {})
+        self.p = Platform(config=c, servers=servers)
+        self.port = self.p.port
+        platform_id = self.p.admin["tenant_id"]
+        r = api(self.port, "PUT", f"/v1/tenants/{platform_id}/policy", self.p.admin_token,
+                {"egress": {"allow_hosts": ["localhost"]}})
+        assert r.status == 200, r.body
+        self.msp = self.p.create_tenant("msp", "eng-msp")
+        self.client = self.p.create_client(self.msp["id"], "eng-client")
+        self.tid = self.client["id"]
+        self.msp_tok = self.p.token(self.msp["id"])
+        self.schema = self.p.pg.psql(f"SELECT schema_name FROM platform.tenants WHERE id = '{self.tid}'")
+        time.sleep(1.1)  # the policy change reaches every worker's directory
+
+    def close(self):
+        return self.p.close()
+
+    def call(self, method, path, body=None, token=None, headers=None, tid=None):
+        return api(self.port, method, f"/v1/tenants/{tid or self.tid}{path}", token or self.msp_tok, body,
+                   headers)
+
+    def connector(self, name, base_url, tid=None, **extra):
+        body = {"base_url": base_url}
+        body.update(extra)
+        r = self.call("PUT", f"/connectors/{name}", body, tid=tid)
+        assert r.status in (200, 201), r.body
+
+    def psql(self, sql):
+        return self.p.pg.psql(sql)
+
+    def tenant_schema(self, tid):
+        return self.psql(f"SELECT schema_name FROM platform.tenants WHERE id = '{tid}'")
+
+    def install(self, name, definition, tid=None):
+        """Installs a definition as its next version by SQL, bypassing the
+        routes: for tests of the runner alone."""
+        schema = self.tenant_schema(tid) if tid else self.schema
+        d = json.dumps(definition).replace("'", "''")
+        ev = definition["trigger"]["event"].replace("'", "''")
+        self.psql(f"""
+            INSERT INTO {schema}.workflows (name, latest_version, trigger_event, created_by)
+            VALUES ('{name}', 1, '{ev}', 'test')
+            ON CONFLICT (name) DO UPDATE SET latest_version = workflows.latest_version + 1,
+                                             trigger_event = EXCLUDED.trigger_event;
+            INSERT INTO {schema}.workflow_versions (workflow, version, definition, created_by)
+            SELECT '{name}', latest_version, '{d}', 'test' FROM {schema}.workflows WHERE name = '{name}';""")
+        return int(self.psql(f"SELECT latest_version FROM {schema}.workflows WHERE name = '{name}'"))
+
+    def start_runs(self, ids, workflow, version, first_step, data=None, tid=None, chunk=500):
+        """Starts runs by SQL (platform.eng_start, as the routes do), in
+        statements of `chunk` runs."""
+        tid = tid or self.tid
+        schema = self.tenant_schema(tid)
+        for i in range(0, len(ids), chunk):
+            runs = [{"id": r, "workflow": workflow, "version": version, "step": first_step,
+                     "ctx": {"input": {}, "data": data or {}, "steps": {}}} for r in ids[i:i + chunk]]
+            rj = json.dumps(runs).replace("'", "''")
+            self.psql(f"SELECT platform.eng_start('{tid}', '{schema}', 'test', '{rj}'::jsonb)")
+
+    def start_many(self, n, workflow, version, first_step, tid=None):
+        """Starts n runs with new ids by SQL, built by the server."""
+        tid = tid or self.tid
+        schema = self.tenant_schema(tid)
+        self.psql(f"""SELECT platform.eng_start('{tid}', '{schema}', 'test', (
+            SELECT jsonb_agg(jsonb_build_object('id', gen_random_uuid(), 'workflow', '{workflow}',
+                   'version', {version}, 'step', '{first_step}',
+                   'ctx', '{{"input": {{}}, "data": {{}}, "steps": {{}}}}'::jsonb))
+            FROM generate_series(1, {n})))""")
+
+    def states(self, tid=None):
+        schema = self.tenant_schema(tid) if tid else self.schema
+        out = self.psql(f"SELECT state, count(*) FROM {schema}.runs GROUP BY 1")
+        return {k: int(v) for k, v in (l.split("|") for l in out.splitlines() if l)}
