@@ -1394,7 +1394,9 @@ static void claim_done(const PGresult *res, const mf_err_t *err, void *arg)
 	}
 	r->n_claims++;
 	r->n_claimed += (unsigned long long)n;
-	r->claim_again = n >= r->cfg->engine_batch;
+	/* a full batch may have left work behind; a wake-up during the claim
+	 * may be for work the claim's snapshot did not see */
+	r->claim_again = r->claim_again || n >= r->cfg->engine_batch;
 	fresh = n ? calloc((size_t)n, sizeof(*fresh)) : NULL;
 	for (int i = 0; i < n; i++) {
 		const char *id = PQgetvalue(res, i, 0);
@@ -1441,8 +1443,13 @@ static void on_claim(evutil_socket_t fd, short what, void *arg)
 		r->claim_again = true;
 		return;
 	}
-	if (r->nruns + r->cfg->engine_batch > r->cfg->engine_max_runs || !mf_pg_pool_up(r->w->pg))
+	if (r->nruns + r->cfg->engine_batch > r->cfg->engine_max_runs) {
+		r->claim_again = true;	/* claimed as soon as a run leaves memory */
 		return;
+	}
+	if (!mf_pg_pool_up(r->w->pg))
+		return;
+	r->claim_again = false;
 	r->claiming = true;
 	if (mf_pg_query(r->w->pg, "SELECT run_id, tenant_id, schema_name, claims FROM platform.eng_claim($1::uuid, $2::int, $3::int)",
 			3, p, claim_done, r) < 0)

@@ -1,0 +1,208 @@
+"""Driver of bench/engine.sh (see there).  Writes bench/results/engine-<time>.json."""
+import http.client
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+
+work, port, nport = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+n_transform, n_http, secs = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+creds = json.load(open(os.path.join(work, "state", "credentials.json")))
+conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+
+
+def call(method, path, token=None, body=None, form=None, headers=None, c=None):
+    h = dict(headers or {})
+    data = None
+    if token:
+        h["Authorization"] = "Bearer " + token
+    if body is not None:
+        data = json.dumps(body).encode()
+        h["Content-Type"] = "application/json"
+    if form is not None:
+        data = urllib.parse.urlencode(form).encode()
+        h["Content-Type"] = "application/x-www-form-urlencoded"
+    (c or conn).request(method, path, body=data, headers=h)
+    r = (c or conn).getresponse()
+    b = r.read()
+    if r.status >= 300:
+        raise SystemExit(f"{method} {path}: {r.status} {b[:300]!r}")
+    return json.loads(b) if b else None
+
+
+def token(cid, secret):
+    return call("POST", "/oauth/token", form={"grant_type": "client_credentials", "client_id": cid,
+                                              "client_secret": secret})["access_token"]
+
+
+def socket_dir():
+    for line in open(os.path.join(work, "dev.err")):
+        try:
+            o = json.loads(line)
+        except ValueError:
+            continue
+        if o.get("socket_dir"):
+            return o["socket_dir"]
+    raise SystemExit("no socket_dir in mspflow dev's log")
+
+
+info = f"host={socket_dir()} dbname=mspflow user=mspflow"
+
+
+def psql(sql):
+    r = subprocess.run(["psql", info, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit("psql: " + r.stderr)
+    return r.stdout.strip()
+
+
+# ---- set-up through the public API ----
+admin = token(creds["client_id"], creds["client_secret"])
+me = json.loads(__import__("base64").urlsafe_b64decode(admin.split(".")[1] + "=="))
+big = {"rate_limit": {"window": "PT1M", "tenant_requests": 10000000, "client_requests": 10000000}}
+call("PUT", f"/v1/tenants/{me['tenant_id']}/policy", admin, dict(big, egress={"allow_hosts": ["localhost"]}))
+msp = call("POST", "/v1/tenants", admin, {"kind": "msp", "name": "Bench MSP", "slug": f"bench-{int(time.time())}"})
+call("PUT", f"/v1/tenants/{msp['id']}/policy", admin, big)
+cl = call("POST", f"/v1/tenants/{msp['id']}/clients", admin, {"name": "Bench Client", "slug": "bench-client"})
+tid = cl["id"]
+call("PUT", f"/v1/tenants/{tid}/policy", admin,
+     dict(big, engine={"max_concurrent_runs": 10000, "max_queued_runs": 1000000}))
+call("PUT", f"/v1/tenants/{tid}/connectors/target", admin, {"base_url": f"http://localhost:{nport}"})
+schema = psql(f"SELECT schema_name FROM platform.tenants WHERE id = '{tid}'")
+ac = call("POST", f"/v1/tenants/{tid}/api-clients", admin, {"name": "bench"})
+tok = token(ac["client_id"], ac["client_secret"])
+
+
+def transform_steps(n):
+    return [{"id": f"s{i}", "type": "transform", "output": {"x": f"{i} * 2", "deal": "data.deal"}}
+            for i in range(1, n + 1)]
+
+
+def http_steps(n):
+    return [{"id": f"s{i}", "type": "http", "connector": "target", "method": "GET", "path": "/healthz",
+             "output": {"status": "response.status"}, "timeout": "PT10S"} for i in range(1, n + 1)]
+
+
+for name, ev, steps in (("five-transform", "bench.transform", transform_steps(5)),
+                        ("five-http", "bench.http", http_steps(5)),
+                        ("probe", "bench.probe", transform_steps(5))):
+    call("PUT", f"/v1/tenants/{tid}/workflows/{name}", admin, {"trigger": {"event": ev}, "steps": steps})
+time.sleep(2.5)  # policies reach every worker; the engine's limits follow within its sweep
+
+
+def start(workflow, n, chunk=2000):
+    """n runs by platform.eng_start, as the routes start them, in
+    transactions of `chunk` runs built by the server."""
+    left = n
+    while left > 0:
+        k = min(chunk, left)
+        psql(f"""SELECT platform.eng_start('{tid}', '{schema}', 'bench', (
+            SELECT jsonb_agg(jsonb_build_object('id', gen_random_uuid(), 'workflow', '{workflow}',
+                   'version', 1, 'step', 's1',
+                   'ctx', '{{"input": {{}}, "data": {{"deal": 1}}, "steps": {{}}}}'::jsonb))
+            FROM generate_series(1, {k})))""")
+        left -= k
+
+
+def wait_done(workflow, n, timeout=600):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        done = int(psql(f"SELECT count(*) FROM {schema}.runs WHERE workflow = '{workflow}' "
+                        "AND state IN ('succeeded', 'failed')"))
+        if done >= n:
+            break
+        time.sleep(0.2)
+    r = psql(f"""SELECT count(*) FILTER (WHERE state = 'succeeded'),
+                        extract(epoch FROM max(finished_at) - min(created_at))
+                 FROM {schema}.runs WHERE workflow = '{workflow}'""").split("|")
+    ok, span = int(r[0]), float(r[1])
+    if ok != n:
+        raise SystemExit(f"{workflow}: {ok} of {n} runs succeeded")
+    return span
+
+
+def throughput(workflow, n):
+    start(workflow, n)
+    span = wait_done(workflow, n)
+    return {"runs": n, "steps": 5 * n, "seconds": round(span, 3), "runs_per_s": round(n / span, 1),
+            "steps_per_s": round(5 * n / span, 1)}
+
+
+# ---- 1. the ceiling of one-commit-per-step engines ----
+psql("CREATE TABLE IF NOT EXISTS bench_insert (id bigserial PRIMARY KEY, v int NOT NULL)")
+with open(os.path.join(work, "insert.sql"), "w") as f:
+    f.write("INSERT INTO bench_insert (v) VALUES (1);\n")
+pg = subprocess.run(["pgbench", "-n", "-c", "16", "-j", "2", "-T", str(secs), "-f",
+                     os.path.join(work, "insert.sql"), info], capture_output=True, text=True)
+tps = next(float(l.split()[2]) for l in pg.stdout.splitlines() if l.startswith("tps = "))
+print(f"pgbench single-row insert: {tps:.0f} tx/s", file=sys.stderr)
+
+# ---- 2. steps/s and runs/s ----
+tr = throughput("five-transform", n_transform)
+print(f"five-transform: {tr}", file=sys.stderr)
+ht = throughput("five-http", n_http)
+print(f"five-http: {ht}", file=sys.stderr)
+
+# ---- 3. event-to-first-step latency at half the transform run rate ----
+half = tr["runs_per_s"] / 2
+stop = threading.Event()
+probe_rate = 50.0  # events/s posted through the API, part of the load
+bg_rate = max(half - probe_rate, 0)
+
+
+def background():
+    tick = 0.1
+    while not stop.is_set():
+        t0 = time.time()
+        k = int(round(bg_rate * tick))
+        if k:
+            start("five-transform", k, chunk=k)
+        d = tick - (time.time() - t0)
+        if d > 0:
+            time.sleep(d)
+
+
+bg = threading.Thread(target=background, daemon=True)
+bg.start()
+time.sleep(1)
+pconn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+probe_runs = []
+t_end = time.time() + secs
+nxt = time.time()
+while time.time() < t_end:
+    a = call("POST", f"/v1/tenants/{tid}/events", tok, {"type": "bench.probe", "data": {"deal": 1}},
+             headers={"Idempotency-Key": str(uuid.uuid4())}, c=pconn)
+    probe_runs += a["run_ids"]
+    nxt += 1 / probe_rate
+    d = nxt - time.time()
+    if d > 0:
+        time.sleep(d)
+stop.set()
+bg.join()
+wait_done("probe", len(probe_runs))
+lat = [float(x) * 1000 for x in psql(f"""
+    SELECT extract(epoch FROM s.started_at - e.received_at)
+    FROM {schema}.runs r JOIN {schema}.events e ON e.id = r.event_id
+    JOIN {schema}.run_steps s ON s.run_id = r.id AND s.seq = 1
+    WHERE r.workflow = 'probe'""").split()]
+lat.sort()
+q = statistics.quantiles(lat, n=100)
+offered = bg_rate + probe_rate
+latency = {"offered_runs_per_s": round(offered, 1), "probes": len(lat), "p50_ms": round(q[49], 2),
+           "p99_ms": round(q[98], 2), "max_ms": round(lat[-1], 2)}
+print(f"latency at half load: {latency}", file=sys.stderr)
+
+res = {"pgbench_insert_tps": round(tps, 1), "five_transform": tr, "five_http": ht, "latency": latency,
+       "transform_steps_vs_insert_commits": round(tr["steps_per_s"] / tps, 2),
+       "http_steps_vs_insert_commits": round(ht["steps_per_s"] / tps, 2)}
+stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+os.makedirs("bench/results", exist_ok=True)
+with open(f"bench/results/engine-{stamp}.json", "w") as f:
+    json.dump(res, f, indent=2)
+print(json.dumps(res, indent=2))
