@@ -773,6 +773,7 @@ static void receive_hook(gw_req_t *req, void *arg)
 	mf_worker_t *w = worker_of(req);
 	hreq_t *r;
 	const char *p[1];
+	size_t len;
 
 	/* nothing to look up for an id that cannot exist */
 	if (id == NULL || !tn_uuid_ok(id)) {
@@ -781,6 +782,12 @@ static void receive_hook(gw_req_t *req, void *arg)
 	}
 	if (w == NULL || w->pg == NULL || w->vault == NULL) {
 		gw_respond_error(req, 503, "not_ready", "hooks are not available on this server");
+		return;
+	}
+	/* tighter than max_body_bytes: an event's data is kept and loaded
+	 * into every run it starts */
+	if ((void)gw_req_body(req, &len), len > ENG_HOOK_BODY_MAX) {
+		gw_respond_error(req, 413, "payload_too_large", "a hook message may be at most 256 KiB");
 		return;
 	}
 	r = calloc(1, sizeof(*r));

@@ -34,6 +34,7 @@
 #define ENG_WEBHOOK_INFLIGHT 256			/* deliveries in flight per worker thread */
 #define ENG_WEBHOOK_EVENTS_MAX 64			/* event types of one subscription */
 #define ENG_EVENT_MAX 128				/* bytes of an event type (definition.c) */
+#define ENG_HOOK_BODY_MAX (256 * 1024)			/* bytes of a message POST /hooks/{id} accepts */
 
 /* The wait before attempt (failed attempts so far = attempt, >= 1):
  * base_ms * 2^(attempt-1) capped at ENG_WEBHOOK_BACKOFF_MAX_MS, plus up to

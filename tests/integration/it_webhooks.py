@@ -226,6 +226,10 @@ class WebhooksTest(unittest.TestCase):
         r = self.post(h, None, raw=b"not json")
         self.assertEqual(r.status, 400, r.body)
         self.assertEqual(self.events_of(h), 1)
+        # a message over the hooks' size cap: 413 before any work
+        r = self.post(h, None, raw=b'{"pad": "' + b"x" * (256 * 1024) + b'"}')
+        self.assertEqual(r.status, 413, r.body)
+        self.assertEqual(self.events_of(h), 1)
         # unknown hooks
         fake = {"url": f"/hooks/{uuid.uuid4()}", "secret": h["secret"]}
         self.assertEqual(self.post(fake, {"a": 1}).status, 404)
