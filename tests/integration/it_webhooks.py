@@ -378,6 +378,42 @@ class WebhooksTest(unittest.TestCase):
             self.assertNotIn(s[6:], out)
 
 
+class ShutdownTest(unittest.TestCase):
+    """SIGTERM while a delivery is on the wire: a clean exit, and the
+    delivery stays pending (its lease runs out and another worker sends it
+    again with the same webhook-id)."""
+
+    def test_stop_with_delivery_in_flight(self):
+        mock = MockServer({"/hang": lambda rec: Reply(200, delay=8)})
+        p = Platform(config={"egress_allow": "127.0.0.1/32, ::1/128", "engine_poll_ms": 200})
+        try:
+            r = api(p.port, "PUT", f"/v1/tenants/{p.admin['tenant_id']}/policy", p.admin_token,
+                    {"egress": {"allow_hosts": ["localhost"]}})
+            self.assertEqual(r.status, 200, r.body)
+            msp = p.create_tenant("msp", "sd-msp")
+            tok = p.token(msp["id"])
+            t = msp["id"]
+            r = api(p.port, "PUT", f"/v1/tenants/{t}/webhooks/hang", tok,
+                    {"url": f"http://localhost:{mock.port}/hang", "events": ["*"]})
+            self.assertEqual(r.status, 201, r.body)
+            h = api(p.port, "POST", f"/v1/tenants/{t}/hooks", tok, {"event_type": "a.b"}).json()
+            body, ts = b"{}", str(int(time.time()))
+            r = api(p.port, "POST", h["url"], None, body, {
+                "Content-Type": "application/json", "webhook-id": "m1", "webhook-timestamp": ts,
+                "webhook-signature": sign(h["secret"], "m1", ts, body)})
+            self.assertEqual(r.status, 202, r.body)
+            self.assertTrue(wait_until(lambda: mock.seen("/hang"), timeout=20))
+            t0 = time.time()
+            self.assertEqual(p.servers[0].stop(), 0)
+            self.assertLess(time.time() - t0, 6)   # it did not wait for the receiver
+            schema = p.pg.psql(f"SELECT schema_name FROM platform.tenants WHERE id = '{t}'")
+            self.assertEqual(p.pg.psql(f"SELECT state || ':' || attempts FROM {schema}.deliveries"), "pending:0")
+            self.assertEqual(p.pg.psql("SELECT count(*) FROM platform.delivery_queue"), "1")
+        finally:
+            p.close()
+            mock.close()
+
+
 class EgressGuardTest(unittest.TestCase):
     """Without the platform's allow-list, a receiver on loopback is
     refused at connect time even when the tenant's policy lists its name."""
