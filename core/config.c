@@ -77,6 +77,8 @@ static const struct cfg_row rows[] = {
 	ROW(engine_poll_ms, CFG_INT, "1000", 20, 60000, "how often an idle worker looks for due timers and missed wake-ups (new work is announced by NOTIFY)"),
 	ROW(engine_batch, CFG_INT, "64", 1, 1000, "runs one claim takes at most"),
 	ROW(engine_max_runs, CFG_INT, "512", 1, 100000, "runs a worker thread holds in memory at once (claims stop above it)"),
+	ROW(webhook_retry_base_ms, CFG_INT, "5000", 100, 3600000, "wait before the second attempt of an outbound webhook delivery; each later wait doubles (up to an hour, plus jitter, at least the receiver's Retry-After)"),
+	ROW(webhook_max_attempts, CFG_INT, "12", 1, 100, "attempts of one outbound webhook delivery before it is marked failed"),
 };
 
 #define NROWS (sizeof(rows) / sizeof(rows[0]))

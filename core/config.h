@@ -64,6 +64,8 @@ typedef struct mf_config {
 	int engine_poll_ms;		/* timer and safety poll of an idle worker */
 	int engine_batch;		/* runs per claim */
 	int engine_max_runs;		/* runs in memory per worker thread */
+	int webhook_retry_base_ms;	/* first wait before an outbound webhook is retried */
+	int webhook_max_attempts;	/* attempts of one delivery before it fails */
 } mf_config_t;
 
 /* Fills cfg with the defaults.  Returns 0 or -1 (out of memory). */

@@ -59,6 +59,9 @@ int eng_hooks_routes(eng_t *e, struct tn *tn, gw_router_t *api) __attribute__((w
 
 /* ---- outbox.c ---- */
 eng_outbox_t *eng_outbox_new(eng_worker_t *ew, mf_err_t *err);
-void eng_outbox_free(eng_outbox_t *o);
+/* Stops claiming and cancels deliveries in flight (their leases expire
+ * and they are sent again); callbacks still pending only free. */
+void eng_outbox_close(eng_outbox_t *o);
+void eng_outbox_free(eng_outbox_t *o);	/* accepts NULL; after the pool */
 
 #endif

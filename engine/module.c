@@ -53,8 +53,10 @@ eng_worker_t *eng_worker_new(eng_t *e, struct mf_worker *w, bool run_engine, mf_
 
 void eng_worker_close(eng_worker_t *ew)
 {
-	if (ew)
+	if (ew) {
 		eng_runner_close(ew->runner);
+		eng_outbox_close(ew->outbox);
+	}
 }
 
 void eng_worker_free(eng_worker_t *ew)

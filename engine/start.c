@@ -28,7 +28,8 @@ json_t *eng_run_entry(const char *name, int version, const json_t *def, const js
 	if (step_id == NULL)
 		return NULL;
 	tn_uuid_new(id);
-	ctx = json_pack("{s:O, s:O, s:{}}", "input", input ? input : json_object(), "data",
+	/* "o" steals: a borrowed input gets its own reference, a new {} none more */
+	ctx = json_pack("{s:o, s:O, s:{}}", "input", input ? json_incref((json_t *)input) : json_object(), "data",
 			data ? data : json_null(), "steps");
 	if (ctx && event_id && json_object_set_new(ctx, "event", json_pack("{s:s, s:s}", "id", event_id,
 									   "type", type ? type : "")) < 0) {
@@ -49,8 +50,8 @@ json_t *eng_run_entry(const char *name, int version, const json_t *def, const js
 json_t *eng_runs_for_event(const PGresult *triggers, const char *event_id, const char *type,
 			   const json_t *data, const json_t *tenant)
 {
-	json_t *runs = json_array(), *scope = json_pack("{s:O, s:O}", "data", data ? data : json_null(),
-							 "tenant", tenant ? tenant : json_object());
+	json_t *runs = json_array(), *scope = json_pack("{s:O, s:o}", "data", data ? data : json_null(), "tenant",
+							 tenant ? json_incref((json_t *)tenant) : json_object());
 
 	if (runs == NULL || scope == NULL)
 		goto oom;
