@@ -234,7 +234,7 @@ int mf_config_parse(mf_config_t *cfg, const char *text, size_t len, const char *
 				char reason[sizeof(err->detail)];
 
 				memcpy(reason, err->detail, sizeof(reason));
-				snprintf(err->detail, sizeof(err->detail), "%.64s:%d: %.180s", origin, lineno, reason);
+				snprintf(err->detail, sizeof(err->detail), "%.60s:%d: %.170s", origin, lineno, reason);
 			}
 			return -1;
 		}
