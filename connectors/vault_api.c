@@ -372,7 +372,20 @@ static const char delete_sql[] = "DELETE FROM credentials WHERE name = $1 RETURN
 
 static const char keys_all_sql[] =
 	"SELECT version, master_kid, wrapped FROM platform.tenant_keys WHERE tenant_id = $1::uuid ORDER BY version";
-static const char creds_all_sql[] = "SELECT name, version, key_version, box FROM credentials ORDER BY name";
+/* Every box sealed under the tenant's data keys: credentials, and the
+ * signing secrets of inbound hooks and outbound webhooks (sealed as
+ * version 1 of "hook:<id>" and "webhook:<name>", engine/hooks_int.h). */
+static const char creds_all_sql[] =
+	"SELECT name, version, key_version, box FROM credentials "
+	"UNION ALL SELECT 'hook:' || id, 1, key_version, box FROM hooks "
+	"UNION ALL SELECT 'webhook:' || name, 1, key_version, box FROM webhooks";
+static const char reseal_sql[] =
+	"WITH u AS (SELECT n, decode(h, 'hex') AS b FROM unnest($2::text[], $3::text[]) AS u(n, h)), "
+	"c AS (UPDATE credentials c SET box = u.b, key_version = $1::int FROM u WHERE c.name = u.n RETURNING 1), "
+	"hk AS (UPDATE hooks h SET box = u.b, key_version = $1::int FROM u WHERE 'hook:' || h.id = u.n RETURNING 1), "
+	"wh AS (UPDATE webhooks w SET box = u.b, key_version = $1::int FROM u WHERE 'webhook:' || w.name = u.n "
+	"RETURNING 1) "
+	"SELECT (SELECT count(*) FROM c) + (SELECT count(*) FROM hk) + (SELECT count(*) FROM wh)";
 
 /* Re-seals every box under the new DEK (r->dek, r->key_version) into the
  * literals for one UPDATE.  Returns 0 or answers and returns -1. */
@@ -580,16 +593,15 @@ static void advance(const PGresult *res, const mf_err_t *err, void *arg)
 		const char *p[3] = { v, r->names_lit, r->boxes_lit };
 
 		snprintf(v, sizeof(v), "%d", r->key_version);
-		q(r, S_R_UPDATED, "UPDATE credentials c SET box = decode(u.h, 'hex'), key_version = $1::int "
-				  "FROM unnest($2::text[], $3::text[]) AS u(n, h) WHERE c.name = u.n", 3, p);
+		q(r, S_R_UPDATED, reseal_sql, 3, p);
 		return;
 	}
 	case S_R_UPDATED: {
 		char v[16];
 		const char *p[2] = { r->call->tenant_id, v };
 
-		if (atoi(PQcmdTuples((PGresult *)res)) != r->reencrypted) {
-			fail_status(r, 500, "internal_error", "the re-encrypted credentials changed underneath");
+		if (atoi(PQgetvalue(res, 0, 0)) != r->reencrypted) {
+			fail_status(r, 500, "internal_error", "the re-encrypted secrets changed underneath");
 			return;
 		}
 		snprintf(v, sizeof(v), "%d", r->key_version);

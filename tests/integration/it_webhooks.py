@@ -320,6 +320,24 @@ class WebhooksTest(unittest.TestCase):
         time.sleep(0.5)
         self.assertEqual(len(self.deliveries("signed")), 1)
 
+    def test_secrets_survive_data_key_rotation(self):
+        w = self.subscribe("rotated", "/ok", ["rot.*"])
+        h = self.hook("rot.key.turned")
+        r = self.call("POST", "/vault/rotate")
+        self.assertEqual(r.status, 200, r.body)
+        self.assertGreaterEqual(r.json()["reencrypted"], 2, "hook and webhook secrets re-sealed")
+        self.assertEqual(int(self.sql(f"SELECT count(*) FROM platform.tenant_keys WHERE tenant_id = '{self.tid}'")),
+                         1, "the old data key is gone")
+        r = self.post(h, {"after": "rotation"})
+        self.assertEqual(r.status, 202, r.body)
+        event_id = r.json()["event_id"]
+        got = wait_until(lambda: [x for x in self.rx.requests("/ok") if json.loads(x.body)["id"] == event_id],
+                         timeout=20)
+        self.assertEqual(len(got), 1, "delivered under the re-sealed secret")
+        rec = got[0]
+        self.assertEqual(rec.header("webhook-signature"),
+                         sign(w["secret"], rec.header("webhook-id"), rec.header("webhook-timestamp"), rec.body))
+
     def test_retried_until_delivered(self):
         self.subscribe("flaky", "/flaky", ["ops.flaky.test"])
         h = self.hook("ops.flaky.test")
