@@ -303,7 +303,7 @@ void eng_too_large(eng_req_t *r, const char *path)
 {
 	mf_err_t err;
 
-	mf_err_set(&err, 413, "too_large", "%s is larger than %d bytes as JSON", path, ENG_API_MAX_DATA);
+	mf_err_set(&err, 413, "payload_too_large", "%s is larger than %d bytes as JSON", path, ENG_API_MAX_DATA);
 	gw_respond_problem(r->call->req, &err);
 }
 

@@ -85,7 +85,7 @@ int eng_query_param(eng_req_t *r, const char *name, char *out, size_t outlen);
 json_t *eng_json_col(const PGresult *res, int row, int col);
 /* Answers 400 validation_failed with one error at path. */
 void eng_invalid(eng_req_t *r, const char *path, const char *msg);
-/* Answers 413 too_large: a value over ENG_API_MAX_DATA. */
+/* Answers 413 payload_too_large (as the gateway names it): a value over ENG_API_MAX_DATA. */
 void eng_too_large(eng_req_t *r, const char *path);
 /* Workflow names: ^[a-z0-9][a-z0-9_.-]{0,62}$. */
 bool eng_workflow_name_ok(const char *s);

@@ -336,6 +336,7 @@ static void decided(eng_req_t *r, const PGresult *res)
 		return;
 	}
 	r->out = eng_json_col(res, 0, 1);
+	r->status = 200;
 	if (eng_req_text(r, 4, PQgetvalue(res, 0, 0)) < 0) {
 		eng_fail_code(r, 503, "over_capacity", "out of memory; retry");
 		return;
