@@ -324,13 +324,13 @@ int eng_api_routes(eng_t *e, struct tn *tn, gw_router_t *api)
 		{ "GET", "/workflows/{name}/versions/{version}", POL_READ, 0, eng_get_workflow_version },
 		{ "POST", "/workflows/{name}/runs", POL_RUNS, 1, eng_start_run },
 		{ "GET", "/runs", POL_READ, 0, eng_list_runs },
-		{ "GET", "/runs/{id}", POL_READ, 0, eng_get_run },
-		{ "POST", "/runs/{id}/cancel", POL_RUNS, 0, eng_cancel_run },
-		{ "POST", "/runs/{id}/retry", POL_RUNS, 0, eng_retry_run },
+		{ "GET", "/runs/{run_id}", POL_READ, 0, eng_get_run },
+		{ "POST", "/runs/{run_id}/cancel", POL_RUNS, 0, eng_cancel_run },
+		{ "POST", "/runs/{run_id}/retry", POL_RUNS, 0, eng_retry_run },
 		{ "GET", "/tasks", POL_READ, 0, eng_list_tasks },
-		{ "GET", "/tasks/{id}", POL_READ, 0, eng_get_task },
+		{ "GET", "/tasks/{task_id}", POL_READ, 0, eng_get_task },
 		/* POL_READ: the assignee role is checked against the task */
-		{ "POST", "/tasks/{id}/decision", POL_READ, 1, eng_decide_task },
+		{ "POST", "/tasks/{task_id}/decision", POL_READ, 1, eng_decide_task },
 		{ "POST", "/events", POL_RUNS, 1, eng_post_event },
 	};
 

@@ -2,12 +2,12 @@
  * api_runs.c - runs and human tasks (CONTRACT 6):
  *
  *   GET  /v1/tenants/{t}/runs?workflow=&state=     a page ordered by id
- *   GET  /v1/tenants/{t}/runs/{id}                 the run, its input, step timeline and tasks
- *   POST /v1/tenants/{t}/runs/{id}/cancel          200; 409 run_finished when it already ended
- *   POST /v1/tenants/{t}/runs/{id}/retry           202; 409 run_not_failed unless it failed
+ *   GET  /v1/tenants/{t}/runs/{run_id}             the run, its input, step timeline and tasks
+ *   POST /v1/tenants/{t}/runs/{run_id}/cancel      200; 409 run_finished when it already ended
+ *   POST /v1/tenants/{t}/runs/{run_id}/retry       202; 409 run_not_failed unless it failed
  *   GET  /v1/tenants/{t}/tasks?state=              a page ordered by id
- *   GET  /v1/tenants/{t}/tasks/{id}
- *   POST /v1/tenants/{t}/tasks/{id}/decision       200; 403 not_assignee; 409 task_closed
+ *   GET  /v1/tenants/{t}/tasks/{task_id}
+ *   POST /v1/tenants/{t}/tasks/{task_id}/decision  200; 403 not_assignee; 409 task_closed
  *
  * A cancel takes a run out of the queue unless a worker holds it; that
  * worker's write (platform.eng_apply) finds the run cancelled and drops
@@ -48,11 +48,11 @@ static void oom(tn_call_t *call)
 	gw_respond_error(call->req, 503, "over_capacity", "out of memory; retry");
 }
 
-/* The path's {id} into r->id and r->text[0]; false (after answering 404)
- * when it is not a canonical UUID: nothing could have that id. */
-static bool path_id(eng_req_t *r, const char *missing)
+/* The path's {param} into r->id and r->text[0]; false (after answering
+ * 404) when it is not a canonical UUID: nothing could have that id. */
+static bool path_id(eng_req_t *r, const char *param, const char *missing)
 {
-	const char *id = gw_req_param(r->call->req, "id");
+	const char *id = gw_req_param(r->call->req, param);
 
 	if (!tn_uuid_ok(id)) {
 		gw_respond_error(r->call->req, 404, "not_found", "%s", missing);
@@ -150,7 +150,7 @@ void eng_get_run(tn_call_t *call, void *arg)
 {
 	eng_req_t *r = eng_req_new(call, arg);
 
-	if (r == NULL || !path_id(r, "no such run"))
+	if (r == NULL || !path_id(r, "run_id", "no such run"))
 		return;
 	r->sql = run_sql;
 	r->nparams = 1;
@@ -225,7 +225,7 @@ void eng_cancel_run(tn_call_t *call, void *arg)
 {
 	eng_req_t *r = eng_req_new(call, arg);
 
-	if (r == NULL || !path_id(r, "no such run"))
+	if (r == NULL || !path_id(r, "run_id", "no such run"))
 		return;
 	r->status = 200;
 	eng_tx(r, cancel_begun);
@@ -266,7 +266,7 @@ void eng_retry_run(tn_call_t *call, void *arg)
 {
 	eng_req_t *r = eng_req_new(call, arg);
 
-	if (r == NULL || !path_id(r, "no such run"))
+	if (r == NULL || !path_id(r, "run_id", "no such run"))
 		return;
 	r->status = 202;
 	eng_tx(r, retry_begun);
@@ -299,7 +299,7 @@ void eng_get_task(tn_call_t *call, void *arg)
 {
 	eng_req_t *r = eng_req_new(call, arg);
 
-	if (r == NULL || !path_id(r, "no such task"))
+	if (r == NULL || !path_id(r, "task_id", "no such task"))
 		return;
 	r->sql = task_sql;
 	r->nparams = 1;
@@ -397,7 +397,7 @@ void eng_decide_task(tn_call_t *call, void *arg)
 	const char *decision;
 	mf_err_t err;
 
-	if (r == NULL || !path_id(r, "no such task"))
+	if (r == NULL || !path_id(r, "task_id", "no such task"))
 		return;
 	if ((r->body = gw_req_json(call->req, &err)) == NULL) {
 		gw_respond_problem(call->req, &err);
