@@ -11,6 +11,9 @@ import uuid
 
 from mfidentity import Platform, api
 
+WORKFLOW = {"trigger": {"event": "mx.nothing.happened"},
+            "steps": [{"id": "noop", "type": "transform", "output": {"ok": "true"}}]}
+
 ADMIN_ROLE = {"platform": "platform_admin", "partner": "partner_admin", "msp": "msp_admin",
               "client": "client_admin"}
 
@@ -59,6 +62,18 @@ def expected(who, t, perm):
         if t["kind"] not in ("msp", "client"):
             return 404
         return "allow" if admin_over(who, t) else 403
+    if perm in ("engine_read", "workflows", "runs"):
+        # only msps and clients run workflows
+        if t["kind"] not in ("msp", "client"):
+            return 404
+        if perm == "engine_read":
+            return "allow"
+        # operators: whoever administers T, and an msp's operators on the msp and its clients
+        ok = admin_over(who, t) or (who["kind"] == "msp" and "msp_operator" in who["roles"] and
+                                    (who["tid"] == t["id"] or t["parent_id"] == who["tid"]))
+        # a client's own users also start runs and send events
+        ok = ok or (perm == "runs" and who["tid"] == t["id"] and "client_user" in who["roles"])
+        return "allow" if ok else 403
     raise ValueError(perm)
 
 
@@ -116,9 +131,18 @@ class MatrixTest(unittest.TestCase):
             ("GET", f"/v1/tenants/{t}/credentials/none", None, "credentials", 404),
             ("GET", f"/v1/tenants/{t}/connectors", None, "connectors", 200),
             ("DELETE", f"/v1/tenants/{t}/connectors/none", None, "connectors", 404),
+            ("GET", f"/v1/tenants/{t}/workflows", None, "engine_read", 200),
+            ("PUT", f"/v1/tenants/{t}/workflows/mx-wf-{n}", WORKFLOW, "workflows", 201),
+            ("GET", f"/v1/tenants/{t}/runs", None, "engine_read", 200),
+            ("GET", f"/v1/tenants/{t}/runs/{uuid.uuid4()}", None, "engine_read", 404),
+            ("POST", f"/v1/tenants/{t}/runs/{uuid.uuid4()}/cancel", None, "runs", 404),
+            ("POST", f"/v1/tenants/{t}/events", {"type": "mx.nothing.happened"}, "runs", 202),
+            ("GET", f"/v1/tenants/{t}/tasks", None, "engine_read", 200),
+            ("POST", f"/v1/tenants/{t}/tasks/{uuid.uuid4()}/decision", {"decision": "approve"}, "engine_read",
+             404),
         ] + [("GET", f"/v1/tenants/{t}/access/{perm}", None, "check:" + perm, 204)
              for perm in ("read", "edit", "create_client", "lifecycle", "api_clients", "users", "policy",
-                          "credentials", "connectors")]
+                          "credentials", "connectors", "workflows", "runs")]
 
     def test_matrix(self):
         missing = self.p.admin_token  # noqa: reference for the 404 body shape below
