@@ -7,8 +7,11 @@
  * Permissions: definitions are written with POL_WORKFLOWS; starting,
  * cancelling and retrying runs and posting events need POL_RUNS; reads
  * need POL_READ; a task decision needs POL_READ and the task's assignee
- * role in the token (no admin bypasses that).  Only msps and clients run
- * workflows: on any other tenant every route answers 404.
+ * role in the token (no admin bypasses that).  Reads are not behind
+ * POL_RUNS because approvers often hold nothing but a tenant-defined role
+ * (e.g. finance_approver), and they must find and read their tasks.  Only
+ * msps and clients run workflows: on any other tenant every route answers
+ * 404, as the guard does for POL_WORKFLOWS / POL_RUNS there.
  *
  * The search_path is the tenant's schema then platform: the engine's
  * platform functions (platform/0006_engine.sql) name the platform's
