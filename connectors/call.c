@@ -202,7 +202,7 @@ struct cx_op {
 	cx_http_call_t *http;
 	cx_tok_view_t tok;
 	char *token;			/* sodium_malloc'd copy for this attempt */
-	int attempts;
+	int attempts, max_attempts;	/* max_attempts 0: the connector's */
 	long long started, deadline;
 	long long retry_after_ms;
 	char *url;			/* of the current attempt */
@@ -911,7 +911,7 @@ static void http_done(const cx_http_response_t *res, void *arg)
 	cx_op_t *op = arg;
 	cx_entry_t *e = op->ent;
 	long long now = cx_now_ms();
-	bool last = op->attempts >= e->conn.max_attempts;
+	bool last = op->attempts >= (op->max_attempts > 0 ? op->max_attempts : e->conn.max_attempts);
 
 	op->http = NULL;
 	if (is_redirect(res->status) && op->redirects < e->conn.follow_redirects &&
@@ -1260,6 +1260,7 @@ cx_op_t *cx_call(cx_worker_t *xw, const cx_call_opts_t *o, cx_call_cb cb, void *
 		mf_trace_new(&child);
 	if (mf_trace_format(&child, op->traceparent, sizeof(op->traceparent)) < 0)
 		op->traceparent[0] = '\0';
+	op->max_attempts = o->max_attempts;
 	op->started = cx_now_ms();
 	op->deadline = op->started + 600000;	/* until the connector is known */
 	op->stage = ST_LOOKUP;

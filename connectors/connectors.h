@@ -61,6 +61,10 @@ typedef struct cx_call_opts {
 	size_t body_len;
 	const char *idempotency_key;	/* NULL: a new UUID, the same for every attempt */
 	const char *traceparent;	/* the caller's trace context, or NULL */
+	/* Attempts within this call (429/503, connect failures); 0 = the
+	 * connector's retry.max_attempts.  The engine passes 1: a step's own
+	 * retry policy decides, with the peer's Retry-After in the result. */
+	int max_attempts;
 } cx_call_opts_t;
 
 typedef struct cx_result {

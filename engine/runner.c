@@ -1010,6 +1010,7 @@ static void start_call(run_t *run)
 	o.body = body;
 	o.body_len = body ? strlen(body) : 0;
 	o.idempotency_key = key;
+	o.max_attempts = 1;	/* the step's retry policy decides */
 	run->phase = P_CALL;
 	run->op = cx_call(run->r->w->cx, &o, call_done, run, &err);
 	free(path);

@@ -98,15 +98,15 @@ class EngineTest(unittest.TestCase):
         self.assertEqual(r.status, 202, r.body)
         return r.json()
 
-    def run(self, rid):
+    def get_run(self, rid):
         r = self.env.call("GET", f"/runs/{rid}")
         self.assertEqual(r.status, 200, r.body)
         return r.json()
 
     def wait_state(self, rid, states, timeout=20):
         states = (states,) if isinstance(states, str) else states
-        ok = wait_until(lambda: self.run(rid)["state"] in states, timeout, 0.1)
-        run = self.run(rid)
+        ok = wait_until(lambda: self.get_run(rid)["state"] in states, timeout, 0.1)
+        run = self.get_run(rid)
         self.assertTrue(ok, f"run {rid} is {run['state']}, not {states}: {json.dumps(run)[:2000]}")
         return run
 
@@ -144,8 +144,9 @@ class EngineTest(unittest.TestCase):
         task = self.open_task(rid)
         self.assertEqual(task["assignee_role"], "finance_approver")
         self.assertIn(f"Deal {deal}", task["title"])
-        self.assertEqual(self.run(rid)["state"], "waiting")
-        self.assertEqual(self.psa.seen("/projects"), [], "nothing created before the approval")
+        self.assertEqual(self.get_run(rid)["state"], "waiting")
+        self.assertEqual([q for q in self.psa.seen("/projects") if json.loads(q.body)["deal_id"] == deal], [],
+                         "nothing created before the approval")
 
         path = f"/tasks/{task['id']}/decision"
         r = self.env.call("POST", path, {"decision": "approve"}, token=self.user)
@@ -278,20 +279,20 @@ class EngineTest(unittest.TestCase):
 
     def test_cancel(self):
         self.put_workflow("cancel-me", {"trigger": {"event": "test.cancel"}, "steps": [
-            {"id": "hold", "type": "approval", "assignee_role": "finance_approver", "sla": "P1D",
+            {"id": "hold", "type": "approval", "assignee_role": "finance_approver", "sla": "P1D", "title": "hold",
              "on_timeout": "reject", "next": "after"},
             {"id": "after", "type": "transform", "output": {"x": "1"}}]})
         rid = self.event("test.cancel", {})["run_ids"][0]
         task = self.open_task(rid)
         r = self.env.call("POST", f"/runs/{rid}/cancel")
         self.assertEqual(r.status, 200, r.body)
-        self.assertEqual(self.run(rid)["state"], "cancelled")
+        self.assertEqual(self.get_run(rid)["state"], "cancelled")
         r = self.env.call("POST", f"/runs/{rid}/cancel")
         self.assertEqual((r.status, r.json()["code"]), (409, "run_finished"), r.body)
         r = self.env.call("POST", f"/tasks/{task['id']}/decision", {"decision": "approve"}, token=self.finance)
         self.assertEqual((r.status, r.json()["code"]), (409, "task_closed"), r.body)
         time.sleep(0.5)
-        self.assertEqual(self.run(rid)["state"], "cancelled", "a cancelled run stays cancelled")
+        self.assertEqual(self.get_run(rid)["state"], "cancelled", "a cancelled run stays cancelled")
         self.assertIn("run.cancelled", self.audit(f"run:{rid}"))
 
     # ---- suspended tenants pause ----

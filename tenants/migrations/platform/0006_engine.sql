@@ -242,6 +242,25 @@ BEGIN
 		IF NOT FOUND THEN
 			CONTINUE;
 		END IF;
+		-- A task the worker escalates or expires must still be open: a
+		-- decision (or a cancel) that came in meanwhile wins, and the
+		-- worker's view of the run is stale.  Nothing of this pass is
+		-- kept; the run is looked at again from what is committed.
+		IF jsonb_typeof(c->'task_update') = 'object' THEN
+			EXECUTE format(
+				'UPDATE %I.tasks SET state = coalesce($2, state), assignee_role = coalesce($3, assignee_role), '
+				'escalated = escalated OR coalesce($4, false), due_at = coalesce($5, due_at) '
+				'WHERE id = $1 AND state = ''open''', p_schema)
+				USING (c#>>'{task_update,id}')::uuid, c#>>'{task_update,state}',
+				      c#>>'{task_update,assignee_role}', (c#>>'{task_update,escalated}')::boolean,
+				      (c#>>'{task_update,due_at}')::timestamptz;
+			GET DIAGNOSTICS n = ROW_COUNT;
+			IF n = 0 THEN
+				UPDATE run_queue q SET owner = NULL, due_at = now(), wake = false WHERE q.run_id = r;
+				PERFORM eng_enqueue(p_tenant, p_schema, ARRAY[r], NULL);
+				CONTINUE;
+			END IF;
+		END IF;
 		EXECUTE format(
 			'UPDATE %I.runs SET state = $2, step = $3, attempt = $4, ctx = coalesce($5, ctx), wait = $6, '
 			'wait_event = $7, error = $8, updated_at = now(), '
@@ -272,15 +291,6 @@ BEGIN
 				'VALUES ($1, $2, $3, $4, $5, ''open'', $6) ON CONFLICT (id) DO NOTHING', p_schema)
 				USING (c#>>'{task,id}')::uuid, r, c#>>'{task,step}', c#>>'{task,title}',
 				      c#>>'{task,assignee_role}', (c#>>'{task,due_at}')::timestamptz;
-		END IF;
-		IF jsonb_typeof(c->'task_update') = 'object' THEN
-			EXECUTE format(
-				'UPDATE %I.tasks SET state = coalesce($2, state), assignee_role = coalesce($3, assignee_role), '
-				'escalated = escalated OR coalesce($4, false), due_at = coalesce($5, due_at) '
-				'WHERE id = $1 AND state = ''open''', p_schema)
-				USING (c#>>'{task_update,id}')::uuid, c#>>'{task_update,state}',
-				      c#>>'{task_update,assignee_role}', (c#>>'{task_update,escalated}')::boolean,
-				      (c#>>'{task_update,due_at}')::timestamptz;
 		END IF;
 		FOR e IN SELECT * FROM jsonb_array_elements(coalesce(c->'events', '[]')) LOOP
 			PERFORM eng_event(p_tenant, p_schema, 'run:' || r, e->'event', e->'runs');
