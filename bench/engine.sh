@@ -1,6 +1,8 @@
 #!/bin/sh
-# Engine benchmark, in one invocation on one PostgreSQL (the embedded
-# cluster of `mspflow dev`, 2 worker threads):
+# Engine benchmark, in one invocation on one PostgreSQL (a throwaway
+# cluster with PostgreSQL's durable defaults: fsync and synchronous_commit
+# on; ENGINE_BENCH_FSYNC=off runs it like the test clusters) and one
+# `mspflow serve` (2 worker threads, access log off):
 #
 #   1. pgbench committing single-row inserts (16 clients): the ceiling of
 #      an engine that commits once per step;
@@ -22,7 +24,5 @@ cd "$(dirname "$0")/.."
 . bench/lib.sh
 bench_prepare
 nport=$(free_port)
-port=$(free_port)
 start_nginx "$nport" 1
-start_dev "$port" 2
-python3 bench/engine_driver.py "$work" "$port" "$nport" "${1:-20000}" "${2:-5000}" "${3:-10}"
+python3 bench/engine_driver.py "$nport" "${1:-20000}" "${2:-5000}" "${3:-10}"

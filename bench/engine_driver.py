@@ -7,16 +7,24 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 import uuid
 
-work, port, nport = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-n_transform, n_http, secs = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
-creds = json.load(open(os.path.join(work, "state", "credentials.json")))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+os.environ.setdefault("MSPFLOW_BIN", os.path.join(ROOT, "build", "mspflow"))
+from mfharness import PgCluster  # noqa: E402
+from mfidentity import Platform  # noqa: E402
+
+nport, n_transform, n_http, secs = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+durable = os.environ.get("ENGINE_BENCH_FSYNC", "on") != "off"
+config = {"egress_allow": "127.0.0.1/32, ::1/128", "access_log": False, "workers": 2}
+config.update(json.loads(os.environ.get("ENGINE_BENCH_CONFIG", "{}")))  # e.g. '{"engine_batch": 256}'
+plat = Platform(pg=PgCluster(durable=durable), config=config)
+port = plat.port
 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
 
 
-def call(method, path, token=None, body=None, form=None, headers=None, c=None):
+def call(method, path, token=None, body=None, headers=None, c=None):
     h = dict(headers or {})
     data = None
     if token:
@@ -24,9 +32,6 @@ def call(method, path, token=None, body=None, form=None, headers=None, c=None):
     if body is not None:
         data = json.dumps(body).encode()
         h["Content-Type"] = "application/json"
-    if form is not None:
-        data = urllib.parse.urlencode(form).encode()
-        h["Content-Type"] = "application/x-www-form-urlencoded"
     (c or conn).request(method, path, body=data, headers=h)
     r = (c or conn).getresponse()
     b = r.read()
@@ -35,36 +40,13 @@ def call(method, path, token=None, body=None, form=None, headers=None, c=None):
     return json.loads(b) if b else None
 
 
-def token(cid, secret):
-    return call("POST", "/oauth/token", form={"grant_type": "client_credentials", "client_id": cid,
-                                              "client_secret": secret})["access_token"]
-
-
-def socket_dir():
-    for line in open(os.path.join(work, "dev.err")):
-        try:
-            o = json.loads(line)
-        except ValueError:
-            continue
-        if o.get("socket_dir"):
-            return o["socket_dir"]
-    raise SystemExit("no socket_dir in mspflow dev's log")
-
-
-info = f"host={socket_dir()} dbname=mspflow user=mspflow"
-
-
 def psql(sql):
-    r = subprocess.run(["psql", info, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        raise SystemExit("psql: " + r.stderr)
-    return r.stdout.strip()
+    return plat.pg.psql(sql)
 
 
 # ---- set-up through the public API ----
-admin = token(creds["client_id"], creds["client_secret"])
-me = json.loads(__import__("base64").urlsafe_b64decode(admin.split(".")[1] + "=="))
+admin = plat.admin_token
+me = {"tenant_id": plat.admin["tenant_id"]}
 big = {"rate_limit": {"window": "PT1M", "tenant_requests": 10000000, "client_requests": 10000000}}
 call("PUT", f"/v1/tenants/{me['tenant_id']}/policy", admin, dict(big, egress={"allow_hosts": ["localhost"]}))
 msp = call("POST", "/v1/tenants", admin, {"kind": "msp", "name": "Bench MSP", "slug": f"bench-{int(time.time())}"})
@@ -75,8 +57,7 @@ call("PUT", f"/v1/tenants/{tid}/policy", admin,
      dict(big, engine={"max_concurrent_runs": 10000, "max_queued_runs": 1000000}))
 call("PUT", f"/v1/tenants/{tid}/connectors/target", admin, {"base_url": f"http://localhost:{nport}"})
 schema = psql(f"SELECT schema_name FROM platform.tenants WHERE id = '{tid}'")
-ac = call("POST", f"/v1/tenants/{tid}/api-clients", admin, {"name": "bench"})
-tok = token(ac["client_id"], ac["client_secret"])
+tok = plat.token(tid)
 
 
 def transform_steps(n):
@@ -136,10 +117,15 @@ def throughput(workflow, n):
 
 # ---- 1. the ceiling of one-commit-per-step engines ----
 psql("CREATE TABLE IF NOT EXISTS bench_insert (id bigserial PRIMARY KEY, v int NOT NULL)")
-with open(os.path.join(work, "insert.sql"), "w") as f:
+script = os.path.join(plat.pg.dir, "insert.sql")
+with open(script, "w") as f:
     f.write("INSERT INTO bench_insert (v) VALUES (1);\n")
-pg = subprocess.run(["pgbench", "-n", "-c", "16", "-j", "2", "-T", str(secs), "-f",
-                     os.path.join(work, "insert.sql"), info], capture_output=True, text=True)
+os.chmod(script, 0o644)
+pg = subprocess.run([os.path.join(plat.pg.bindir, "pgbench"), "-n", "-c", "16", "-j", "2", "-T", str(secs),
+                     "-f", script, "-h", plat.pg.sock, "-p", str(plat.pg.port), "-U", "mspflow", "mspflow"],
+                    capture_output=True, text=True)
+if pg.returncode != 0:
+    raise SystemExit("pgbench: " + pg.stderr)
 tps = next(float(l.split()[2]) for l in pg.stdout.splitlines() if l.startswith("tps = "))
 print(f"pgbench single-row insert: {tps:.0f} tx/s", file=sys.stderr)
 
@@ -198,11 +184,13 @@ latency = {"offered_runs_per_s": round(offered, 1), "probes": len(lat), "p50_ms"
            "p99_ms": round(q[98], 2), "max_ms": round(lat[-1], 2)}
 print(f"latency at half load: {latency}", file=sys.stderr)
 
-res = {"pgbench_insert_tps": round(tps, 1), "five_transform": tr, "five_http": ht, "latency": latency,
+res = {"config": config, "postgresql": {"fsync": "on" if durable else "off", "synchronous_commit": "on"},
+       "pgbench_insert_tps": round(tps, 1), "five_transform": tr, "five_http": ht, "latency": latency,
        "transform_steps_vs_insert_commits": round(tr["steps_per_s"] / tps, 2),
        "http_steps_vs_insert_commits": round(ht["steps_per_s"] / tps, 2)}
 stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-os.makedirs("bench/results", exist_ok=True)
-with open(f"bench/results/engine-{stamp}.json", "w") as f:
+os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
+with open(os.path.join(ROOT, "bench", "results", f"engine-{stamp}.json"), "w") as f:
     json.dump(res, f, indent=2)
 print(json.dumps(res, indent=2))
+plat.close()

@@ -55,9 +55,12 @@ def _tmpdir(prefix):
 
 
 class PgCluster:
-    """A throwaway PostgreSQL: initdb'd in a temp dir, Unix socket only."""
+    """A throwaway PostgreSQL: initdb'd in a temp dir, Unix socket only.
+    Tests run it with fsync=off; durable=True keeps PostgreSQL's defaults
+    (benchmarks that compare commit rates)."""
 
-    def __init__(self):
+    def __init__(self, durable=False):
+        self.durable = durable
         self.bindir = _bindir()
         self.dir = _tmpdir("mspflow-pg-")
         self.data = os.path.join(self.dir, "data")
@@ -91,7 +94,8 @@ class PgCluster:
         log = open(os.path.join(self.dir, "pg.log"), "ab")
         self.proc = subprocess.Popen(
             [os.path.join(self.bindir, "postgres"), "-D", self.data, "-k", self.sock, "-p", str(self.port),
-             "-c", "listen_addresses=", "-c", "fsync=off", "-c", "max_connections=200"],
+             "-c", "listen_addresses=", "-c", "fsync=" + ("on" if self.durable else "off"),
+             "-c", "max_connections=200"],
             stdout=log, stderr=log, preexec_fn=self._demote)
         _procs.append(self.proc)
         deadline = time.time() + timeout

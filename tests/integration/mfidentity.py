@@ -67,8 +67,8 @@ def token_for(port, client_id, secret):
 class Platform:
     """PostgreSQL + migrate + bootstrap + one or more servers on it."""
 
-    def __init__(self, config=None, servers=1, binary=None):
-        self.pg = PgCluster()
+    def __init__(self, config=None, servers=1, binary=None, pg=None):
+        self.pg = pg or PgCluster()
         m = run_migrate(self.pg)
         if m.returncode != 0:
             raise RuntimeError("migrate failed: " + m.stderr)

@@ -224,96 +224,139 @@ END $$;
 -- task, "task_update", "events": [{"event", "runs"}], "audit": [{"action",
 -- "detail"}], "keep": the worker goes on with the run (lease kept),
 -- "due": when to look again (null: no timer)}].  Returns the ids applied.
+--
+-- Set-based: a handful of statements for the whole batch, whatever its
+-- size, so a step costs a fraction of a commit.  Only emitted events go
+-- one by one (eng_event: idempotency, triggers, wake-ups).
 CREATE FUNCTION eng_apply(p_tenant uuid, p_schema text, p_owner uuid, p_changes jsonb)
 RETURNS uuid[] LANGUAGE plpgsql
 SET search_path = platform AS $$
 DECLARE
-	c jsonb;
-	r uuid;
-	n int;
-	w boolean;
-	e jsonb;
-	done uuid[] := '{}';
-	due timestamptz;
+	held uuid[];		-- leases still ours, locked
+	woken uuid[];		-- of those, woken while held
+	stale uuid[];		-- a task the pass expired or escalated was decided meanwhile
+	written uuid[];		-- runs written (not cancelled)
+	ch jsonb;
+	e record;
+	first_due timestamptz;
 BEGIN
-	FOR c IN SELECT * FROM jsonb_array_elements(p_changes) LOOP
-		r := (c->>'run')::uuid;
-		SELECT q.wake INTO w FROM run_queue q WHERE q.run_id = r AND q.owner = p_owner FOR UPDATE;
-		IF NOT FOUND THEN
-			CONTINUE;
-		END IF;
-		-- A task the worker escalates or expires must still be open: a
-		-- decision (or a cancel) that came in meanwhile wins, and the
-		-- worker's view of the run is stale.  Nothing of this pass is
-		-- kept; the run is looked at again from what is committed.
-		IF jsonb_typeof(c->'task_update') = 'object' THEN
-			EXECUTE format(
-				'UPDATE %I.tasks SET state = coalesce($2, state), assignee_role = coalesce($3, assignee_role), '
-				'escalated = escalated OR coalesce($4, false), due_at = coalesce($5, due_at) '
-				'WHERE id = $1 AND state = ''open''', p_schema)
-				USING (c#>>'{task_update,id}')::uuid, c#>>'{task_update,state}',
-				      c#>>'{task_update,assignee_role}', (c#>>'{task_update,escalated}')::boolean,
-				      (c#>>'{task_update,due_at}')::timestamptz;
-			GET DIAGNOSTICS n = ROW_COUNT;
-			IF n = 0 THEN
-				UPDATE run_queue q SET owner = NULL, due_at = now(), wake = false WHERE q.run_id = r;
-				PERFORM eng_enqueue(p_tenant, p_schema, ARRAY[r], NULL);
-				CONTINUE;
-			END IF;
-		END IF;
-		EXECUTE format(
-			'UPDATE %I.runs SET state = $2, step = $3, attempt = $4, ctx = coalesce($5, ctx), wait = $6, '
-			'wait_event = $7, error = $8, updated_at = now(), '
-			'finished_at = CASE WHEN $2 IN (''succeeded'', ''failed'', ''cancelled'') THEN now() END '
-			'WHERE id = $1 AND state <> ''cancelled''', p_schema)
-			USING r, c->>'state', c->>'step', coalesce((c->>'attempt')::int, 0), c->'ctx',
-			      CASE WHEN jsonb_typeof(c->'wait') = 'object' THEN c->'wait' END, c->>'wait_event',
-			      CASE WHEN jsonb_typeof(c->'error') = 'object' THEN c->'error' END;
-		GET DIAGNOSTICS n = ROW_COUNT;
-		IF n = 0 THEN
-			-- cancelled (or gone): drop the work, keep nothing of this pass
-			DELETE FROM run_queue q WHERE q.run_id = r;
-			CONTINUE;
-		END IF;
-		IF jsonb_array_length(coalesce(c->'steps', '[]')) > 0 THEN
-			EXECUTE format(
-				'INSERT INTO %I.run_steps AS s (run_id, seq, step, type, attempt, state, started_at, finished_at, output, error, summary) '
-				'SELECT $1, x.seq, x.step, x.type, x.attempt, x.state, x.started_at, x.finished_at, x.output, x.error, x.summary '
-				'FROM jsonb_to_recordset($2) AS x(seq int, step text, type text, attempt int, state text, '
-				'started_at timestamptz, finished_at timestamptz, output jsonb, error jsonb, summary jsonb) '
-				'ON CONFLICT (run_id, seq) DO UPDATE SET state = EXCLUDED.state, finished_at = EXCLUDED.finished_at, '
-				'output = EXCLUDED.output, error = EXCLUDED.error, summary = EXCLUDED.summary', p_schema)
-				USING r, c->'steps';
-		END IF;
-		IF jsonb_typeof(c->'task') = 'object' THEN
-			EXECUTE format(
-				'INSERT INTO %I.tasks (id, run_id, step, title, assignee_role, state, due_at) '
-				'VALUES ($1, $2, $3, $4, $5, ''open'', $6) ON CONFLICT (id) DO NOTHING', p_schema)
-				USING (c#>>'{task,id}')::uuid, r, c#>>'{task,step}', c#>>'{task,title}',
-				      c#>>'{task,assignee_role}', (c#>>'{task,due_at}')::timestamptz;
-		END IF;
-		FOR e IN SELECT * FROM jsonb_array_elements(coalesce(c->'events', '[]')) LOOP
-			PERFORM eng_event(p_tenant, p_schema, 'run:' || r, e->'event', e->'runs');
-		END LOOP;
-		IF jsonb_array_length(coalesce(c->'audit', '[]')) > 0 THEN
-			INSERT INTO audit_events (tenant_id, actor, action, target, detail)
-			SELECT p_tenant, 'engine', a.action, 'run:' || r, coalesce(a.detail, '{}')
-			FROM jsonb_to_recordset(c->'audit') AS a(action text, detail jsonb);
-		END IF;
-		IF coalesce((c->>'keep')::boolean, false) THEN
-			NULL;
-		ELSIF w THEN
-			-- woken while held: look again now
-			UPDATE run_queue q SET owner = NULL, due_at = now(), wake = false WHERE q.run_id = r;
-			PERFORM eng_enqueue(p_tenant, p_schema, ARRAY[r], NULL);
-		ELSIF c->>'due' IS NULL THEN
-			DELETE FROM run_queue q WHERE q.run_id = r;
-		ELSE
-			due := (c->>'due')::timestamptz;
-			UPDATE run_queue q SET owner = NULL, due_at = due WHERE q.run_id = r;
-			PERFORM eng_enqueue(p_tenant, p_schema, ARRAY[r], due);
-		END IF;
-		done := done || r;
+	WITH l AS (
+		SELECT q.run_id, q.wake FROM run_queue q
+		WHERE q.run_id IN (SELECT (x->>'run')::uuid FROM jsonb_array_elements(p_changes) AS x)
+		  AND q.owner = p_owner
+		FOR UPDATE)
+	SELECT coalesce(array_agg(run_id), '{}'), coalesce(array_agg(run_id) FILTER (WHERE wake), '{}')
+	INTO held, woken FROM l;
+	IF cardinality(held) = 0 THEN
+		RETURN held;
+	END IF;
+
+	-- A task the worker escalates or expires must still be open: a
+	-- decision (or a cancel) that came in meanwhile wins, and the worker's
+	-- view of that run is stale.  Nothing of its pass is kept; it is
+	-- looked at again from what is committed.
+	EXECUTE format(
+		'WITH u AS (SELECT (x->>''run'')::uuid AS run, x->''task_update'' AS t '
+		'           FROM jsonb_array_elements($1) AS x '
+		'           WHERE jsonb_typeof(x->''task_update'') = ''object'' AND (x->>''run'')::uuid = ANY($2)), '
+		'd AS (UPDATE %I.tasks k SET state = coalesce(u.t->>''state'', k.state), '
+		'             assignee_role = coalesce(u.t->>''assignee_role'', k.assignee_role), '
+		'             escalated = k.escalated OR coalesce((u.t->>''escalated'')::boolean, false), '
+		'             due_at = coalesce((u.t->>''due_at'')::timestamptz, k.due_at) '
+		'      FROM u WHERE k.id = (u.t->>''id'')::uuid AND k.state = ''open'' RETURNING u.run) '
+		'SELECT coalesce(array_agg(u.run), ''{}'') FROM u WHERE u.run NOT IN (SELECT run FROM d)', p_schema)
+		INTO stale USING p_changes, held;
+	IF cardinality(stale) > 0 THEN
+		UPDATE run_queue q SET owner = NULL, due_at = now(), wake = false WHERE q.run_id = ANY(stale);
+		PERFORM eng_enqueue(p_tenant, p_schema, stale, NULL);
+	END IF;
+	IF cardinality(stale) = 0 AND cardinality(held) = jsonb_array_length(p_changes) THEN
+		ch := p_changes;	-- the usual case: every lease still ours
+	ELSE
+		SELECT coalesce(jsonb_agg(x ORDER BY n), '[]') INTO ch
+		FROM jsonb_array_elements(p_changes) WITH ORDINALITY AS a(x, n)
+		WHERE (x->>'run')::uuid = ANY(held) AND NOT (x->>'run')::uuid = ANY(stale);
+	END IF;
+
+	EXECUTE format(
+		'WITH x AS (SELECT * FROM jsonb_to_recordset($1) AS x(run uuid, state text, step text, attempt int, '
+		'           ctx jsonb, wait jsonb, wait_event text, error jsonb)), '
+		'u AS (UPDATE %I.runs r SET state = x.state, step = x.step, attempt = coalesce(x.attempt, 0), '
+		'             ctx = coalesce(CASE WHEN jsonb_typeof(x.ctx) = ''object'' THEN x.ctx END, r.ctx), '
+		'             wait = CASE WHEN jsonb_typeof(x.wait) = ''object'' THEN x.wait END, '
+		'             wait_event = x.wait_event, '
+		'             error = CASE WHEN jsonb_typeof(x.error) = ''object'' THEN x.error END, '
+		'             updated_at = now(), '
+		'             finished_at = CASE WHEN x.state IN (''succeeded'', ''failed'', ''cancelled'') THEN now() END '
+		'      FROM x WHERE r.id = x.run AND r.state <> ''cancelled'' RETURNING r.id) '
+		'SELECT coalesce(array_agg(id), ''{}'') FROM u', p_schema)
+		INTO written USING ch;
+	-- cancelled (or gone) meanwhile: drop the work, keep nothing of it
+	DELETE FROM run_queue q
+	WHERE q.run_id IN (SELECT (x->>'run')::uuid FROM jsonb_array_elements(ch) AS x)
+	  AND NOT q.run_id = ANY(written);
+	IF cardinality(written) = 0 THEN
+		RETURN written;
+	END IF;
+
+	EXECUTE format(
+		'INSERT INTO %I.run_steps AS s (run_id, seq, step, type, attempt, state, started_at, finished_at, '
+		'                               output, error, summary) '
+		'SELECT (c->>''run'')::uuid, x.seq, x.step, x.type, x.attempt, x.state, x.started_at, x.finished_at, '
+		'       x.output, x.error, x.summary '
+		'FROM jsonb_array_elements($1) AS c, '
+		'     jsonb_to_recordset(coalesce(c->''steps'', ''[]'')) AS x(seq int, step text, type text, attempt int, '
+		'     state text, started_at timestamptz, finished_at timestamptz, output jsonb, error jsonb, summary jsonb) '
+		'WHERE (c->>''run'')::uuid = ANY($2) '
+		'ON CONFLICT (run_id, seq) DO UPDATE SET state = EXCLUDED.state, finished_at = EXCLUDED.finished_at, '
+		'output = EXCLUDED.output, error = EXCLUDED.error, summary = EXCLUDED.summary', p_schema)
+		USING ch, written;
+	EXECUTE format(
+		'INSERT INTO %I.tasks (id, run_id, step, title, assignee_role, state, due_at) '
+		'SELECT (c#>>''{task,id}'')::uuid, (c->>''run'')::uuid, c#>>''{task,step}'', c#>>''{task,title}'', '
+		'       c#>>''{task,assignee_role}'', ''open'', (c#>>''{task,due_at}'')::timestamptz '
+		'FROM jsonb_array_elements($1) AS c '
+		'WHERE jsonb_typeof(c->''task'') = ''object'' AND (c->>''run'')::uuid = ANY($2) '
+		'ON CONFLICT (id) DO NOTHING', p_schema)
+		USING ch, written;
+	FOR e IN
+		SELECT (c->>'run')::uuid AS run, v AS ev
+		FROM jsonb_array_elements(ch) WITH ORDINALITY AS a(c, n),
+		     jsonb_array_elements(coalesce(c->'events', '[]')) WITH ORDINALITY AS b(v, m)
+		WHERE (c->>'run')::uuid = ANY(written)
+		ORDER BY n, m
+	LOOP
+		PERFORM eng_event(p_tenant, p_schema, 'run:' || e.run, e.ev->'event', e.ev->'runs');
 	END LOOP;
-	RETURN done;
+	INSERT INTO audit_events (tenant_id, actor, action, target, detail)
+	SELECT p_tenant, 'engine', d.action, 'run:' || (c->>'run'), coalesce(d.detail, '{}')
+	FROM jsonb_array_elements(ch) WITH ORDINALITY AS a(c, n),
+	     ROWS FROM (jsonb_to_recordset(coalesce(c->'audit', '[]')) AS (action text, detail jsonb))
+	     WITH ORDINALITY AS d(action, detail, m)
+	WHERE (c->>'run')::uuid = ANY(written)
+	ORDER BY n, m;
+
+	-- the queue: kept (the worker goes on), woken while held (look again
+	-- now), ended (out), or a timer
+	WITH x AS (
+		SELECT (c->>'run')::uuid AS run, (c->>'due')::timestamptz AS due
+		FROM jsonb_array_elements(ch) AS c
+		WHERE NOT coalesce((c->>'keep')::boolean, false) AND (c->>'run')::uuid = ANY(written)),
+	gone AS (
+		DELETE FROM run_queue q USING x
+		WHERE q.run_id = x.run AND x.due IS NULL AND NOT x.run = ANY(woken)),
+	later AS (
+		UPDATE run_queue q SET owner = NULL, wake = false,
+		       due_at = CASE WHEN x.run = ANY(woken) THEN now() ELSE x.due END
+		FROM x WHERE q.run_id = x.run AND (x.due IS NOT NULL OR x.run = ANY(woken))
+		RETURNING q.due_at)
+	SELECT min(due_at) INTO first_due FROM later;
+	IF first_due IS NOT NULL THEN
+		INSERT INTO engine_tenants AS t (tenant_id, next_due) VALUES (p_tenant, first_due)
+		ON CONFLICT (tenant_id) DO UPDATE SET next_due = EXCLUDED.next_due WHERE t.next_due > EXCLUDED.next_due;
+		IF first_due <= now() THEN
+			PERFORM pg_notify('mspflow_engine', '');
+		END IF;
+	END IF;
+	RETURN written;
 END $$;
