@@ -8,6 +8,8 @@ CRM, PSA and ERP systems and a webhook receiver started here:
   manual retry to success; a non-retryable 4xx dead-letters at once;
 - an approval's SLA escalating to another role, then expiring to the
   reject branch;
+- a wait for an event matching an expression, woken by an event another
+  workflow emits; a wait that times out;
 - cancel; a suspended tenant's runs pause and continue on resume;
 - every run state change and decision in the tenant's audit log."""
 import base64
@@ -274,6 +276,37 @@ class EngineTest(unittest.TestCase):
         self.assertEqual(run["steps"][-1]["step"], "no")
         t = self.env.call("GET", "/tasks?state=expired").json()["items"]
         self.assertIn(rid, [x["run_id"] for x in t])
+
+    # ---- waits, and events emitted by one workflow waking another ----
+
+    def test_wait_for_a_matching_event(self):
+        self.put_workflow("await-signal", {"trigger": {"event": "test.order"}, "steps": [
+            {"id": "first", "type": "transform", "output": {"order": "data.order"}},
+            {"id": "sig", "type": "wait", "event": "test.signal", "match": "data.order == steps.first.output.order",
+             "timeout": "PT60S"},
+            {"id": "last", "type": "transform", "output": {"note": "steps.sig.output.event.data.note"}}]})
+        self.put_workflow("signaller", {"trigger": {"event": "test.ping"}, "steps": [
+            {"id": "say", "type": "emit", "event": "test.signal",
+             "data": {"order": "{{ data.order }}", "note": "pong {{ data.order }}"}}]})
+        one = self.event("test.order", {"order": 1})["run_ids"][0]
+        two = self.event("test.order", {"order": 2})["run_ids"][0]
+        self.wait_state(one, "waiting")
+        self.wait_state(two, "waiting")
+        self.event("test.ping", {"order": 2})
+        run = self.wait_state(two, "succeeded")
+        self.assertEqual(run["steps"][-1]["output"], {"note": "pong 2"})
+        time.sleep(0.5)
+        self.assertEqual(self.get_run(one)["state"], "waiting", "an event that does not match wakes nothing")
+        self.event("test.signal", {"order": 1, "note": "direct"})
+        run = self.wait_state(one, "succeeded")
+        self.assertEqual(run["steps"][-1]["output"], {"note": "direct"})
+
+    def test_wait_timeout_dead_letters(self):
+        self.put_workflow("await-nothing", {"trigger": {"event": "test.lonely"}, "steps": [
+            {"id": "sig", "type": "wait", "event": "test.never", "timeout": "PT1S"}]})
+        rid = self.event("test.lonely", {})["run_ids"][0]
+        run = self.wait_state(rid, "failed", 15)
+        self.assertEqual(run["error"]["code"], "wait_timeout", run["error"])
 
     # ---- cancel ----
 
