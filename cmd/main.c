@@ -447,10 +447,11 @@ static int dev_credentials(const mf_config_t *cfg, struct dev_creds *dc)
 static void dev_on_serving(int port, void *arg)
 {
 	struct dev_creds *dc = arg;
-	char host[256], *text;
+	char host[256], *text, *tmp;
 	const char *listen = dc->cfg->listen, *colon = strrchr(listen, ':');
 	json_t *j;
 	int fd;
+	bool ok;
 
 	snprintf(host, sizeof(host), "%.*s", (int)(colon - listen), listen);
 	if (strcmp(host, "0.0.0.0") == 0 || host[0] == '\0')
@@ -466,12 +467,23 @@ static void dev_on_serving(int port, void *arg)
 	json_decref(j);
 	if (text == NULL)
 		return;
-	unlink(dc->path);
-	fd = open(dc->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text) || write(fd, "\n", 1) != 1)
+	/* a new file renamed over the old one: a reader sees either whole */
+	if (asprintf(&tmp, "%s.new", dc->path) < 0)
+		tmp = NULL;
+	if (tmp)
+		unlink(tmp);
+	fd = tmp ? open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) : -1;
+	ok = fd >= 0 && write(fd, text, strlen(text)) == (ssize_t)strlen(text) && write(fd, "\n", 1) == 1;
+	if (fd >= 0 && close(fd) < 0)
+		ok = false;
+	if (ok && rename(tmp, dc->path) < 0)
+		ok = false;
+	if (!ok) {
 		mf_error("dev", "cannot write credentials.json", MF_S("path", dc->path));
-	if (fd >= 0)
-		close(fd);
+		if (tmp)
+			unlink(tmp);
+	}
+	free(tmp);
 	printf("%s\n", text);
 	fflush(stdout);
 	sodium_memzero(text, strlen(text));

@@ -8,6 +8,7 @@ import time
 import unittest
 
 from mfharness import BIN, Server, request, _tmpdir
+from mfidentity import wait_until
 
 
 def postmasters(datadir_part):
@@ -113,6 +114,9 @@ class DevTest(unittest.TestCase):
         self.assertEqual(srv.stop(), 0)
         self.assertTrue(wait_gone(state, 10))
         srv, _ = self.start(state)
+        # the file is replaced (renamed over) before the line is printed
+        self.assertTrue(wait_until(lambda: any(l.startswith("{") and "client_secret" in l
+                                               for l in srv.output().splitlines()), 10))
         again = json.load(open(path))
         self.assertEqual(again["client_id"], creds["client_id"])      # still valid: reused
         self.assertEqual(again["base_url"], f"http://127.0.0.1:{srv.port}")
