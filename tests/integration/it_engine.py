@@ -4,7 +4,7 @@ CRM, PSA and ERP systems and a webhook receiver started here:
 - the opportunity-to-project seed: the deal event, the margin decide, an
   approval granted by a holder of the role, the PSA project created once,
   the ERP billing schedule, the outbound webhook verified by the receiver;
-- retries (Retry-After honoured) then dead-letter, the DLQ listing, and a
+- retries (Retry-After honoured, per-step timeouts) then dead-letter, the DLQ listing, and a
   manual retry to success; a non-retryable 4xx dead-letters at once;
 - an approval's SLA escalating to another role, then expiring to the
   reject branch;
@@ -68,7 +68,7 @@ class EngineTest(unittest.TestCase):
         cls.crm = MockServer({"/deals/": crm})
         cls.psa = MockServer({"/projects": psa})
         cls.erp = MockServer({"/v2/billing/schedules": erp})
-        cls.peer = MockServer({"/flaky": flaky})
+        cls.peer = MockServer({"/flaky": flaky, "/slow": lambda rec: Reply(200, {"ok": True}, delay=4)})
         cls.receiver = MockServer({"/hook": lambda rec: Reply(204)})
         cls.env = env = EngineEnv()
         cls.tid = env.tid
@@ -247,6 +247,17 @@ class EngineTest(unittest.TestCase):
         run = self.wait_state(rid, "failed")
         self.assertEqual(run["error"]["attempts"], 1, run["error"])
         self.assertEqual(run["error"]["status"], 422)
+
+    def test_step_timeout(self):
+        self.put_workflow("too-slow", {"trigger": {"event": "test.slow"}, "steps": [
+            {"id": "call", "type": "http", "connector": "peer", "method": "GET", "path": "/slow",
+             "timeout": "PT1S", "retry": {"max_attempts": 2, "backoff": "PT1S", "max_backoff": "PT1S"}}]})
+        t0 = time.time()
+        rid = self.event("test.slow", {})["run_ids"][0]
+        run = self.wait_state(rid, "failed", 20)
+        self.assertLess(time.time() - t0, 6, "each attempt was cut at its timeout")
+        self.assertEqual((run["error"]["code"], run["error"]["attempts"]), ("timeout", 2), run["error"])
+        self.assertEqual([s["state"] for s in run["steps"]], ["retrying", "failed"])
 
     # ---- approvals: SLA escalation, expiry ----
 
