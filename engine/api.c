@@ -229,6 +229,30 @@ void eng_audit_commit(eng_req_t *r, const char *action, const char *target, json
 
 /* ---- reads ---- */
 
+static void admitted(eng_req_t *r, const PGresult *res)
+{
+	eng_step_fn next = r->admit_next;
+
+	if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+		gw_res_header(r->call->req, "Retry-After", "60");
+		eng_fail_code(r, 429, "too_many_runs",
+			      "the tenant has as many unfinished runs as its policy's engine.max_queued_runs allows; "
+			      "retry when some have finished");
+		return;
+	}
+	next(r, NULL);
+}
+
+void eng_admit(eng_req_t *r, int n, const char *key, eng_step_fn next)
+{
+	char nbuf[16];
+	const char *p[4] = { r->call->tenant_id, r->call->schema, nbuf, key };
+
+	snprintf(nbuf, sizeof(nbuf), "%d", n);
+	r->admit_next = next;
+	eng_q(r, "SELECT platform.eng_admit($1::uuid, $2, $3::int, $4)", 4, p, admitted);
+}
+
 json_t *eng_json_col(const PGresult *res, int row, int col)
 {
 	if (PQgetisnull(res, row, col))

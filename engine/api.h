@@ -32,6 +32,7 @@ struct eng_req {
 	eng_t *e;
 	mf_pg_conn_t *conn;		/* the open transaction, or NULL */
 	eng_step_fn next;		/* runs with the current statement's result */
+	eng_step_fn admit_next;		/* after an admission (eng_admit) */
 	/* the route's values; every string here is owned and freed with r */
 	char id[37];			/* the path's run / task id, or a new event id */
 	char name[64];			/* the path's workflow name */
@@ -79,6 +80,12 @@ void eng_read_one(eng_req_t *r);
 void eng_read_page(eng_req_t *r);
 /* ?name= of the query into out: 1 found, 0 absent, -1 malformed. */
 int eng_query_param(eng_req_t *r, const char *name, char *out, size_t outlen);
+
+/* Admission (platform.eng_admit): may n more runs start under the
+ * tenant's engine.max_queued_runs?  key: the request's Idempotency-Key or
+ * NULL (a repeated key is admitted: it starts nothing).  next(r, NULL)
+ * when admitted, else 429 too_many_runs. */
+void eng_admit(eng_req_t *r, int n, const char *key, eng_step_fn next);
 
 /* A parsed column of JSON text (trusted: the database built it); new
  * reference or NULL. */

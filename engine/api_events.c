@@ -25,7 +25,8 @@
 static const char event_sql[] =
 	"SELECT platform.eng_event($1::uuid, $2, $3, $4::jsonb, $5::jsonb)::text";
 
-/* text[0] type, [1] request hash (hex), [2] idempotency key or NULL. */
+/* text[0] type, [1] request hash (hex), [2] idempotency key or NULL,
+ * [3] the event and [4] its runs, as platform.eng_event takes them. */
 
 static void accepted(eng_req_t *r, const PGresult *res)
 {
@@ -59,10 +60,20 @@ static void accepted(eng_req_t *r, const PGresult *res)
 	eng_finish(r, 202, out);
 }
 
+/* text[3] the event, [4] the runs it starts (JSON) */
+static void insert_event(eng_req_t *r, const PGresult *res)
+{
+	const char *p[5] = { r->call->tenant_id, r->call->schema, r->call->actor, r->text[3], r->text[4] };
+
+	(void)res;
+	eng_q(r, event_sql, 5, p, accepted);
+}
+
 static void matched(eng_req_t *r, const PGresult *res)
 {
 	json_t *data = json_object_get(r->body, "data"), *tenant, *runs, *event;
 	char *runs_text = NULL, *event_text = NULL, source[96];
+	int nruns;
 
 	snprintf(source, sizeof(source), "api:%s", r->call->actor);
 	tenant = json_pack("{s:s}", "id", r->call->tenant_id);
@@ -73,6 +84,7 @@ static void matched(eng_req_t *r, const PGresult *res)
 		runs_text = json_dumps(runs, JSON_COMPACT);
 		event_text = json_dumps(event, JSON_COMPACT);
 	}
+	nruns = runs ? (int)json_array_size(runs) : 0;
 	json_decref(tenant);
 	json_decref(runs);
 	json_decref(event);
@@ -82,13 +94,16 @@ static void matched(eng_req_t *r, const PGresult *res)
 		eng_fail_code(r, 503, "over_capacity", "out of memory; retry");
 		return;
 	}
-	{
-		const char *p[5] = { r->call->tenant_id, r->call->schema, r->call->actor, event_text, runs_text };
-
-		eng_q(r, event_sql, 5, p, accepted);
+	/* kept for the statement after the admission */
+	if (eng_req_text(r, 3, event_text) < 0 || eng_req_text(r, 4, runs_text) < 0) {
+		free(runs_text);
+		free(event_text);
+		eng_fail_code(r, 503, "over_capacity", "out of memory; retry");
+		return;
 	}
 	free(runs_text);
 	free(event_text);
+	eng_admit(r, nruns, r->text[2], insert_event);
 }
 
 static void event_begun(eng_req_t *r, const PGresult *res)

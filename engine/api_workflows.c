@@ -293,12 +293,18 @@ static void got_latest(eng_req_t *r, const PGresult *res)
 	free(text);
 }
 
-static void run_begun(eng_req_t *r, const PGresult *res)
+static void run_admitted(eng_req_t *r, const PGresult *res)
 {
 	const char *p[1] = { r->name };
 
 	(void)res;
 	eng_q(r, latest_sql, 1, p, got_latest);
+}
+
+static void run_begun(eng_req_t *r, const PGresult *res)
+{
+	(void)res;
+	eng_admit(r, 1, NULL, run_admitted);
 }
 
 void eng_start_run(tn_call_t *call, void *arg)

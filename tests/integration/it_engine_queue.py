@@ -139,6 +139,36 @@ class EngineQueueTest(unittest.TestCase):
         self.assertIn(rid, [r for r, _ in self.claim(x)])
         self.release(x)
 
+    def test_max_queued_runs_admission(self):
+        c = self.env.p.create_client(self.env.msp["id"], "eng-q-full")["id"]
+        r = api(self.env.port, "PUT", f"/v1/tenants/{c}/policy", self.env.p.admin_token,
+                {"engine": {"max_queued_runs": 3}})
+        self.assertEqual(r.status, 200, r.body)
+        r = self.env.call("PUT", "/workflows/appr", {"trigger": {"event": "test.full"}, "steps": [
+            {"id": "t", "type": "transform", "output": {"x": "1"}}]}, tid=c)
+        self.assertEqual(r.status, 201, r.body)
+        first = self.env.call("POST", "/events", {"type": "test.full", "data": {}}, tid=c,
+                              headers={"Idempotency-Key": "full-1"})
+        self.assertEqual(first.status, 202, first.body)
+        ids = [self.start(tid=c) for _ in range(2)]
+        r = self.env.call("POST", "/workflows/appr/runs", {"input": {}}, tid=c)
+        self.assertEqual((r.status, r.json()["code"]), (429, "too_many_runs"), r.body)
+        self.assertEqual(r.headers.get("retry-after"), "60")
+        r = self.env.call("POST", "/events", {"type": "test.full", "data": {}}, tid=c,
+                          headers={"Idempotency-Key": "full-2"})
+        self.assertEqual((r.status, r.json()["code"]), (429, "too_many_runs"), r.body)
+        schema = self.env.tenant_schema(c)
+        self.assertEqual(self.sql(f"SELECT count(*) FROM {schema}.events"), "1", "a refused event is not stored")
+        # an event that starts nothing, and a replay, are still answered
+        r = self.env.call("POST", "/events", {"type": "test.other", "data": {}}, tid=c)
+        self.assertEqual(r.status, 202, r.body)
+        r = self.env.call("POST", "/events", {"type": "test.full", "data": {}}, tid=c,
+                          headers={"Idempotency-Key": "full-1"})
+        self.assertEqual((r.status, r.json()), (202, first.json()))
+        # room again once a run has finished
+        self.assertEqual(self.env.call("POST", f"/runs/{ids[0]}/cancel", tid=c).status, 200)
+        self.start(tid=c)
+
     def test_limit_per_tenant_and_round_robin(self):
         x, y = str(uuid.uuid4()), str(uuid.uuid4())
         a = self.env.p.create_client(self.env.msp["id"], "eng-q-busy")["id"]

@@ -134,6 +134,42 @@ SET search_path = platform AS $$
 	WHERE e.tenant_id = x.id AND e.max_running <> x.lim;
 $$;
 
+-- Admission: may p_n more runs start for the tenant?  Its unfinished runs
+-- (pending, running, waiting) must stay within engine.max_queued_runs of
+-- its policy, the smallest along its chain (10,000 when none sets it).
+-- Concurrent admissions may overshoot by what they start together.  A
+-- request repeating an idempotency key already used is admitted: it
+-- starts nothing and is answered the first outcome.
+CREATE FUNCTION eng_admit(p_tenant uuid, p_schema text, p_n int, p_key text)
+RETURNS boolean LANGUAGE plpgsql
+SET search_path = platform AS $$
+DECLARE
+	lim int;
+	used bigint;
+	seen boolean;
+BEGIN
+	IF p_n <= 0 THEN
+		RETURN true;
+	END IF;
+	IF p_key IS NOT NULL THEN
+		EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I.events WHERE idempotency_key = $1)', p_schema)
+			INTO seen USING p_key;
+		IF seen THEN
+			RETURN true;
+		END IF;
+	END IF;
+	SELECT coalesce(least((t.policy #>> '{engine,max_queued_runs}')::int,
+			      (p.policy #>> '{engine,max_queued_runs}')::int,
+			      (g.policy #>> '{engine,max_queued_runs}')::int), 10000)
+	INTO lim
+	FROM tenants t LEFT JOIN tenants p ON p.id = t.parent_id LEFT JOIN tenants g ON g.id = p.parent_id
+	WHERE t.id = p_tenant;
+	EXECUTE format('SELECT count(*) FROM (SELECT 1 FROM %I.runs '
+		       'WHERE state IN (''pending'', ''running'', ''waiting'') LIMIT $1) x', p_schema)
+		INTO used USING coalesce(lim, 10000) + 1;
+	RETURN used + p_n <= coalesce(lim, 10000);
+END $$;
+
 -- Creates runs in a tenant's schema, pending and due now.  p_runs:
 -- [{"id", "workflow", "version", "step", "ctx", "event_id"?}], built by
 -- the engine (engine/start.c) from validated definitions.
