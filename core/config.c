@@ -75,7 +75,7 @@ static const struct cfg_row rows[] = {
 	ROW(engine_enabled, CFG_INT, "1", 0, 1, "1: this instance's workers claim and run workflow steps; 0: a gateway only (runs are left to mspflow worker processes)"),
 	ROW(engine_lease_ms, CFG_INT, "30000", 1000, 600000, "how long a claimed run stays with its worker without a renewal; a crashed worker's runs are taken over after this"),
 	ROW(engine_poll_ms, CFG_INT, "1000", 20, 60000, "how often an idle worker looks for due timers and missed wake-ups (new work is announced by NOTIFY)"),
-	ROW(engine_batch, CFG_INT, "64", 1, 1000, "runs one claim takes at most"),
+	ROW(engine_batch, CFG_INT, "128", 1, 1000, "runs one claim takes at most"),
 	ROW(engine_max_runs, CFG_INT, "512", 1, 100000, "runs a worker thread holds in memory at once (claims stop above it)"),
 	ROW(webhook_retry_base_ms, CFG_INT, "5000", 100, 3600000, "wait before the second attempt of an outbound webhook delivery; each later wait doubles (up to an hour, plus jitter, at least the receiver's Retry-After)"),
 	ROW(webhook_max_attempts, CFG_INT, "12", 1, 100, "attempts of one outbound webhook delivery before it is marked failed"),
