@@ -254,6 +254,10 @@ static int add_engine_metrics(mf_buf_t *out)
 		sum.retries += s.retries;
 		sum.calls += s.calls;
 		sum.in_memory += s.in_memory;
+		sum.wh_delivered += s.wh_delivered;
+		sum.wh_retrying += s.wh_retrying;
+		sum.wh_failed += s.wh_failed;
+		sum.wh_in_flight += s.wh_in_flight;
 	}
 	return mf_buf_addf(out,
 		"# HELP mspflow_engine_claims_total Claims sent to the run queue, and the runs they took.\n"
@@ -276,9 +280,18 @@ static int add_engine_metrics(mf_buf_t *out)
 		"# HELP mspflow_engine_calls_total HTTP step calls completed.\n"
 		"# TYPE mspflow_engine_calls_total counter\nmspflow_engine_calls_total %llu\n"
 		"# HELP mspflow_engine_runs_in_memory Runs the workers hold now.\n"
-		"# TYPE mspflow_engine_runs_in_memory gauge\nmspflow_engine_runs_in_memory %d\n",
+		"# TYPE mspflow_engine_runs_in_memory gauge\nmspflow_engine_runs_in_memory %d\n"
+		"# HELP mspflow_webhook_attempts_total Outbound webhook delivery attempts, by outcome (retrying: failed, "
+		"another attempt scheduled; failed: attempts exhausted).\n"
+		"# TYPE mspflow_webhook_attempts_total counter\n"
+		"mspflow_webhook_attempts_total{outcome=\"delivered\"} %llu\n"
+		"mspflow_webhook_attempts_total{outcome=\"retrying\"} %llu\n"
+		"mspflow_webhook_attempts_total{outcome=\"failed\"} %llu\n"
+		"# HELP mspflow_webhook_deliveries_in_memory Deliveries the workers hold now.\n"
+		"# TYPE mspflow_webhook_deliveries_in_memory gauge\nmspflow_webhook_deliveries_in_memory %d\n",
 		sum.claims, sum.claimed, sum.applied, sum.lost_leases, sum.steps, sum.runs_finished, sum.runs_failed,
-		sum.retries, sum.calls, sum.in_memory);
+		sum.retries, sum.calls, sum.in_memory, sum.wh_delivered, sum.wh_retrying, sum.wh_failed,
+		sum.wh_in_flight);
 }
 
 static void handle_metrics(gw_req_t *req, void *arg)

@@ -62,6 +62,8 @@ eng_outbox_t *eng_outbox_new(eng_worker_t *ew, mf_err_t *err);
 /* Stops claiming and cancels deliveries in flight (their leases expire
  * and they are sent again); callbacks still pending only free. */
 void eng_outbox_close(eng_outbox_t *o);
-void eng_outbox_free(eng_outbox_t *o);	/* accepts NULL; after the pool */
+void eng_outbox_free(eng_outbox_t *o);
+/* Adds the outbox's counters to out (any thread, approximate). */
+void eng_outbox_stats(const eng_outbox_t *o, eng_stats_t *out);	/* accepts NULL; after the pool */
 
 #endif

@@ -79,6 +79,10 @@ typedef struct eng_stats {
 	unsigned long long claims, claimed, applied, lost_leases, steps, runs_finished, runs_failed;
 	unsigned long long retries, calls;
 	int in_memory;
+	/* outbound webhooks: attempts by outcome (retrying = failed, another
+	 * attempt scheduled; failed = attempts exhausted) */
+	unsigned long long wh_delivered, wh_retrying, wh_failed;
+	int wh_in_flight;
 } eng_stats_t;
 void eng_worker_stats(const eng_worker_t *ew, eng_stats_t *out);
 

@@ -73,4 +73,6 @@ void eng_worker_stats(const eng_worker_t *ew, eng_stats_t *out)
 	*out = (eng_stats_t){ 0 };
 	if (ew && ew->runner)
 		eng_runner_stats(ew->runner, out);
+	if (ew && ew->outbox)
+		eng_outbox_stats(ew->outbox, out);
 }

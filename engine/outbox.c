@@ -748,6 +748,7 @@ struct eng_outbox {
 	eng_listen_t *listen;
 	dl_t *dls;
 	int n;				/* deliveries in memory */
+	unsigned long long n_delivered, n_retrying, n_failed;
 	bool claiming, claim_again;
 	bool closing;			/* shutting down: callbacks only free */
 };
@@ -844,6 +845,12 @@ static void record(dl_t *d, int status, const char *error, long long retry_after
 	snprintf(dur, sizeof(dur), "%d", elapsed < 0 ? 0 : (int)(elapsed * 1000.0));
 	iso_time(d->started, started);
 	snprintf(next_ms, sizeof(next_ms), "%lld", next);
+	if (delivered)
+		o->n_delivered++;
+	else if (last)
+		o->n_failed++;
+	else
+		o->n_retrying++;
 	if (delivered)
 		mf_info("engine", "webhook delivered", MF_S("tenant_id", d->tenant), MF_S("webhook", d->webhook),
 			MF_S("delivery_id", d->id), MF_I("attempt", d->attempt), MF_I("status", status));
@@ -1169,4 +1176,12 @@ void eng_outbox_free(eng_outbox_t *o)
 	if (o->poll_ev)
 		event_free(o->poll_ev);
 	free(o);
+}
+
+void eng_outbox_stats(const eng_outbox_t *o, eng_stats_t *out)
+{
+	out->wh_delivered += o->n_delivered;
+	out->wh_retrying += o->n_retrying;
+	out->wh_failed += o->n_failed;
+	out->wh_in_flight += o->n;
 }

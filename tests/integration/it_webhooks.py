@@ -10,11 +10,13 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import threading
 import time
 import unittest
 import uuid
 
+from mfharness import request
 from mfidentity import Platform, api, wait_until
 from mfmock import MockServer, Reply
 
@@ -101,6 +103,11 @@ class WebhooksTest(unittest.TestCase):
         if headers is not None:
             hd = headers
         return api(self.p.port, "POST", h["url"], None, body, hd)
+
+    def attempts_metric(self):
+        body = request(self.p.servers[0].admin_port, "GET", "/metrics").body.decode()
+        return {k: int(v) for k, v in
+                re.findall(r'^mspflow_webhook_attempts_total\{outcome="(\w+)"\} (\d+)$', body, re.M)}
 
     def sql(self, q):
         return self.p.pg.psql(q)
@@ -341,8 +348,12 @@ class WebhooksTest(unittest.TestCase):
     def test_retried_until_delivered(self):
         self.subscribe("flaky", "/flaky", ["ops.flaky.test"])
         h = self.hook("ops.flaky.test")
+        before = self.attempts_metric()
         self.assertEqual(self.post(h, {"n": 1}).status, 202)
         d = self.settled("flaky")[0]
+        after = self.attempts_metric()
+        self.assertGreaterEqual(after["retrying"] - before["retrying"], 2, (before, after))
+        self.assertGreaterEqual(after["delivered"] - before["delivered"], 1, (before, after))
         self.assertEqual((d["state"], d["attempts"], d["last_status"]), ("delivered", 3, 204))
         self.assertEqual([a["status"] for a in d["history"]], [500, 500, 204])
         self.assertEqual([a["attempt"] for a in d["history"]], [1, 2, 3])
