@@ -447,10 +447,16 @@ static void del_marked(const PGresult *res, const mf_err_t *err, void *arg)
 		return;
 	/* the vault's data keys go in the same transaction as the schema:
 	 * without them its sealed credentials can never be opened again,
-	 * wherever a copy of them survives (crypto-shredding) */
+	 * wherever a copy of them survives (crypto-shredding); so do the
+	 * engine's platform rows naming the schema (queued runs, deliveries,
+	 * hooks: a worker still holding one is fenced off by its lease) */
 	tn_q(ctx, "WITH c AS (UPDATE platform.api_clients SET deleted_at = now() "
 		  "WHERE tenant_id = $1::uuid AND deleted_at IS NULL RETURNING 1), "
-		  "k AS (DELETE FROM platform.tenant_keys WHERE tenant_id = $1::uuid RETURNING 1) "
+		  "k AS (DELETE FROM platform.tenant_keys WHERE tenant_id = $1::uuid RETURNING 1), "
+		  "rq AS (DELETE FROM platform.run_queue WHERE tenant_id = $1::uuid RETURNING 1), "
+		  "et AS (DELETE FROM platform.engine_tenants WHERE tenant_id = $1::uuid RETURNING 1), "
+		  "dq AS (DELETE FROM platform.delivery_queue WHERE tenant_id = $1::uuid RETURNING 1), "
+		  "hk AS (DELETE FROM platform.hooks WHERE tenant_id = $1::uuid RETURNING 1) "
 		  "UPDATE platform.users SET deleted_at = now() WHERE tenant_id = $1::uuid AND deleted_at IS NULL",
 	     1, p, del_revoked);
 }

@@ -169,6 +169,25 @@ class EngineQueueTest(unittest.TestCase):
         self.assertEqual(self.env.call("POST", f"/runs/{ids[0]}/cancel", tid=c).status, 200)
         self.start(tid=c)
 
+    def test_deleting_a_tenant_clears_its_queue(self):
+        x = str(uuid.uuid4())
+        c = self.env.p.create_client(self.env.msp["id"], "eng-q-gone")["id"]
+        r = self.env.call("PUT", "/workflows/appr", {"trigger": {"event": "test.gone"}, "steps": [
+            {"id": "t", "type": "transform", "output": {"x": "1"}}]}, tid=c)
+        self.assertEqual(r.status, 201, r.body)
+        held = self.start(tid=c)
+        self.assertIn(held, [r for r, _ in self.claim(x)])
+        self.start(tid=c)
+        r = self.env.call("POST", "/hooks", {"event_type": "test.gone"}, tid=c)
+        self.assertEqual(r.status, 201, r.body)
+        r = api(self.env.port, "DELETE", f"/v1/tenants/{c}", self.env.p.admin_token)
+        self.assertIn(r.status, (200, 204), r.body)
+        for table in ("run_queue", "engine_tenants", "hooks"):
+            self.assertEqual(self.sql(f"SELECT count(*) FROM platform.{table} WHERE tenant_id = '{c}'"), "0", table)
+        self.assertEqual(self.apply(x, [{"run": held, "state": "succeeded", "step": None}], tid=c), [],
+                         "a worker still holding a run of the tenant writes nothing")
+        self.release(x)
+
     def test_limit_per_tenant_and_round_robin(self):
         x, y = str(uuid.uuid4()), str(uuid.uuid4())
         a = self.env.p.create_client(self.env.msp["id"], "eng-q-busy")["id"]
