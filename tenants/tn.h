@@ -162,6 +162,7 @@ int tn_tenants_routes(tn_t *tn, gw_router_t *api) __attribute__((warn_unused_res
 int tn_clients_routes(tn_t *tn, gw_router_t *api) __attribute__((warn_unused_result));
 int tn_users_routes(tn_t *tn, gw_router_t *api) __attribute__((warn_unused_result));
 int tn_policy_routes(tn_t *tn, gw_router_t *api) __attribute__((warn_unused_result));
+int tn_branding_routes(tn_t *tn, gw_router_t *api) __attribute__((warn_unused_result));
 
 /* ---- common handler helpers (util.c) ---- */
 /* Answers err; validation problems carry errors (stolen, may be NULL). */
