@@ -7,8 +7,9 @@
  * column that POST/PATCH /v1/tenants also write (0002_identity.sql), so
  * there is one copy.  The effective branding is a field-by-field merge
  * down the chain, platform -> msp -> client: a tenant's own fields win.
- * A domain belongs to one live tenant: writers of branding serialise on a
- * transaction-scoped advisory lock, then check, then write.
+ * A domain belongs to one live tenant: every writer of branding (here and
+ * in api_tenants.c, through tn_branding_claim) serialises on a
+ * transaction-scoped advisory lock, then checks, then writes.
  *
  * The preview renders a logic-less template (core/render.h) over
  * {"brand": effective branding, "tenant": {...}} plus the caller's context.
@@ -235,17 +236,7 @@ static void get_branding(tn_ctx_t *ctx)
 	tn_q(ctx, read_sql, 1, p, got_branding);
 }
 
-/* ---- PUT: lock, check the domains, update, re-read, audit ---- */
-
-static void text_free(void *p)
-{
-	free(p);
-}
-
-static void doc_free(void *p)
-{
-	json_decref(p);
-}
+/* ---- PUT ---- */
 
 
 static void put_done(const PGresult *res, const mf_err_t *err, void *arg)
@@ -285,37 +276,31 @@ static void put_updated(const PGresult *res, const mf_err_t *err, void *arg)
 		return;
 	if (!tn_found(ctx, res, "tenant"))
 		return;
-	/* ctx->data: from the domains' array literal to the old document */
-	free(ctx->data);
-	ctx->data_free = doc_free;
 	ctx->data = PQgetisnull(res, 0, 0) ? NULL : json_loads(PQgetvalue(res, 0, 0), 0, NULL);
 	tn_q(ctx, read_sql, 1, p, put_reread);
 }
 
-static void put_checked(const PGresult *res, const mf_err_t *err, void *arg)
+/* ---- the domain claim (also POST/PATCH /v1/tenants, api_tenants.c) ---- */
+
+static void claim_checked(const PGresult *res, const mf_err_t *err, void *arg)
 {
 	tn_ctx_t *ctx = arg;
-	const char *p[2] = { ctx->target.id, ctx->text };
 
 	if (tn_failed(ctx, err))
 		return;
-	if (res && PQntuples(res) > 0) {
+	if (PQntuples(res) > 0) {
 		mf_err_set(&ctx->err, 409, "domain_taken", "the domain %.200s belongs to another tenant",
 			   PQgetvalue(res, 0, 0));
 		tn_abort(ctx, &ctx->err);
 		return;
 	}
-	/* the old document comes back for the audit row */
-	tn_q(ctx, "UPDATE platform.tenants t SET branding = $2::jsonb, updated_at = now() "
-		  "FROM (SELECT id, branding FROM platform.tenants WHERE id = $1::uuid AND deleted_at IS NULL FOR UPDATE) old "
-		  "WHERE t.id = old.id RETURNING old.branding::text",
-	     2, p, put_updated);
+	ctx->after_claim(NULL, NULL, ctx);
 }
 
-static void put_locked(const PGresult *res, const mf_err_t *err, void *arg)
+static void claim_locked(const PGresult *res, const mf_err_t *err, void *arg)
 {
 	tn_ctx_t *ctx = arg;
-	const char *p[2] = { ctx->target.id, ctx->data };
+	const char *p[2] = { ctx->claim_tenant, ctx->claim_domains };
 
 	if (tn_failed(ctx, err))
 		return;
@@ -324,19 +309,58 @@ static void put_locked(const PGresult *res, const mf_err_t *err, void *arg)
 	tn_q(ctx, "SELECT d FROM platform.tenants o CROSS JOIN LATERAL jsonb_array_elements_text("
 		  "CASE WHEN jsonb_typeof(o.branding -> 'domains') = 'array' THEN o.branding -> 'domains' ELSE '[]' END) d "
 		  "WHERE o.id <> $1::uuid AND o.deleted_at IS NULL AND d = ANY($2::text[]) ORDER BY d LIMIT 1",
-	     2, p, put_checked);
+	     2, p, claim_checked);
+}
+
+void tn_branding_claim(tn_ctx_t *ctx, const char *tenant_id, const json_t *branding, mf_pg_cb then)
+{
+	const json_t *domains = json_object_get(branding, "domains");
+
+	if (json_array_size(domains) == 0) {
+		then(NULL, NULL, ctx);
+		return;
+	}
+	free(ctx->claim_domains);
+	ctx->claim_domains = tn_pg_array_literal(domains);
+	if (ctx->claim_domains == NULL) {
+		mf_err_set(&ctx->err, 503, "over_capacity", "out of memory; retry");
+		tn_abort(ctx, &ctx->err);
+		return;
+	}
+	ctx->claim_tenant = tenant_id;
+	ctx->after_claim = then;
+	tn_q(ctx, "SELECT pg_advisory_xact_lock(" BRANDING_LOCK ")", 0, NULL, claim_locked);
+}
+
+/* ---- PUT: claim the domains, update, re-read, audit ---- */
+
+static void put_claimed(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	tn_ctx_t *ctx = arg;
+	const char *p[2] = { ctx->target.id, ctx->text };
+
+	/* the old document comes back for the audit row */
+	tn_q(ctx, "UPDATE platform.tenants t SET branding = $2::jsonb, updated_at = now() "
+		  "FROM (SELECT id, branding FROM platform.tenants WHERE id = $1::uuid AND deleted_at IS NULL FOR UPDATE) old "
+		  "WHERE t.id = old.id RETURNING old.branding::text",
+	     2, p, put_updated);
 }
 
 static void put_begun(const PGresult *res, const mf_err_t *err, void *arg)
 {
 	tn_ctx_t *ctx = arg;
 
-	tn_q(ctx, "SELECT pg_advisory_xact_lock(" BRANDING_LOCK ")", 0, NULL, put_locked);
+	tn_branding_claim(ctx, ctx->target.id, ctx->body, put_claimed);
+}
+
+static void doc_free(void *p)
+{
+	json_decref(p);
 }
 
 static void put_branding(tn_ctx_t *ctx)
 {
-	json_t *errors, *domains;
+	json_t *errors;
 	mf_err_t err;
 
 	if (tn_body(ctx, NULL) == NULL)
@@ -355,13 +379,9 @@ static void put_branding(tn_ctx_t *ctx)
 		return;
 	}
 	json_decref(errors);
-	domains = json_object_get(ctx->body, "domains");
 	ctx->text = json_dumps(ctx->body, JSON_COMPACT | JSON_SORT_KEYS);
-	/* the domain list as a text[] literal until the update, then the old
-	 * document for the audit row */
-	ctx->data = domains ? tn_pg_array_literal(domains) : strdup("{}");
-	ctx->data_free = text_free;
-	if (ctx->text == NULL || ctx->data == NULL) {
+	ctx->data_free = doc_free;	/* the old document, for the audit row */
+	if (ctx->text == NULL) {
 		gw_respond_error(ctx->req, 503, "over_capacity", "out of memory; retry");
 		return;
 	}

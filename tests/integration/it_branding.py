@@ -95,6 +95,17 @@ class BrandingTest(unittest.TestCase):
         # re-putting one's own domains is not a conflict
         r = self.put(self.other["id"], {"domains": ["portal.other.example"], "display_name": "Other"}, self.other_tok)
         self.assertEqual(r.status, 200, r.body)
+        # the tenant routes that also write branding claim domains the same way
+        r = api(self.p.port, "PATCH", f"/v1/tenants/{self.client['id']}", self.p.admin_token,
+                {"branding": {"domains": ["portal.other.example"]}})
+        self.assertEqual((r.status, r.json()["code"]), (409, "domain_taken"), r.body)
+        r = api(self.p.port, "POST", "/v1/tenants", self.p.admin_token,
+                {"kind": "msp", "name": "Dup", "slug": "brand-dup", "branding": {"domains": ["portal.blue.example"]}})
+        self.assertEqual((r.status, r.json()["code"]), (409, "domain_taken"), r.body)
+        r = api(self.p.port, "PATCH", f"/v1/tenants/{self.other['id']}", self.p.admin_token,
+                {"branding": {"domains": ["portal.other.example", "www.other.example"]}})
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(self.get(self.other["id"])["document"]["domains"], ["portal.other.example", "www.other.example"])
 
     def test_4_permissions(self):
         r = self.put(self.client["id"], {"display_name": "Nope"}, self.user_tok)
