@@ -92,6 +92,7 @@ static void ctx_free(void *p)
 	json_decref(ctx->body);
 	json_decref(ctx->out);
 	free(ctx->text);
+	free(ctx->claim_domains);
 	if (ctx->data_free)
 		ctx->data_free(ctx->data);
 	if (ctx->call.data_free)

@@ -218,6 +218,14 @@ static void prov_begun(const PGresult *res, const mf_err_t *err, void *arg)
 	free(btext);
 }
 
+/* a new tenant's domains must be free (tn_branding_claim) */
+static void prov_claim(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	tn_ctx_t *ctx = arg;
+
+	tn_branding_claim(ctx, ctx->id, json_object_get(ctx->body, "branding"), prov_begun);
+}
+
 static void provision(tn_ctx_t *ctx, enum pol_kind kind)
 {
 	static const char *const keys[] = { "kind", "name", "slug", "branding", NULL };
@@ -262,7 +270,7 @@ static void provision(tn_ctx_t *ctx, enum pol_kind kind)
 		gw_respond_error(ctx->req, 503, "over_capacity", "out of memory; retry");
 		return;
 	}
-	tn_begin(ctx, prov_begun);
+	tn_begin(ctx, prov_claim);
 }
 
 static void create_tenant(tn_ctx_t *ctx)
@@ -351,6 +359,13 @@ static void edit_begun(const PGresult *res, const mf_err_t *err, void *arg)
 	free(btext);
 }
 
+static void edit_claim(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	tn_ctx_t *ctx = arg;
+
+	tn_branding_claim(ctx, ctx->target.id, json_object_get(ctx->body, "branding"), edit_begun);
+}
+
 static void patch_tenant(tn_ctx_t *ctx)
 {
 	static const char *const keys[] = { "name", "branding", NULL };
@@ -367,7 +382,7 @@ static void patch_tenant(tn_ctx_t *ctx)
 	if (v && branding_check(ctx, v) < 0)
 		return;
 	ctx->action = "tenant.update";
-	tn_begin(ctx, edit_begun);
+	tn_begin(ctx, edit_claim);
 }
 
 /* ---- suspend / resume ---- */

@@ -115,6 +115,10 @@ struct tn_ctx {
 	void *data;
 	void (*data_free)(void *);
 	tn_call_t call;			/* what a tn_guard_add handler sees */
+	/* tn_branding_claim */
+	mf_pg_cb after_claim;
+	const char *claim_tenant;
+	char *claim_domains;
 };
 
 /* Adds a route behind the guard: bearer token, principal and tenant
@@ -162,6 +166,13 @@ int tn_tenants_routes(tn_t *tn, gw_router_t *api) __attribute__((warn_unused_res
 int tn_clients_routes(tn_t *tn, gw_router_t *api) __attribute__((warn_unused_result));
 int tn_users_routes(tn_t *tn, gw_router_t *api) __attribute__((warn_unused_result));
 int tn_policy_routes(tn_t *tn, gw_router_t *api) __attribute__((warn_unused_result));
+int tn_branding_routes(tn_t *tn, gw_router_t *api) __attribute__((warn_unused_result));
+/* api_branding.c: inside a transaction on ctx->conn, makes sure no other
+ * live tenant than tenant_id (kept by the caller until then runs) lists
+ * one of branding's domains (borrowed; NULL or without domains passes at
+ * once), holding the branding lock until the commit; then calls
+ * then(NULL, NULL, ctx), or rolls back and answers 409 domain_taken. */
+void tn_branding_claim(tn_ctx_t *ctx, const char *tenant_id, const json_t *branding, mf_pg_cb then);
 
 /* ---- common handler helpers (util.c) ---- */
 /* Answers err; validation problems carry errors (stolen, may be NULL). */
