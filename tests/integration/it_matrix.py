@@ -152,7 +152,7 @@ class MatrixTest(unittest.TestCase):
             ("POST", f"/v1/tenants/{t}/tasks/{uuid.uuid4()}/decision", {"decision": "approve"}, "engine_read",
              404),
             ("GET", f"/v1/tenants/{t}/signing-keys", None, "templates", 200),
-            ("GET", f"/v1/tenants/{t}/templates", None, "templates", 200),
+            ("POST", f"/v1/tenants/{t}/templates", {}, "templates", 400),
             ("POST", f"/v1/tenants/{t}/signing-keys/{uuid.uuid4()}/revoke", None, "templates", 404),
         ] + [("GET", f"/v1/tenants/{t}/access/{perm}", None, "check:" + perm, 204)
              for perm in ("read", "edit", "create_client", "lifecycle", "api_clients", "users", "policy",

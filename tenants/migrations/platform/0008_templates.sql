@@ -2,8 +2,10 @@
 -- Ed25519 signing keys and the signed template versions they publish.
 -- Both are platform-wide (the catalog is read across partners), keyed by
 -- the partner's tenant id; the document is stored exactly as verified.
+-- (platform.signing_keys is the platform's own JWT key ring, 0002: a
+-- partner's keys are partner_signing_keys.)
 
-CREATE TABLE signing_keys (
+CREATE TABLE partner_signing_keys (
 	id          uuid PRIMARY KEY,
 	partner_id  uuid NOT NULL REFERENCES tenants (id),
 	public_key  bytea NOT NULL CHECK (length(public_key) = 32),
@@ -11,7 +13,7 @@ CREATE TABLE signing_keys (
 	created_at  timestamptz NOT NULL DEFAULT now(),
 	revoked_at  timestamptz NULL
 );
-CREATE INDEX signing_keys_partner_idx ON signing_keys (partner_id, id);
+CREATE INDEX partner_signing_keys_partner_idx ON partner_signing_keys (partner_id, id);
 
 CREATE TABLE templates (
 	partner_id   uuid NOT NULL REFERENCES tenants (id),
@@ -28,7 +30,7 @@ CREATE TABLE templates (
 	description  text NOT NULL DEFAULT '',
 	tags         text[] NOT NULL DEFAULT '{}',
 	document     jsonb NOT NULL,
-	key_id       uuid NOT NULL REFERENCES signing_keys (id),
+	key_id       uuid NOT NULL REFERENCES partner_signing_keys (id),
 	signature    text NOT NULL,
 	yanked       boolean NOT NULL DEFAULT false,
 	yanked_at    timestamptz NULL,
