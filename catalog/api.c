@@ -18,6 +18,11 @@
  * unknown_key / key_revoked), the signature over the canonical JSON (400
  * bad_signature), then the insert (409 version_exists) with its audit row
  * in one transaction.
+ *
+ * The handlers use the guard's own request context (tenants/tn.h: tn_route,
+ * tn_q, tn_begin, tn_audit_commit), as engine/hooks.c does, rather than
+ * tn_guard_add's tn_call_t: the same transaction and audit helpers, no
+ * second copy of them here.
  */
 #include <stdio.h>
 #include <stdlib.h>
