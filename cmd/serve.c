@@ -14,6 +14,7 @@
 
 #include <sodium.h>
 
+#include "catalog/catalog.h"
 #include "cmd/serve.h"
 #include "connectors/connectors.h"
 #include "connectors/vault.h"
@@ -452,7 +453,7 @@ int mf_serve_print_routes(FILE *out)
 	eng = eng_new(&cfg, NULL);
 	if (api && admin && tn && vault && cx && eng && add_ops_routes(api, false) == 0 && add_ops_routes(admin, true) == 0 &&
 	    tn_routes_add(tn, api) == 0 && cx_vault_routes(vault, tn, api) == 0 && cx_routes_add(cx, tn, api) == 0 &&
-	    eng_routes_add(eng, tn, api) == 0) {
+	    eng_routes_add(eng, tn, api) == 0 && cat_routes_add(tn, api) == 0) {
 		gw_router_each(api, print_route, &a);
 		gw_router_each(admin, print_route, &b);
 		rc = 0;
@@ -526,7 +527,8 @@ int mf_serve(const mf_config_t *cfg, const mf_serve_hooks_t *hooks, mf_err_t *er
 	prepare_keys(cfg, sc.tn, sc.master);
 	if (add_ops_routes(api, false) < 0 || add_ops_routes(admin, true) < 0 ||
 	    (!worker_only && (tn_routes_add(sc.tn, api) < 0 || cx_vault_routes(sc.vault, sc.tn, api) < 0 ||
-			      cx_routes_add(sc.cx, sc.tn, api) < 0 || eng_routes_add(sc.eng, sc.tn, api) < 0)) ||
+			      cx_routes_add(sc.cx, sc.tn, api) < 0 || eng_routes_add(sc.eng, sc.tn, api) < 0 ||
+			      cat_routes_add(sc.tn, api) < 0)) ||
 	    (hooks && hooks->routes && hooks->routes(api, admin, hooks->arg) < 0)) {
 		mf_err_set(err, 500, "internal_error", "cannot build the routes");
 		goto out;

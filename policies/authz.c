@@ -175,6 +175,21 @@ enum pol_decision pol_decide(const pol_subject_t *w, const pol_tenant_t *t, enum
 		ok = operator_over(w, t) ||
 		     (perm == POL_RUNS && is_self(w, t) && (w->roles & POL_R_CLIENT_USER));
 		break;
+	case POL_TEMPLATES:
+		/* only a partner publishes; elsewhere the collection does
+		 * not exist.  Its own admin only: a template carries the
+		 * partner's signature, which nobody else can make anyway */
+		if (t->kind != POL_PARTNER)
+			return POL_NOT_FOUND;
+		ok = is_self(w, t) && (w->roles & POL_R_PARTNER_ADMIN);
+		break;
+	case POL_CATALOG:
+		/* the catalog is shared by everyone who installs or publishes:
+		 * any built-in role of a platform, partner or msp tenant on
+		 * its own tenant (clients install through their msp) */
+		ok = is_self(w, t) && (t->kind == POL_PLATFORM || t->kind == POL_PARTNER || t->kind == POL_MSP) &&
+		     (w->roles & pol_roles_allowed(t->kind)) != 0;
+		break;
 	case POL_USERS:
 		/* portal users belong to msps and clients */
 		ok = (t->kind == POL_MSP || t->kind == POL_CLIENT) && admin_over(w, t);
@@ -189,7 +204,7 @@ const char *pol_perm_name(enum pol_perm p)
 {
 	static const char *const names[POL_PERM_COUNT] = {
 		"read", "edit", "create_tenant", "create_client", "lifecycle", "api_clients", "users", "policy",
-		"credentials", "connectors", "workflows", "runs",
+		"credentials", "connectors", "workflows", "runs", "templates", "catalog",
 	};
 
 	return p < POL_PERM_COUNT ? names[p] : "";

@@ -41,6 +41,8 @@ enum pol_perm {
 	POL_CONNECTORS,		/* manage and try connectors (msps and clients) */
 	POL_WORKFLOWS,		/* write workflow definitions (msps and clients) */
 	POL_RUNS,		/* start, cancel and retry runs, post events (msps and clients) */
+	POL_TEMPLATES,		/* publish and yank templates, manage signing keys (partners) */
+	POL_CATALOG,		/* read the template catalog (routes without {tenant_id}) */
 	POL_PERM_COUNT
 };
 

@@ -74,6 +74,17 @@ def expected(who, t, perm):
         # a client's own users also start runs and send events
         ok = ok or (perm == "runs" and who["tid"] == t["id"] and "client_user" in who["roles"])
         return "allow" if ok else 403
+    if perm == "templates":
+        # partners only; their own partner_admin only
+        if t["kind"] != "partner":
+            return 404
+        return "allow" if who["tid"] == t["id"] and "partner_admin" in who["roles"] else 403
+    if perm == "catalog":
+        # read as one's own tenant with a built-in role of a platform, partner or msp
+        builtin = {"platform": ("platform_admin",), "partner": ("partner_admin",),
+                   "msp": ("msp_admin", "msp_operator")}.get(t["kind"], ())
+        ok = who["tid"] == t["id"] and any(r in who["roles"] for r in builtin)
+        return "allow" if ok else 403
     raise ValueError(perm)
 
 
@@ -140,9 +151,12 @@ class MatrixTest(unittest.TestCase):
             ("GET", f"/v1/tenants/{t}/tasks", None, "engine_read", 200),
             ("POST", f"/v1/tenants/{t}/tasks/{uuid.uuid4()}/decision", {"decision": "approve"}, "engine_read",
              404),
+            ("GET", f"/v1/tenants/{t}/signing-keys", None, "templates", 200),
+            ("POST", f"/v1/tenants/{t}/templates", {}, "templates", 400),
+            ("POST", f"/v1/tenants/{t}/signing-keys/{uuid.uuid4()}/revoke", None, "templates", 404),
         ] + [("GET", f"/v1/tenants/{t}/access/{perm}", None, "check:" + perm, 204)
              for perm in ("read", "edit", "create_client", "lifecycle", "api_clients", "users", "policy",
-                          "credentials", "connectors", "workflows", "runs")]
+                          "credentials", "connectors", "workflows", "runs", "templates", "catalog")]
 
     def test_matrix(self):
         missing = self.p.admin_token  # noqa: reference for the 404 body shape below
@@ -179,6 +193,14 @@ class MatrixTest(unittest.TestCase):
         self.assertEqual((r.status, r.json()["code"]), (404, "not_found"))
         r = api(self.p.port, "POST", "/v1/tenants", self.p.admin_token, {"kind": "client", "name": "X", "slug": "mx-c"})
         self.assertEqual((r.status, r.json()["errors"][0]["path"]), (400, "/kind"))
+
+    def test_catalog_read(self):
+        # no {tenant_id}: read as the caller's own tenant
+        for wl, who in self.who.items():
+            t = next(v for v in self.t.values() if v["id"] == who["tid"])
+            want = expected(who, t, "catalog")
+            r = api(self.p.port, "GET", "/v1/catalog/templates", who["tok"])
+            self.assertEqual(r.status, 200 if want == "allow" else want, (wl, r.body))
 
     def test_delete(self):
         # refusals across the matrix first (nothing is deleted by them)

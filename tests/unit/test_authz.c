@@ -102,6 +102,24 @@ int main(void)
 		     "an approver-only token reads but does not run");
 		T_OK(pol_decide(&mu, &M, POL_RUNS) == POL_FORBIDDEN, "client_user means nothing in an msp");
 	}
+	T_OK(pol_decide(&ra, &R, POL_TEMPLATES) == POL_ALLOW, "partner admin publishes on its own partner");
+	T_OK(pol_decide(&pa, &R, POL_TEMPLATES) == POL_FORBIDDEN, "not even the platform admin signs for a partner");
+	T_OK(pol_decide(&ma, &M, POL_TEMPLATES) == POL_NOT_FOUND && pol_decide(&pa, &P, POL_TEMPLATES) == POL_NOT_FOUND &&
+	     pol_decide(&ca, &A, POL_TEMPLATES) == POL_NOT_FOUND, "only partners have templates");
+	{
+		pol_subject_t rn = who(&R, 0);
+
+		T_OK(pol_decide(&rn, &R, POL_TEMPLATES) == POL_FORBIDDEN, "a partner token without partner_admin cannot");
+		T_OK(pol_decide(&rn, &R, POL_CATALOG) == POL_FORBIDDEN, "nor read the catalog with no built-in role");
+	}
+	T_OK(pol_decide(&pa, &P, POL_CATALOG) == POL_ALLOW && pol_decide(&ra, &R, POL_CATALOG) == POL_ALLOW &&
+	     pol_decide(&ma, &M, POL_CATALOG) == POL_ALLOW && pol_decide(&mo, &M, POL_CATALOG) == POL_ALLOW,
+	     "platform, partner and msp callers read the catalog");
+	T_OK(pol_decide(&ca, &A, POL_CATALOG) == POL_FORBIDDEN && pol_decide(&cu, &A, POL_CATALOG) == POL_FORBIDDEN,
+	     "clients do not read the catalog");
+	T_OK(pol_decide(&ma, &A, POL_CATALOG) == POL_FORBIDDEN, "the catalog is read as one's own tenant");
+	T_OK(strcmp(pol_perm_name(POL_TEMPLATES), "templates") == 0 && strcmp(pol_perm_name(POL_CATALOG), "catalog") == 0,
+	     "template permission names");
 	T_OK(strcmp(pol_perm_name(POL_WORKFLOWS), "workflows") == 0 && strcmp(pol_perm_name(POL_RUNS), "runs") == 0,
 	     "permission names");
 
