@@ -45,6 +45,11 @@ void eng_runner_close(eng_runner_t *r);
 void eng_runner_free(eng_runner_t *r);
 void eng_runner_stats(const eng_runner_t *r, eng_stats_t *out);
 
+/* The wall clock in seconds, and a time as RFC 3339 UTC with
+ * milliseconds ("2026-01-02T03:04:05.678Z"). */
+double eng_wall_now(void);
+void eng_iso_time(double t, char out[64]);
+
 /* ---- listen.c: one LISTEN connection driven by the worker's loop ---- */
 typedef struct eng_listen eng_listen_t;
 /* cb runs on every notification on channel (and once after each

@@ -242,9 +242,7 @@ int eng_secret_open(cx_vault_worker_t *vw, const char *tenant_id, const char *na
 /* ---- the management routes ---- */
 
 typedef struct hreq {
-	tn_call_t *call;
-	gw_req_t *req;			/* POST /hooks/{id} has no guard */
-	mf_pg_conn_t *conn;
+	eng_wtx_t tx;			/* first: callbacks get the state as arg */
 	char id[37];
 	char event_type[ENG_EVENT_MAX + 1];
 	char secret[CX_WEBHOOK_SECRET_SIZE];
@@ -255,8 +253,6 @@ typedef struct hreq {
 	char idem[CX_WEBHOOK_ID_MAX + 48];
 	char event_id[37];
 	json_t *data;
-	mf_pg_cb next;			/* after BEGIN and search_path */
-	mf_err_t err;
 } hreq_t;
 
 static void hreq_free(void *p)
@@ -276,8 +272,8 @@ static hreq_t *hreq_new(tn_call_t *call)
 		gw_respond_error(call->req, 503, "over_capacity", "out of memory; retry");
 		return NULL;
 	}
-	r->call = call;
-	r->req = call->req;
+	r->tx.call = call;
+	r->tx.req = call->req;
 	call->data = r;
 	call->data_free = hreq_free;
 	return r;
@@ -285,41 +281,40 @@ static hreq_t *hreq_new(tn_call_t *call)
 
 static void rolled_back(const PGresult *res, const mf_err_t *err, void *arg)
 {
-	hreq_t *r = arg;
+	eng_wtx_t *t = arg;
 
-	gw_respond_problem(r->req, &r->err);
+	gw_respond_problem(t->req, &t->err);
 }
 
-/* Rolls back (when a transaction is open) and answers e. */
-static void fail(hreq_t *r, const mf_err_t *e)
+void eng_wtx_fail(eng_wtx_t *t, const mf_err_t *e)
 {
-	if (e != &r->err)
-		r->err = *e;
+	if (e != &t->err)
+		t->err = *e;
 	/* a tenant deleted while we worked: its schema is gone */
-	if (strcmp(r->err.sqlstate, "42P01") == 0 || strcmp(r->err.sqlstate, "3F000") == 0)
-		mf_err_set(&r->err, 404, "not_found", "no such tenant");
-	if (r->conn) {
-		mf_pg_conn_t *c = r->conn;
+	if (strcmp(t->err.sqlstate, "42P01") == 0 || strcmp(t->err.sqlstate, "3F000") == 0)
+		mf_err_set(&t->err, 404, "not_found", "no such tenant");
+	if (t->conn) {
+		mf_pg_conn_t *c = t->conn;
 
-		r->conn = NULL;
-		if (mf_pg_tx_end(c, false, rolled_back, r) == 0)
+		t->conn = NULL;
+		if (mf_pg_tx_end(c, false, rolled_back, t) == 0)
 			return;
 	}
-	gw_respond_problem(r->req, &r->err);
+	gw_respond_problem(t->req, &t->err);
 }
 
-static void fail_status(hreq_t *r, int status, const char *code, const char *detail)
+void eng_wtx_fail_status(eng_wtx_t *t, int status, const char *code, const char *detail)
 {
 	mf_err_t e;
 
 	mf_err_set(&e, status, code, "%s", detail);
-	fail(r, &e);
+	eng_wtx_fail(t, &e);
 }
 
-static void q(hreq_t *r, const char *sql, int n, const char *const *p, mf_pg_cb cb)
+void eng_wtx_q(eng_wtx_t *t, const char *sql, int n, const char *const *p, mf_pg_cb cb)
 {
-	if (mf_pg_conn_query(r->conn, sql, n, p, cb, r) < 0)
-		fail_status(r, 503, "over_capacity", "out of memory; retry");
+	if (mf_pg_conn_query(t->conn, sql, n, p, cb, t) < 0)
+		eng_wtx_fail_status(t, 503, "over_capacity", "out of memory; retry");
 }
 
 static mf_worker_t *worker_of(gw_req_t *req)
@@ -327,27 +322,26 @@ static mf_worker_t *worker_of(gw_req_t *req)
 	return gw_req_worker_data(req);
 }
 
-/* BEGIN, then search_path = the guard's schema (never the request's), then next. */
 static void begun(mf_pg_conn_t *conn, const mf_err_t *err, void *arg)
 {
-	hreq_t *r = arg;
-	const char *p[1] = { r->call->schema };
+	eng_wtx_t *t = arg;
+	const char *p[1] = { t->call->schema };
 
 	if (conn == NULL) {
-		gw_respond_problem(r->req, err);
+		gw_respond_problem(t->req, err);
 		return;
 	}
-	r->conn = conn;
-	q(r, ENG_SEARCH_PATH_SQL, 1, p, r->next);
+	t->conn = conn;
+	eng_wtx_q(t, ENG_SEARCH_PATH_SQL, 1, p, t->next);
 }
 
-static void begin(hreq_t *r, mf_pg_cb next)
+void eng_wtx_begin(eng_wtx_t *t, mf_pg_cb next)
 {
-	mf_worker_t *w = worker_of(r->req);
+	mf_worker_t *w = worker_of(t->req);
 
-	r->next = next;
-	if (w == NULL || w->pg == NULL || mf_pg_tx_begin(w->pg, begun, r) < 0)
-		gw_respond_error(r->req, 503, "database_unavailable", "the database is not reachable");
+	t->next = next;
+	if (w == NULL || w->pg == NULL || mf_pg_tx_begin(w->pg, begun, t) < 0)
+		gw_respond_error(t->req, 503, "database_unavailable", "the database is not reachable");
 }
 
 static void committed_created(const PGresult *res, const mf_err_t *err, void *arg)
@@ -356,13 +350,13 @@ static void committed_created(const PGresult *res, const mf_err_t *err, void *ar
 	char url[64];
 
 	if (err) {
-		gw_respond_problem(r->req, err);
+		gw_respond_problem(r->tx.req, err);
 		return;
 	}
-	mf_info("engine", "inbound hook created", MF_S("request_id", gw_req_id(r->req)),
-		MF_S("tenant_id", r->call->tenant_id), MF_S("hook_id", r->id), MF_S("event_type", r->event_type));
+	mf_info("engine", "inbound hook created", MF_S("request_id", gw_req_id(r->tx.req)),
+		MF_S("tenant_id", r->tx.call->tenant_id), MF_S("hook_id", r->id), MF_S("event_type", r->event_type));
 	snprintf(url, sizeof(url), "/hooks/%s", r->id);
-	gw_respond_json(r->req, 201, json_pack("{s:s,s:s,s:s,s:s}", "id", r->id, "url", url, "secret", r->secret,
+	gw_respond_json(r->tx.req, 201, json_pack("{s:s,s:s,s:s,s:s}", "id", r->id, "url", url, "secret", r->secret,
 					       "event_type", r->event_type));
 	sodium_memzero(r->secret, sizeof(r->secret));
 }
@@ -372,37 +366,37 @@ static void committed_deleted(const PGresult *res, const mf_err_t *err, void *ar
 	hreq_t *r = arg;
 
 	if (err) {
-		gw_respond_problem(r->req, err);
+		gw_respond_problem(r->tx.req, err);
 		return;
 	}
-	mf_info("engine", "inbound hook deleted", MF_S("request_id", gw_req_id(r->req)),
-		MF_S("tenant_id", r->call->tenant_id), MF_S("hook_id", r->id));
-	gw_respond_raw(r->req, 204, NULL, "", 0);
+	mf_info("engine", "inbound hook deleted", MF_S("request_id", gw_req_id(r->tx.req)),
+		MF_S("tenant_id", r->tx.call->tenant_id), MF_S("hook_id", r->id));
+	gw_respond_raw(r->tx.req, 204, NULL, "", 0);
 }
 
 static void audited(const PGresult *res, const mf_err_t *err, void *arg)
 {
 	hreq_t *r = arg;
-	mf_pg_conn_t *c = r->conn;
+	mf_pg_conn_t *c = r->tx.conn;
 
 	if (err) {
-		fail(r, err);
+		eng_wtx_fail(&r->tx, err);
 		return;
 	}
-	r->conn = NULL;
+	r->tx.conn = NULL;
 	if (mf_pg_tx_end(c, true, r->secret[0] ? committed_created : committed_deleted, r) < 0)
-		gw_respond_error(r->req, 503, "over_capacity", "out of memory; retry");
+		gw_respond_error(r->tx.req, 503, "over_capacity", "out of memory; retry");
 }
 
 static void audit(hreq_t *r, const char *action, json_t *detail)
 {
 	char *d = json_dumps(detail, JSON_COMPACT);
 	char target[48];
-	const char *p[5] = { r->call->tenant_id, r->call->actor, action, target, d ? d : "{}" };
+	const char *p[5] = { r->tx.call->tenant_id, r->tx.call->actor, action, target, d ? d : "{}" };
 
 	snprintf(target, sizeof(target), "hook:%s", r->id);
 	json_decref(detail);
-	q(r, TN_AUDIT_SQL, 5, p, audited);
+	eng_wtx_q(&r->tx, TN_AUDIT_SQL, 5, p, audited);
 	free(d);
 }
 
@@ -411,7 +405,7 @@ static void hook_registered(const PGresult *res, const mf_err_t *err, void *arg)
 	hreq_t *r = arg;
 
 	if (err) {
-		fail(r, err);
+		eng_wtx_fail(&r->tx, err);
 		return;
 	}
 	audit(r, "hook.create", json_pack("{s:s}", "event_type", r->event_type));
@@ -420,13 +414,13 @@ static void hook_registered(const PGresult *res, const mf_err_t *err, void *arg)
 static void hook_stored(const PGresult *res, const mf_err_t *err, void *arg)
 {
 	hreq_t *r = arg;
-	const char *p[3] = { r->id, r->call->tenant_id, r->call->schema };
+	const char *p[3] = { r->id, r->tx.call->tenant_id, r->tx.call->schema };
 
 	if (err) {
-		fail(r, err);
+		eng_wtx_fail(&r->tx, err);
 		return;
 	}
-	q(r, "INSERT INTO platform.hooks (id, tenant_id, schema_name) VALUES ($1::uuid, $2::uuid, $3)", 3, p,
+	eng_wtx_q(&r->tx, "INSERT INTO platform.hooks (id, tenant_id, schema_name) VALUES ($1::uuid, $2::uuid, $3)", 3, p,
 	  hook_registered);
 }
 
@@ -434,30 +428,30 @@ static void hook_sealed(const char *box, int kv, const mf_err_t *err, void *arg)
 {
 	hreq_t *r = arg;
 	char v[16];
-	const char *p[5] = { r->id, r->event_type, v, box, r->call->actor };
+	const char *p[5] = { r->id, r->event_type, v, box, r->tx.call->actor };
 
 	if (err) {
-		fail(r, err);
+		eng_wtx_fail(&r->tx, err);
 		return;
 	}
 	snprintf(v, sizeof(v), "%d", kv);
-	q(r, "INSERT INTO hooks (id, event_type, key_version, box, created_by) VALUES ($1::uuid, $2, $3::int, $4::bytea, $5)",
+	eng_wtx_q(&r->tx, "INSERT INTO hooks (id, event_type, key_version, box, created_by) VALUES ($1::uuid, $2, $3::int, $4::bytea, $5)",
 	  5, p, hook_stored);
 }
 
 static void create_path_set(const PGresult *res, const mf_err_t *err, void *arg)
 {
 	hreq_t *r = arg;
-	mf_worker_t *w = worker_of(r->req);
+	mf_worker_t *w = worker_of(r->tx.req);
 	char name[48];
 
 	if (err) {
-		fail(r, err);
+		eng_wtx_fail(&r->tx, err);
 		return;
 	}
 	snprintf(name, sizeof(name), "hook:%s", r->id);
-	if (eng_secret_seal(r->conn, w->vault, r->call->tenant_id, name, r->secret, hook_sealed, r) < 0)
-		fail_status(r, 503, "vault_unavailable", "the vault cannot seal secrets now; retry");
+	if (eng_secret_seal(r->tx.conn, w->vault, r->tx.call->tenant_id, name, r->secret, hook_sealed, r) < 0)
+		eng_wtx_fail_status(&r->tx, 503, "vault_unavailable", "the vault cannot seal secrets now; retry");
 }
 
 static void create_hook(tn_call_t *call, void *arg)
@@ -495,7 +489,7 @@ static void create_hook(tn_call_t *call, void *arg)
 		gw_respond_error(call->req, 500, "internal_error", "cannot create a secret");
 		return;
 	}
-	begin(r, create_path_set);
+	eng_wtx_begin(&r->tx, create_path_set);
 }
 
 static void hook_unregistered(const PGresult *res, const mf_err_t *err, void *arg)
@@ -503,7 +497,7 @@ static void hook_unregistered(const PGresult *res, const mf_err_t *err, void *ar
 	hreq_t *r = arg;
 
 	if (err) {
-		fail(r, err);
+		eng_wtx_fail(&r->tx, err);
 		return;
 	}
 	audit(r, "hook.delete", json_object());
@@ -512,17 +506,17 @@ static void hook_unregistered(const PGresult *res, const mf_err_t *err, void *ar
 static void hook_deleted(const PGresult *res, const mf_err_t *err, void *arg)
 {
 	hreq_t *r = arg;
-	const char *p[2] = { r->id, r->call->tenant_id };
+	const char *p[2] = { r->id, r->tx.call->tenant_id };
 
 	if (err) {
-		fail(r, err);
+		eng_wtx_fail(&r->tx, err);
 		return;
 	}
 	if (PQntuples(res) == 0) {
-		fail_status(r, 404, "not_found", "no such hook");
+		eng_wtx_fail_status(&r->tx, 404, "not_found", "no such hook");
 		return;
 	}
-	q(r, "DELETE FROM platform.hooks WHERE id = $1::uuid AND tenant_id = $2::uuid", 2, p, hook_unregistered);
+	eng_wtx_q(&r->tx, "DELETE FROM platform.hooks WHERE id = $1::uuid AND tenant_id = $2::uuid", 2, p, hook_unregistered);
 }
 
 static void delete_path_set(const PGresult *res, const mf_err_t *err, void *arg)
@@ -531,10 +525,10 @@ static void delete_path_set(const PGresult *res, const mf_err_t *err, void *arg)
 	const char *p[1] = { r->id };
 
 	if (err) {
-		fail(r, err);
+		eng_wtx_fail(&r->tx, err);
 		return;
 	}
-	q(r, "DELETE FROM hooks WHERE id = $1::uuid RETURNING id", 1, p, hook_deleted);
+	eng_wtx_q(&r->tx, "DELETE FROM hooks WHERE id = $1::uuid RETURNING id", 1, p, hook_deleted);
 }
 
 static void delete_hook(tn_call_t *call, void *arg)
@@ -549,7 +543,7 @@ static void delete_hook(tn_call_t *call, void *arg)
 		return;
 	}
 	snprintf(r->id, sizeof(r->id), "%s", id);
-	begin(r, delete_path_set);
+	eng_wtx_begin(&r->tx, delete_path_set);
 }
 
 static void got_hooks(const PGresult *res, const mf_err_t *err, void *arg)
@@ -559,7 +553,7 @@ static void got_hooks(const PGresult *res, const mf_err_t *err, void *arg)
 	int n;
 
 	if (err) {
-		fail(r, err);
+		eng_wtx_fail(&r->tx, err);
 		return;
 	}
 	n = PQntuples(res);
@@ -572,7 +566,7 @@ static void got_hooks(const PGresult *res, const mf_err_t *err, void *arg)
 						       "event_type", PQgetvalue(res, i, 1), "created_by",
 						       PQgetvalue(res, i, 2), "created_at", PQgetvalue(res, i, 3)));
 	}
-	gw_respond_json(r->req, 200, json_pack("{s:o,s:o}", "items", items, "next_cursor",
+	gw_respond_json(r->tx.req, 200, json_pack("{s:o,s:o}", "items", items, "next_cursor",
 		tn_page_cursor(n > r->limit ? PQgetvalue(res, r->limit - 1, 0) : NULL)));
 }
 
@@ -612,16 +606,16 @@ static void in_committed(const PGresult *res, const mf_err_t *err, void *arg)
 	r->data = NULL;
 	if (err) {
 		json_decref(out);
-		gw_respond_problem(r->req, err);
+		gw_respond_problem(r->tx.req, err);
 		return;
 	}
 	{
 		bool replay = json_is_true(json_object_get(out, "replay"));
 
 		mf_info("engine", replay ? "inbound hook message repeated" : "inbound hook event accepted",
-			MF_S("request_id", gw_req_id(r->req)), MF_S("tenant_id", r->tenant), MF_S("hook_id", r->id),
+			MF_S("request_id", gw_req_id(r->tx.req)), MF_S("tenant_id", r->tenant), MF_S("hook_id", r->id),
 			MF_S("event_id", json_string_value(json_object_get(out, "event_id"))));
-		gw_respond_json(r->req, replay ? 200 : 202,
+		gw_respond_json(r->tx.req, replay ? 200 : 202,
 				json_pack("{s:O,s:O}", "event_id", json_object_get(out, "event_id"), "run_ids",
 					  json_object_get(out, "run_ids")));
 		json_decref(out);
@@ -631,21 +625,21 @@ static void in_committed(const PGresult *res, const mf_err_t *err, void *arg)
 static void in_evented(const PGresult *res, const mf_err_t *err, void *arg)
 {
 	hreq_t *r = arg;
-	mf_pg_conn_t *c = r->conn;
+	mf_pg_conn_t *c = r->tx.conn;
 
 	if (err) {
-		fail(r, err);
+		eng_wtx_fail(&r->tx, err);
 		return;
 	}
 	json_decref(r->data);
 	r->data = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
 	if (r->data == NULL) {
-		fail_status(r, 500, "internal_error", "unreadable event outcome");
+		eng_wtx_fail_status(&r->tx, 500, "internal_error", "unreadable event outcome");
 		return;
 	}
-	r->conn = NULL;
+	r->tx.conn = NULL;
 	if (mf_pg_tx_end(c, true, in_committed, r) < 0)
-		gw_respond_error(r->req, 503, "over_capacity", "out of memory; retry");
+		gw_respond_error(r->tx.req, 503, "over_capacity", "out of memory; retry");
 }
 
 static void in_triggers(const PGresult *res, const mf_err_t *err, void *arg)
@@ -655,7 +649,7 @@ static void in_triggers(const PGresult *res, const mf_err_t *err, void *arg)
 	char source[48], *evs = NULL, *runss = NULL;
 
 	if (err) {
-		fail(r, err);
+		eng_wtx_fail(&r->tx, err);
 		return;
 	}
 	tenant = json_pack("{s:s}", "id", r->tenant);
@@ -673,13 +667,13 @@ static void in_triggers(const PGresult *res, const mf_err_t *err, void *arg)
 	if (evs == NULL || runss == NULL) {
 		free(evs);
 		free(runss);
-		fail_status(r, 503, "over_capacity", "out of memory; retry");
+		eng_wtx_fail_status(&r->tx, 503, "over_capacity", "out of memory; retry");
 		return;
 	}
 	{
 		const char *p[5] = { r->tenant, r->schema, source, evs, runss };
 
-		q(r, "SELECT platform.eng_event($1::uuid, $2, $3, $4::jsonb, $5::jsonb)::text", 5, p, in_evented);
+		eng_wtx_q(&r->tx, "SELECT platform.eng_event($1::uuid, $2, $3, $4::jsonb, $5::jsonb)::text", 5, p, in_evented);
 	}
 	free(evs);
 	free(runss);
@@ -691,10 +685,10 @@ static void in_path_set(const PGresult *res, const mf_err_t *err, void *arg)
 	const char *p[1] = { r->event_type };
 
 	if (err) {
-		fail(r, err);
+		eng_wtx_fail(&r->tx, err);
 		return;
 	}
-	q(r, eng_triggers_sql, 1, p, in_triggers);
+	eng_wtx_q(&r->tx, eng_triggers_sql, 1, p, in_triggers);
 }
 
 static void in_begun(mf_pg_conn_t *conn, const mf_err_t *err, void *arg)
@@ -703,17 +697,17 @@ static void in_begun(mf_pg_conn_t *conn, const mf_err_t *err, void *arg)
 	const char *p[1] = { r->schema };
 
 	if (conn == NULL) {
-		gw_respond_problem(r->req, err);
+		gw_respond_problem(r->tx.req, err);
 		return;
 	}
-	r->conn = conn;
-	q(r, ENG_SEARCH_PATH_SQL, 1, p, in_path_set);
+	r->tx.conn = conn;
+	eng_wtx_q(&r->tx, ENG_SEARCH_PATH_SQL, 1, p, in_path_set);
 }
 
 static void in_found(const PGresult *res, const mf_err_t *err, void *arg)
 {
 	hreq_t *r = arg;
-	gw_req_t *req = r->req;
+	gw_req_t *req = r->tx.req;
 	mf_worker_t *w = worker_of(req);
 	const void *body;
 	size_t len;
@@ -795,7 +789,7 @@ static void receive_hook(gw_req_t *req, void *arg)
 		gw_respond_error(req, 503, "over_capacity", "out of memory; retry");
 		return;
 	}
-	r->req = req;
+	r->tx.req = req;
 	snprintf(r->id, sizeof(r->id), "%s", id);
 	gw_req_set_data(req, r, hreq_free);
 	p[0] = r->id;

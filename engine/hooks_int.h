@@ -23,6 +23,7 @@
 #include "connectors/webhooks.h"
 #include "core/pg.h"
 #include "engine/eng.h"
+#include "tenants/tenants.h"
 
 /* ---- the delivery schedule (outbox.c) ---- */
 
@@ -69,6 +70,29 @@ int eng_secret_seal(mf_pg_conn_t *conn, cx_vault_worker_t *vw, const char *tenan
 int eng_secret_open(cx_vault_worker_t *vw, const char *tenant_id, const char *name, int key_version,
 		    const char *kid, const char *wrapped, const char *box_text, char out[CX_WEBHOOK_SECRET_SIZE],
 		    mf_err_t *err) __attribute__((warn_unused_result));
+
+/* ---- the transaction of a hook or webhook route ---- */
+
+/* The first member of each route's request state (so a callback's arg is
+ * the whole state): BEGIN with the guard's schema first on the
+ * search_path, statements on that connection, and on any error a
+ * rollback and a problem answer. */
+typedef struct eng_wtx {
+	tn_call_t *call;		/* NULL on POST /hooks/{id}, which has no guard */
+	gw_req_t *req;
+	mf_pg_conn_t *conn;		/* the open transaction, or NULL */
+	mf_pg_cb next;			/* after BEGIN and search_path */
+	mf_err_t err;
+} eng_wtx_t;
+
+/* Rolls back (when open) and answers e; an undefined schema (a tenant
+ * deleted meanwhile) answers 404. */
+void eng_wtx_fail(eng_wtx_t *t, const mf_err_t *e);
+void eng_wtx_fail_status(eng_wtx_t *t, int status, const char *code, const char *detail);
+/* One statement on the transaction; cb gets t as its arg. */
+void eng_wtx_q(eng_wtx_t *t, const char *sql, int n, const char *const *p, mf_pg_cb cb);
+/* BEGIN on the request's worker, search_path, then next(…, t). */
+void eng_wtx_begin(eng_wtx_t *t, mf_pg_cb next);
 
 /* ---- routes ---- */
 /* The outbound subscriptions' routes (outbox.c). */

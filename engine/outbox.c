@@ -146,9 +146,7 @@ static void check_body(const json_t *body, const cx_egress_t *egress, json_t *er
 /* ---- the routes ---- */
 
 typedef struct wreq {
-	tn_call_t *call;
-	gw_req_t *req;
-	mf_pg_conn_t *conn;
+	eng_wtx_t tx;			/* first: callbacks get the state as arg */
 	char name[CX_NAME_MAX + 1];
 	char secret[CX_WEBHOOK_SECRET_SIZE];	/* only while a subscription is being created */
 	char *url;
@@ -157,8 +155,6 @@ typedef struct wreq {
 	int status;				/* 201 created, 200 changed */
 	int limit;
 	char cursor[64];
-	mf_pg_cb next;
-	mf_err_t err;
 } wreq_t;
 
 static void wreq_free(void *p)
@@ -180,78 +176,11 @@ static wreq_t *wreq_new(tn_call_t *call)
 		gw_respond_error(call->req, 503, "over_capacity", "out of memory; retry");
 		return NULL;
 	}
-	r->call = call;
-	r->req = call->req;
+	r->tx.call = call;
+	r->tx.req = call->req;
 	call->data = r;
 	call->data_free = wreq_free;
 	return r;
-}
-
-static mf_worker_t *worker_of(gw_req_t *req)
-{
-	return gw_req_worker_data(req);
-}
-
-static void rolled_back(const PGresult *res, const mf_err_t *err, void *arg)
-{
-	wreq_t *r = arg;
-
-	gw_respond_problem(r->req, &r->err);
-}
-
-/* Rolls back (when a transaction is open) and answers e. */
-static void fail(wreq_t *r, const mf_err_t *e)
-{
-	if (e != &r->err)
-		r->err = *e;
-	/* a tenant deleted while we worked: its schema is gone */
-	if (strcmp(r->err.sqlstate, "42P01") == 0 || strcmp(r->err.sqlstate, "3F000") == 0)
-		mf_err_set(&r->err, 404, "not_found", "no such tenant");
-	if (r->conn) {
-		mf_pg_conn_t *c = r->conn;
-
-		r->conn = NULL;
-		if (mf_pg_tx_end(c, false, rolled_back, r) == 0)
-			return;
-	}
-	gw_respond_problem(r->req, &r->err);
-}
-
-static void fail_status(wreq_t *r, int status, const char *code, const char *detail)
-{
-	mf_err_t e;
-
-	mf_err_set(&e, status, code, "%s", detail);
-	fail(r, &e);
-}
-
-static void q(wreq_t *r, const char *sql, int n, const char *const *p, mf_pg_cb cb)
-{
-	if (mf_pg_conn_query(r->conn, sql, n, p, cb, r) < 0)
-		fail_status(r, 503, "over_capacity", "out of memory; retry");
-}
-
-static void begun(mf_pg_conn_t *conn, const mf_err_t *err, void *arg)
-{
-	wreq_t *r = arg;
-	const char *p[1] = { r->call->schema };
-
-	if (conn == NULL) {
-		gw_respond_problem(r->req, err);
-		return;
-	}
-	r->conn = conn;
-	q(r, ENG_SEARCH_PATH_SQL, 1, p, r->next);
-}
-
-/* BEGIN, then search_path = the guard's schema (never the request's), then next. */
-static void begin(wreq_t *r, mf_pg_cb next)
-{
-	mf_worker_t *w = worker_of(r->req);
-
-	r->next = next;
-	if (w == NULL || w->pg == NULL || mf_pg_tx_begin(w->pg, begun, r) < 0)
-		gw_respond_error(r->req, 503, "database_unavailable", "the database is not reachable");
 }
 
 /* The columns of a subscription as webhook_rows returns them. */
@@ -287,42 +216,42 @@ static void put_committed(const PGresult *res, const mf_err_t *err, void *arg)
 	wreq_t *r = arg;
 
 	if (err) {
-		gw_respond_problem(r->req, err);
+		gw_respond_problem(r->tx.req, err);
 		return;
 	}
-	mf_info("engine", r->status == 201 ? "webhook created" : "webhook changed", MF_S("request_id", gw_req_id(r->req)),
-		MF_S("tenant_id", r->call->tenant_id), MF_S("webhook", r->name));
+	mf_info("engine", r->status == 201 ? "webhook created" : "webhook changed", MF_S("request_id", gw_req_id(r->tx.req)),
+		MF_S("tenant_id", r->tx.call->tenant_id), MF_S("webhook", r->name));
 	if (r->status == 201 && json_object_set_new(r->out, "secret", json_string(r->secret)) < 0) {
-		gw_respond_error(r->req, 500, "internal_error", "out of memory");
+		gw_respond_error(r->tx.req, 500, "internal_error", "out of memory");
 		return;
 	}
 	sodium_memzero(r->secret, sizeof(r->secret));
-	gw_respond_json(r->req, r->status, json_incref(r->out));
+	gw_respond_json(r->tx.req, r->status, json_incref(r->out));
 }
 
 static void put_audited(const PGresult *res, const mf_err_t *err, void *arg)
 {
 	wreq_t *r = arg;
-	mf_pg_conn_t *c = r->conn;
+	mf_pg_conn_t *c = r->tx.conn;
 
 	if (err) {
-		fail(r, err);
+		eng_wtx_fail(&r->tx, err);
 		return;
 	}
-	r->conn = NULL;
+	r->tx.conn = NULL;
 	if (mf_pg_tx_end(c, true, put_committed, r) < 0)
-		gw_respond_error(r->req, 503, "over_capacity", "out of memory; retry");
+		gw_respond_error(r->tx.req, 503, "over_capacity", "out of memory; retry");
 }
 
 static void audit(wreq_t *r, const char *action, json_t *detail, mf_pg_cb cb)
 {
 	char *d = json_dumps(detail, JSON_COMPACT);
 	char target[80];
-	const char *p[5] = { r->call->tenant_id, r->call->actor, action, target, d ? d : "{}" };
+	const char *p[5] = { r->tx.call->tenant_id, r->tx.call->actor, action, target, d ? d : "{}" };
 
 	snprintf(target, sizeof(target), "webhook:%s", r->name);
 	json_decref(detail);
-	q(r, TN_AUDIT_SQL, 5, p, cb);
+	eng_wtx_q(&r->tx, TN_AUDIT_SQL, 5, p, cb);
 	free(d);
 }
 
@@ -332,16 +261,16 @@ static void put_stored(const PGresult *res, const mf_err_t *err, void *arg)
 	char host[256] = "";
 
 	if (err) {
-		fail(r, err);
+		eng_wtx_fail(&r->tx, err);
 		return;
 	}
 	if (PQntuples(res) != 1) {
-		fail_status(r, 409, "conflict", "the webhook was changed concurrently; retry");
+		eng_wtx_fail_status(&r->tx, 409, "conflict", "the webhook was changed concurrently; retry");
 		return;
 	}
 	r->out = row_json(res, 0);
 	if (r->out == NULL) {
-		fail_status(r, 503, "over_capacity", "out of memory; retry");
+		eng_wtx_fail_status(&r->tx, 503, "over_capacity", "out of memory; retry");
 		return;
 	}
 	if (cx_url_host(r->url, host, sizeof(host)) < 0)
@@ -356,25 +285,25 @@ static void put_sealed(const char *box, int kv, const mf_err_t *err, void *arg)
 {
 	wreq_t *r = arg;
 	char v[16];
-	const char *p[6] = { r->name, r->url, r->events, v, box, r->call->actor };
+	const char *p[6] = { r->name, r->url, r->events, v, box, r->tx.call->actor };
 
 	if (err) {
-		fail(r, err);
+		eng_wtx_fail(&r->tx, err);
 		return;
 	}
 	snprintf(v, sizeof(v), "%d", kv);
-	q(r, "INSERT INTO webhooks (name, url, events, key_version, box, created_by) "
+	eng_wtx_q(&r->tx, "INSERT INTO webhooks (name, url, events, key_version, box, created_by) "
 	     "VALUES ($1, $2, $3::text[], $4::int, $5::bytea, $6) RETURNING " ROW_COLS, 6, p, put_stored);
 }
 
 static void put_looked(const PGresult *res, const mf_err_t *err, void *arg)
 {
 	wreq_t *r = arg;
-	mf_worker_t *w = worker_of(r->req);
+	mf_worker_t *w = gw_req_worker_data(r->tx.req);
 	char name[80];
 
 	if (err) {
-		fail(r, err);
+		eng_wtx_fail(&r->tx, err);
 		return;
 	}
 	if (PQntuples(res) == 1) {
@@ -382,18 +311,18 @@ static void put_looked(const PGresult *res, const mf_err_t *err, void *arg)
 
 		/* a change keeps the secret: receivers keep verifying */
 		r->status = 200;
-		q(r, "UPDATE webhooks SET url = $2, events = $3::text[], version = version + 1, updated_at = now() "
+		eng_wtx_q(&r->tx, "UPDATE webhooks SET url = $2, events = $3::text[], version = version + 1, updated_at = now() "
 		     "WHERE name = $1 RETURNING " ROW_COLS, 3, p, put_stored);
 		return;
 	}
 	r->status = 201;
 	if (cx_webhook_secret_new(r->secret, sizeof(r->secret)) < 0) {
-		fail_status(r, 500, "internal_error", "cannot create a secret");
+		eng_wtx_fail_status(&r->tx, 500, "internal_error", "cannot create a secret");
 		return;
 	}
 	snprintf(name, sizeof(name), "webhook:%s", r->name);
-	if (eng_secret_seal(r->conn, w->vault, r->call->tenant_id, name, r->secret, put_sealed, r) < 0)
-		fail_status(r, 503, "vault_unavailable", "the vault cannot seal secrets now; retry");
+	if (eng_secret_seal(r->tx.conn, w->vault, r->tx.call->tenant_id, name, r->secret, put_sealed, r) < 0)
+		eng_wtx_fail_status(&r->tx, 503, "vault_unavailable", "the vault cannot seal secrets now; retry");
 }
 
 static void put_path_set(const PGresult *res, const mf_err_t *err, void *arg)
@@ -402,17 +331,17 @@ static void put_path_set(const PGresult *res, const mf_err_t *err, void *arg)
 	const char *p[1] = { r->name };
 
 	if (err) {
-		fail(r, err);
+		eng_wtx_fail(&r->tx, err);
 		return;
 	}
-	q(r, "SELECT version FROM webhooks WHERE name = $1 FOR UPDATE", 1, p, put_looked);
+	eng_wtx_q(&r->tx, "SELECT version FROM webhooks WHERE name = $1 FOR UPDATE", 1, p, put_looked);
 }
 
 static void put_webhook(tn_call_t *call, void *arg)
 {
 	static const char *const keys[] = { "url", "events", NULL };
 	wreq_t *r = wreq_new(call);
-	mf_worker_t *w = worker_of(call->req);
+	mf_worker_t *w = gw_req_worker_data(call->req);
 	json_t *body, *errors = NULL;
 	mf_err_t err;
 
@@ -453,7 +382,7 @@ static void put_webhook(tn_call_t *call, void *arg)
 		gw_respond_error(call->req, 503, "over_capacity", "out of memory; retry");
 		return;
 	}
-	begin(r, put_path_set);
+	eng_wtx_begin(&r->tx, put_path_set);
 }
 
 /* -- GET one, GET the list -- */
@@ -463,20 +392,20 @@ static void got_one(const PGresult *res, const mf_err_t *err, void *arg)
 	wreq_t *r = arg;
 
 	if (err) {
-		gw_respond_problem(r->req, err);
+		gw_respond_problem(r->tx.req, err);
 		return;
 	}
 	if (PQntuples(res) != 1) {
-		gw_respond_error(r->req, 404, "not_found", "no such webhook");
+		gw_respond_error(r->tx.req, 404, "not_found", "no such webhook");
 		return;
 	}
-	gw_respond_json(r->req, 200, row_json(res, 0));
+	gw_respond_json(r->tx.req, 200, row_json(res, 0));
 }
 
 static void get_webhook(tn_call_t *call, void *arg)
 {
 	wreq_t *r = wreq_new(call);
-	mf_worker_t *w = worker_of(call->req);
+	mf_worker_t *w = gw_req_worker_data(call->req);
 	const char *p[2];
 
 	if (r == NULL || !name_param(call, r))
@@ -494,21 +423,21 @@ static void got_list(const PGresult *res, const mf_err_t *err, void *arg)
 	int n;
 
 	if (err) {
-		gw_respond_problem(r->req, err);
+		gw_respond_problem(r->tx.req, err);
 		return;
 	}
 	n = PQntuples(res);
 	items = json_array();
 	for (int i = 0; i < n && i < r->limit; i++)
 		json_array_append_new(items, row_json(res, i));
-	gw_respond_json(r->req, 200, json_pack("{s:o,s:o}", "items", items, "next_cursor",
+	gw_respond_json(r->tx.req, 200, json_pack("{s:o,s:o}", "items", items, "next_cursor",
 		tn_page_cursor(n > r->limit ? PQgetvalue(res, r->limit - 1, 0) : NULL)));
 }
 
 static void list_webhooks(tn_call_t *call, void *arg)
 {
 	wreq_t *r = wreq_new(call);
-	mf_worker_t *w = worker_of(call->req);
+	mf_worker_t *w = gw_req_worker_data(call->req);
 	char lim[16];
 	const char *p[3];
 	mf_err_t err;
@@ -538,26 +467,26 @@ static void del_committed(const PGresult *res, const mf_err_t *err, void *arg)
 	wreq_t *r = arg;
 
 	if (err) {
-		gw_respond_problem(r->req, err);
+		gw_respond_problem(r->tx.req, err);
 		return;
 	}
-	mf_info("engine", "webhook deleted", MF_S("request_id", gw_req_id(r->req)),
-		MF_S("tenant_id", r->call->tenant_id), MF_S("webhook", r->name));
-	gw_respond_raw(r->req, 204, NULL, "", 0);
+	mf_info("engine", "webhook deleted", MF_S("request_id", gw_req_id(r->tx.req)),
+		MF_S("tenant_id", r->tx.call->tenant_id), MF_S("webhook", r->name));
+	gw_respond_raw(r->tx.req, 204, NULL, "", 0);
 }
 
 static void del_audited(const PGresult *res, const mf_err_t *err, void *arg)
 {
 	wreq_t *r = arg;
-	mf_pg_conn_t *c = r->conn;
+	mf_pg_conn_t *c = r->tx.conn;
 
 	if (err) {
-		fail(r, err);
+		eng_wtx_fail(&r->tx, err);
 		return;
 	}
-	r->conn = NULL;
+	r->tx.conn = NULL;
 	if (mf_pg_tx_end(c, true, del_committed, r) < 0)
-		gw_respond_error(r->req, 503, "over_capacity", "out of memory; retry");
+		gw_respond_error(r->tx.req, 503, "over_capacity", "out of memory; retry");
 }
 
 static void del_deleted(const PGresult *res, const mf_err_t *err, void *arg)
@@ -565,11 +494,11 @@ static void del_deleted(const PGresult *res, const mf_err_t *err, void *arg)
 	wreq_t *r = arg;
 
 	if (err) {
-		fail(r, err);
+		eng_wtx_fail(&r->tx, err);
 		return;
 	}
 	if (PQntuples(res) == 0) {
-		fail_status(r, 404, "not_found", "no such webhook");
+		eng_wtx_fail_status(&r->tx, 404, "not_found", "no such webhook");
 		return;
 	}
 	audit(r, "webhook.delete", json_pack("{s:i}", "version", atoi(PQgetvalue(res, 0, 0))), del_audited);
@@ -581,11 +510,11 @@ static void del_dequeued(const PGresult *res, const mf_err_t *err, void *arg)
 	const char *p[1] = { r->name };
 
 	if (err) {
-		fail(r, err);
+		eng_wtx_fail(&r->tx, err);
 		return;
 	}
 	/* its deliveries and their attempts go by cascade */
-	q(r, "DELETE FROM webhooks WHERE name = $1 RETURNING version", 1, p, del_deleted);
+	eng_wtx_q(&r->tx, "DELETE FROM webhooks WHERE name = $1 RETURNING version", 1, p, del_deleted);
 }
 
 static void del_path_set(const PGresult *res, const mf_err_t *err, void *arg)
@@ -594,12 +523,12 @@ static void del_path_set(const PGresult *res, const mf_err_t *err, void *arg)
 	const char *p[1] = { r->name };
 
 	if (err) {
-		fail(r, err);
+		eng_wtx_fail(&r->tx, err);
 		return;
 	}
 	/* pending deliveries leave the queue in the same transaction; one a
 	 * worker holds right now fails to record (its row is gone) */
-	q(r, "DELETE FROM platform.delivery_queue q USING deliveries d "
+	eng_wtx_q(&r->tx, "DELETE FROM platform.delivery_queue q USING deliveries d "
 	     "WHERE d.webhook = $1 AND d.state = 'pending' AND q.delivery_id = d.id", 1, p, del_dequeued);
 }
 
@@ -609,7 +538,7 @@ static void delete_webhook(tn_call_t *call, void *arg)
 
 	if (r == NULL || !name_param(call, r))
 		return;
-	begin(r, del_path_set);
+	eng_wtx_begin(&r->tx, del_path_set);
 }
 
 /* -- GET deliveries -- */
@@ -621,7 +550,7 @@ static void got_deliveries(const PGresult *res, const mf_err_t *err, void *arg)
 	int n;
 
 	if (err) {
-		gw_respond_problem(r->req, err);
+		gw_respond_problem(r->tx.req, err);
 		return;
 	}
 	n = PQntuples(res);
@@ -641,28 +570,28 @@ static void got_deliveries(const PGresult *res, const mf_err_t *err, void *arg)
 			PQgetvalue(res, i, 9), "updated_at", PQgetvalue(res, i, 10), "history",
 			log ? log : json_array()));
 	}
-	gw_respond_json(r->req, 200, json_pack("{s:o,s:o}", "items", items, "next_cursor",
+	gw_respond_json(r->tx.req, 200, json_pack("{s:o,s:o}", "items", items, "next_cursor",
 		tn_page_cursor(n > r->limit ? PQgetvalue(res, r->limit - 1, 0) : NULL)));
 }
 
 static void deliveries_found(const PGresult *res, const mf_err_t *err, void *arg)
 {
 	wreq_t *r = arg;
-	mf_worker_t *w = worker_of(r->req);
+	mf_worker_t *w = gw_req_worker_data(r->tx.req);
 	char lim[16];
-	const char *p[4] = { r->call->schema, r->name, r->cursor, lim };
+	const char *p[4] = { r->tx.call->schema, r->name, r->cursor, lim };
 
 	if (err) {
-		gw_respond_problem(r->req, err);
+		gw_respond_problem(r->tx.req, err);
 		return;
 	}
 	if (PQntuples(res) != 1) {
-		gw_respond_error(r->req, 404, "not_found", "no such webhook");
+		gw_respond_error(r->tx.req, 404, "not_found", "no such webhook");
 		return;
 	}
 	snprintf(lim, sizeof(lim), "%d", r->limit + 1);
 	if (mf_pg_query(w->pg, "SELECT * FROM platform.delivery_rows($1, $2, $3, $4::int)", 4, p, got_deliveries, r) < 0)
-		gw_respond_error(r->req, 503, "database_unavailable", "the database is not reachable");
+		gw_respond_error(r->tx.req, 503, "database_unavailable", "the database is not reachable");
 }
 
 /* A page key of delivery_rows: "<decimal micros>:<uuid>". */
@@ -682,7 +611,7 @@ static bool page_key_ok(const char *s)
 static void list_deliveries(tn_call_t *call, void *arg)
 {
 	wreq_t *r = wreq_new(call);
-	mf_worker_t *w = worker_of(call->req);
+	mf_worker_t *w = gw_req_worker_data(call->req);
 	const char *p[2];
 	mf_err_t err;
 
@@ -753,25 +682,6 @@ struct eng_outbox {
 	bool closing;			/* shutting down: callbacks only free */
 };
 
-static double wall_now(void)
-{
-	struct timeval tv;
-
-	gettimeofday(&tv, NULL);
-	return (double)tv.tv_sec + tv.tv_usec / 1e6;
-}
-
-static void iso_time(double t, char out[64])
-{
-	time_t s = (time_t)t;
-	struct tm tm;
-	int ms = (int)((t - (double)s) * 1000.0);
-
-	gmtime_r(&s, &tm);
-	snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-		 tm.tm_hour, tm.tm_min, tm.tm_sec, ms < 0 ? 0 : ms > 999 ? 999 : ms);
-}
-
 static void dl_free(dl_t *d)
 {
 	eng_outbox_t *o = d->o;
@@ -833,7 +743,7 @@ static void record(dl_t *d, int status, const char *error, long long retry_after
 	long long next = 0;
 	char attempt[16], st[16], dur[24], started[64], next_ms[24];
 	const char *state = delivered ? "delivered" : last ? "failed" : "pending";
-	double elapsed = wall_now() - d->started;
+	double elapsed = eng_wall_now() - d->started;
 	const char *p[10] = { d->schema, d->id, o->owner, attempt, status ? st : NULL, error, dur, started, state,
 			      next_ms };
 
@@ -843,7 +753,7 @@ static void record(dl_t *d, int status, const char *error, long long retry_after
 	snprintf(attempt, sizeof(attempt), "%d", d->attempt);
 	snprintf(st, sizeof(st), "%d", status);
 	snprintf(dur, sizeof(dur), "%d", elapsed < 0 ? 0 : (int)(elapsed * 1000.0));
-	iso_time(d->started, started);
+	eng_iso_time(d->started, started);
 	snprintf(next_ms, sizeof(next_ms), "%lld", next);
 	if (delivered)
 		o->n_delivered++;
@@ -965,7 +875,7 @@ static void loaded(const PGresult *res, const mf_err_t *err, void *arg)
 	}
 	snprintf(d->webhook, sizeof(d->webhook), "%s", PQgetvalue(res, 0, 0));
 	d->attempt = atoi(PQgetvalue(res, 0, 6)) + 1;
-	d->started = wall_now();
+	d->started = eng_wall_now();
 	url = PQgetvalue(res, 0, 1);
 	if (cx_url_host(url, d->host, sizeof(d->host)) < 0) {
 		record(d, 0, "bad_url: the webhook's URL is not valid", -1);

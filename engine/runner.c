@@ -121,7 +121,7 @@ static void run_free(run_t *run);
 
 /* ---- clocks and small helpers ---- */
 
-static double wall_now(void)
+double eng_wall_now(void)
 {
 	struct timeval tv;
 
@@ -129,7 +129,7 @@ static double wall_now(void)
 	return (double)tv.tv_sec + tv.tv_usec / 1e6;
 }
 
-static void iso_time(double t, char out[64])
+void eng_iso_time(double t, char out[64])
 {
 	time_t s = (time_t)t;
 	struct tm tm;
@@ -144,7 +144,7 @@ static json_t *iso_json(double t)
 {
 	char buf[64];
 
-	iso_time(t, buf);
+	eng_iso_time(t, buf);
 	return json_string(buf);
 }
 
@@ -204,7 +204,7 @@ static json_t *add_row(run_t *run, const json_t *step, const char *state, double
 	json_t *row = json_pack("{s:i, s:s, s:s, s:i, s:s, s:o, s:o, s:o, s:o}", "seq", ++run->seq, "step",
 				str(step, "id"), "type", str(step, "type"), "attempt", run->attempt + 1, "state",
 				state, "started_at", iso_json(started), "finished_at",
-				strcmp(state, "waiting") == 0 ? json_null() : iso_json(wall_now()), "output",
+				strcmp(state, "waiting") == 0 ? json_null() : iso_json(eng_wall_now()), "output",
 				output ? output : json_null(), "error", error ? error : json_null());
 
 	if (row == NULL || json_array_append_new(run->rows, row) < 0)
@@ -292,7 +292,7 @@ static void dead_letter(run_t *run, const json_t *step, json_t *error)
 	json_object_set_new(error, "attempts", json_integer(run->attempt + 1));
 	json_decref(run->error);
 	run->error = json_incref(error);
-	add_row(run, step, "failed", wall_now(), NULL, error);
+	add_row(run, step, "failed", eng_wall_now(), NULL, error);
 	set_state(run, "failed");
 	run->r->n_failed++;
 }
@@ -473,7 +473,7 @@ static void http_done(run_t *run, const json_t *step)
 				json_object_set(row, "summary", summary);
 			run->attempt++;
 			run->r->n_retries++;
-			park(run, true, wall_now() + d);
+			park(run, true, eng_wall_now() + d);
 		} else {
 			row = NULL;
 			dead_letter(run, step, e);
@@ -489,7 +489,7 @@ static void http_done(run_t *run, const json_t *step)
 
 static void approval(run_t *run, const json_t *step)
 {
-	double now = wall_now();
+	double now = eng_wall_now();
 	const json_t *t = run->task;
 	const char *tstate = str(t, "state");
 	long long sla = dur_s(json_object_get(step, "sla"), 86400);
@@ -561,7 +561,7 @@ static void approval(run_t *run, const json_t *step)
 
 static void wait_step(run_t *run, const json_t *step)
 {
-	double now = wall_now();
+	double now = eng_wall_now();
 	const char *type = str(step, "event");
 
 	if (run->wait == NULL) {
@@ -694,7 +694,7 @@ static bool emit(run_t *run, const json_t *step)
 	{
 		json_t *out = json_pack("{s:s}", "event_id", eid);
 
-		add_row(run, step, "succeeded", wall_now(), json_incref(out), NULL);
+		add_row(run, step, "succeeded", eng_wall_now(), json_incref(out), NULL);
 		set_output(run, str(step, "id"), out);
 		json_decref(out);
 	}
@@ -732,7 +732,7 @@ static enum outcome step_once(run_t *run, bool *more)
 			step_failed_expr(run, step, &err);
 			return O_PARK;
 		}
-		add_row(run, step, "succeeded", wall_now(), json_incref(out), NULL);
+		add_row(run, step, "succeeded", eng_wall_now(), json_incref(out), NULL);
 		set_output(run, str(step, "id"), out);
 		json_decref(out);
 		goto_step(run, next_of(run, step, "next"));
@@ -760,7 +760,7 @@ static enum outcome step_once(run_t *run, bool *more)
 			const json_t *target = to >= 0 ? eng_def_step_at(run->def, (size_t)to) : NULL;
 			json_t *out = json_pack("{s:o}", "next", target ? json_string(str(target, "id")) : json_null());
 
-			add_row(run, step, "succeeded", wall_now(), json_incref(out), NULL);
+			add_row(run, step, "succeeded", eng_wall_now(), json_incref(out), NULL);
 			set_output(run, str(step, "id"), out);
 			json_decref(out);
 		}
@@ -813,7 +813,7 @@ static void advance(run_t *run)
 	for (int n = 0; more && n < MAX_STEPS_PER_PASS; n++)
 		o = step_once(run, &more);
 	if (more) {	/* step budget: persist and come back at once */
-		park(run, true, wall_now());
+		park(run, true, eng_wall_now());
 		o = O_PARK;
 	}
 	switch (o) {
@@ -905,7 +905,7 @@ static void call_done(const cx_result_t *res, void *arg)
 			res->priv ? cx_result_summary(res) : json_null(), "response", "status", res->status, "headers", headers, "body",
 			body ? body : json_null());
 	if (out)
-		json_object_set_new(out, "started", json_real(wall_now() - res->duration_ms / 1000.0));
+		json_object_set_new(out, "started", json_real(eng_wall_now() - res->duration_ms / 1000.0));
 	run->result = out;
 	run->r->n_calls++;
 	run->phase = P_READY;
