@@ -151,28 +151,30 @@ static bool email_ok(const json_t *v)
 	}
 }
 
-static void add_error(json_t *errors, const char *path, const char *msg)
+static void add_error(json_t *errors, const char *prefix, const char *path, const char *msg)
 {
-	json_array_append_new(errors, json_pack("{s:s,s:s}", "path", path, "message", msg));
+	char full[400];
+
+	snprintf(full, sizeof(full), "%s%s", prefix, path);
+	json_array_append_new(errors, json_pack("{s:s,s:s}", "path", full, "message", msg));
 }
 
-/* Every problem of a branding document, as {path, message}. */
-static void branding_validate(const json_t *b, json_t *errors)
+void tn_branding_validate(const json_t *b, const char *prefix, json_t *errors)
 {
 	const char *k;
 	json_t *v;
 
 	if (!json_is_object(b)) {
-		add_error(errors, "", "must be an object");
+		add_error(errors, prefix, "", "must be an object");
 		return;
 	}
 	json_object_foreach((json_t *)b, k, v) {
 		if (!strcmp(k, "display_name")) {
 			if (!text_ok(v, 100))
-				add_error(errors, "/display_name", "must be 1 to 100 printable characters");
+				add_error(errors, prefix, "/display_name", "must be 1 to 100 printable characters");
 		} else if (!strcmp(k, "logo_url")) {
 			if (!https_url_ok(v))
-				add_error(errors, "/logo_url", "must be an https URL of at most 2048 characters");
+				add_error(errors, prefix, "/logo_url", "must be an https URL of at most 2048 characters");
 		} else if (!strcmp(k, "primary_color")) {
 			const char *s = json_string_value(v);
 			bool ok = s && strlen(s) == 7 && s[0] == '#';
@@ -180,16 +182,16 @@ static void branding_validate(const json_t *b, json_t *errors)
 			for (int i = 1; ok && i < 7; i++)
 				ok = isxdigit((unsigned char)s[i]);
 			if (!ok)
-				add_error(errors, "/primary_color", "must be #rrggbb");
+				add_error(errors, prefix, "/primary_color", "must be #rrggbb");
 		} else if (!strcmp(k, "support_email")) {
 			if (!email_ok(v))
-				add_error(errors, "/support_email", "must be an email address of at most 254 characters");
+				add_error(errors, prefix, "/support_email", "must be an email address of at most 254 characters");
 		} else if (!strcmp(k, "domains")) {
 			size_t i;
 			json_t *d;
 
 			if (!json_is_array(v) || json_array_size(v) > 20) {
-				add_error(errors, "/domains", "must be an array of at most 20 host names");
+				add_error(errors, prefix, "/domains", "must be an array of at most 20 host names");
 				continue;
 			}
 			json_array_foreach(v, i, d) {
@@ -198,12 +200,12 @@ static void branding_validate(const json_t *b, json_t *errors)
 
 				snprintf(path, sizeof(path), "/domains/%zu", i);
 				if (s == NULL || strlen(s) != json_string_length(d) || !domain_ok(s)) {
-					add_error(errors, path, "must be a lower-case DNS name");
+					add_error(errors, prefix, path, "must be a lower-case DNS name");
 					continue;
 				}
 				for (size_t j = 0; j < i; j++)
 					if (json_equal(d, json_array_get(v, j))) {
-						add_error(errors, path, "is listed twice");
+						add_error(errors, prefix, path, "is listed twice");
 						break;
 					}
 			}
@@ -211,7 +213,7 @@ static void branding_validate(const json_t *b, json_t *errors)
 			char path[300];
 
 			snprintf(path, sizeof(path), "/%.256s", k);
-			add_error(errors, path, "unknown field");
+			add_error(errors, prefix, path, "unknown field");
 		}
 	}
 }
@@ -370,7 +372,7 @@ static void put_branding(tn_ctx_t *ctx)
 		gw_respond_error(ctx->req, 503, "over_capacity", "out of memory; retry");
 		return;
 	}
-	branding_validate(ctx->body, errors);
+	tn_branding_validate(ctx->body, "", errors);
 	if (json_array_size(errors) > 0) {
 		mf_err_set(&err, 400, "validation_failed", "%zu problem%s in the branding document, the first at %s",
 			   json_array_size(errors), json_array_size(errors) == 1 ? "" : "s",

@@ -71,82 +71,23 @@ static bool text_ok(const json_t *v, size_t max)
 	return true;
 }
 
-static bool hostname_ok(const char *s)
-{
-	size_t n = strlen(s), label = 0;
-
-	if (n == 0 || n > 253)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-
-		if (c == '.') {
-			if (label == 0 || s[i - 1] == '-')
-				return false;
-			label = 0;
-			continue;
-		}
-		if (!(islower((unsigned char)c) || isdigit((unsigned char)c) || (c == '-' && label > 0)))
-			return false;
-		if (++label > 63)
-			return false;
-	}
-	return label > 0 && s[n - 1] != '-' && strchr(s, '.') != NULL;
-}
-
 /* Branding (the white-label basics; templates and the portal use it). */
 static int branding_check(tn_ctx_t *ctx, const json_t *b)
 {
-	static const char *const keys[] = { "display_name", "logo_url", "primary_color", "support_email",
-					     "domains", NULL };
-	const char *k;
-	json_t *v;
-	mf_err_t err;
-	json_t *errors = NULL;
+	json_t *errors = json_array(), *first;
+	int rc = 0;
 
-	if (!json_is_object(b))
-		return invalid(ctx, "/branding", "must be an object");
-	if (tn_only_keys(b, keys, &err, &errors) < 0) {
-		char path[96];
-		const char *sub = json_string_value(json_object_get(json_array_get(errors, 0), "path"));
-
-		snprintf(path, sizeof(path), "/branding%s", sub ? sub : "");
-		json_decref(errors);
-		return invalid(ctx, path, "unknown field");
+	if (errors == NULL) {
+		gw_respond_error(ctx->req, 503, "over_capacity", "out of memory; retry");
+		return -1;
 	}
-	json_object_foreach((json_t *)b, k, v) {
-		const char *s = json_string_value(v);
-
-		if (!strcmp(k, "display_name") && !text_ok(v, 100))
-			return invalid(ctx, "/branding/display_name", "must be 1 to 100 printable characters");
-		if (!strcmp(k, "logo_url") && (!text_ok(v, 2048) || strncmp(s, "https://", 8) != 0))
-			return invalid(ctx, "/branding/logo_url", "must be an https URL of at most 2048 characters");
-		if (!strcmp(k, "primary_color")) {
-			bool ok = s && strlen(s) == 7 && s[0] == '#';
-
-			for (int i = 1; ok && i < 7; i++)
-				ok = isxdigit((unsigned char)s[i]);
-			if (!ok)
-				return invalid(ctx, "/branding/primary_color", "must be #rrggbb");
-		}
-		if (!strcmp(k, "support_email") && (!text_ok(v, 254) || !strchr(s, '@') || strchr(s, ' ')))
-			return invalid(ctx, "/branding/support_email", "must be an email address");
-		if (!strcmp(k, "domains")) {
-			size_t i;
-			json_t *d;
-
-			if (!json_is_array(v) || json_array_size(v) > 20)
-				return invalid(ctx, "/branding/domains", "must be an array of at most 20 host names");
-			json_array_foreach(v, i, d) {
-				char path[48];
-
-				snprintf(path, sizeof(path), "/branding/domains/%zu", i);
-				if (!json_is_string(d) || !hostname_ok(json_string_value(d)))
-					return invalid(ctx, path, "must be a lower-case host name");
-			}
-		}
-	}
-	return 0;
+	tn_branding_validate(b, "/branding", errors);
+	first = json_array_get(errors, 0);
+	if (first)
+		rc = invalid(ctx, json_string_value(json_object_get(first, "path")),
+			     json_string_value(json_object_get(first, "message")));
+	json_decref(errors);
+	return rc;
 }
 
 /* ---- create: POST /v1/tenants and POST /v1/tenants/{id}/clients ---- */

@@ -173,6 +173,9 @@ int tn_branding_routes(tn_t *tn, gw_router_t *api) __attribute__((warn_unused_re
  * once), holding the branding lock until the commit; then calls
  * then(NULL, NULL, ctx), or rolls back and answers 409 domain_taken. */
 void tn_branding_claim(tn_ctx_t *ctx, const char *tenant_id, const json_t *branding, mf_pg_cb then);
+/* Appends every problem of a branding document to errors as {path,
+ * message}, each path prefixed (e.g. "/branding"). */
+void tn_branding_validate(const json_t *b, const char *prefix, json_t *errors);
 
 /* ---- common handler helpers (util.c) ---- */
 /* Answers err; validation problems carry errors (stolen, may be NULL). */
