@@ -460,3 +460,124 @@ int cat_signed_bytes(const json_t *body, mf_buf_t *out, json_t **errors, mf_err_
 	}
 	return rc;
 }
+
+/* ---- install: parameter values against the specs ---- */
+
+/* A value of a pattern-checked parameter is matched only up to this size:
+ * regexec's cost grows with the input. */
+#define CAT_PATTERN_MAX_INPUT 1024
+
+static bool below(const json_t *x, const json_t *b)
+{
+	return json_is_number(b) && json_number_value(x) < json_number_value(b) &&
+	       !(json_is_integer(x) && json_integer_value(x) >= json_integer_value(b));
+}
+
+static bool above(const json_t *x, const json_t *b)
+{
+	return json_is_number(b) && json_number_value(x) > json_number_value(b) &&
+	       !(json_is_integer(x) && json_integer_value(x) <= json_integer_value(b));
+}
+
+static void check_given(vctx_t *v, const char *path, const json_t *spec, const json_t *x)
+{
+	const char *type = json_string_value(json_object_get(spec, "type"));
+	const json_t *en = json_object_get(spec, "enum"), *pat = json_object_get(spec, "pattern");
+
+	if (type == NULL || !fits_type(type, x)) {
+		char msg[64];
+
+		snprintf(msg, sizeof(msg), "must be of type %s", type ? type : "?");
+		bad(v, path, msg);
+		return;
+	}
+	if (json_is_array(en)) {
+		bool in = false;
+
+		for (size_t i = 0; i < json_array_size(en); i++)
+			in = in || json_equal((json_t *)x, json_array_get(en, i));
+		if (!in)
+			bad(v, path, "is not one of the parameter's enum values");
+	}
+	if (json_is_number(x) && below(x, json_object_get(spec, "minimum")))
+		bad(v, path, "is below the parameter's minimum");
+	if (json_is_number(x) && above(x, json_object_get(spec, "maximum")))
+		bad(v, path, "is above the parameter's maximum");
+	if (json_is_string(pat) && json_is_string(x)) {
+		regex_t re;
+
+		if (json_string_length(x) > CAT_PATTERN_MAX_INPUT || strlen(json_string_value(x)) != json_string_length(x))
+			bad(v, path, "is too long (or holds NUL) to match the parameter's pattern");
+		else if (regcomp(&re, json_string_value(pat), REG_EXTENDED | REG_NOSUB) != 0)
+			bad(v, path, "the parameter's pattern does not compile");
+		else {
+			if (regexec(&re, json_string_value(x), 0, NULL, 0) != 0)
+				bad(v, path, "does not match the parameter's pattern");
+			regfree(&re);
+		}
+	}
+}
+
+int cat_params_resolve(const json_t *specs, const json_t *given, json_t **out, json_t **errors, mf_err_t *err)
+{
+	vctx_t v = { .errors = json_array() };
+	json_t *res = json_object(), *x;
+	const char *k;
+	char p[200];
+
+	*out = NULL;
+	*errors = NULL;
+	if (v.errors == NULL || res == NULL)
+		goto oom;
+	if (given && !json_is_object(given))
+		bad(&v, "/params", "must be an object");
+	else if (given) {
+		json_object_foreach((json_t *)given, k, x) {
+			const json_t *spec = json_is_object(specs) ? json_object_get(specs, k) : NULL;
+
+			mf_json_pointer(p, sizeof(p), "/params", k);
+			if (!json_is_object(spec))
+				bad(&v, p, "is not a parameter of this template");
+			else
+				check_given(&v, p, spec, x);
+		}
+	}
+	if (json_is_object(specs) && (given == NULL || json_is_object(given))) {
+		json_object_foreach((json_t *)specs, k, x) {
+			const json_t *have = json_is_object(given) ? json_object_get(given, k) : NULL;
+			const json_t *def = json_object_get(x, "default");
+
+			mf_json_pointer(p, sizeof(p), "/params", k);
+			if (have) {
+				if (json_object_set_new(res, k, json_deep_copy(have)) < 0)
+					v.oom = true;
+			} else if (def) {
+				if (json_object_set_new(res, k, json_deep_copy(def)) < 0)
+					v.oom = true;
+			} else if (json_is_true(json_object_get(x, "required")))
+				bad(&v, p, "is required");
+		}
+	}
+	if (v.oom)
+		goto oom;
+	if (json_array_size(v.errors) > 0) {
+		json_decref(res);
+		*errors = v.errors;
+		if (json_array_size(v.errors) == 1)
+			return mf_err_set(err, 400, "validation_failed", "the parameters have 1 problem: %s %s",
+					  json_string_value(json_object_get(json_array_get(v.errors, 0), "path")),
+					  json_string_value(json_object_get(json_array_get(v.errors, 0), "message")));
+		return mf_err_set(err, 400, "validation_failed", "the parameters have %zu problems; the first: %s %s",
+				  json_array_size(v.errors),
+				  json_string_value(json_object_get(json_array_get(v.errors, 0), "path")),
+				  json_string_value(json_object_get(json_array_get(v.errors, 0), "message")));
+	}
+	json_decref(v.errors);
+	*out = res;
+	return 0;
+oom:
+	json_decref(v.errors);
+	json_decref(res);
+	mf_err_set(err, 500, "out_of_memory", "out of memory while checking the parameters");
+	return -2;
+}

@@ -40,4 +40,16 @@ int cat_template_validate(const json_t *body, json_t **errors, mf_err_t *err) __
 int cat_signed_bytes(const json_t *body, mf_buf_t *out, json_t **errors, mf_err_t *err)
 	__attribute__((warn_unused_result));
 
+/* Install (engine/api_installs.c): the values given for a template's
+ * parameters (given: an object or NULL) against its "parameters" specs
+ * (borrowed).  Every problem, at /params/<name>: not a parameter of the
+ * template, the wrong type, not in enum, below minimum / above maximum, a
+ * string not matching pattern (POSIX ERE, inputs up to 1024 bytes), a
+ * required one missing.  Returns 0 with *out = a new object of every given
+ * value plus the defaults of the others; -1 invalid (err = 400
+ * validation_failed, *errors = a new array of {path, message}); -2 out of
+ * memory. */
+int cat_params_resolve(const json_t *specs, const json_t *given, json_t **out, json_t **errors, mf_err_t *err)
+	__attribute__((warn_unused_result));
+
 #endif

@@ -359,6 +359,10 @@ int eng_api_routes(eng_t *e, struct tn *tn, gw_router_t *api)
 		/* POL_READ: the assignee role is checked against the task */
 		{ "POST", "/tasks/{task_id}/decision", POL_READ, 1, eng_decide_task },
 		{ "POST", "/events", POL_RUNS, 1, eng_post_event },
+		/* installing a template writes a definition: POL_WORKFLOWS */
+		{ "POST", "/installations", POL_WORKFLOWS, 1, eng_install },
+		{ "GET", "/installations", POL_READ, 0, eng_list_installs },
+		{ "GET", "/installations/{installation_id}", POL_READ, 0, eng_get_install },
 	};
 
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {

@@ -46,6 +46,9 @@ struct eng_req {
 	const char *sql;
 	int nparams;
 	const char *missing;		/* the 404's detail */
+	/* eng_store_version: runs after the version is stored or found unchanged */
+	eng_step_fn stored;
+	bool unchanged;			/* the definition equalled the latest version */
 };
 
 /* A new request state owned by call (freed after the response), or NULL
@@ -107,6 +110,14 @@ bool eng_workflow_name_ok(const char *s);
 	"'created_at', " ENG_TS("r.created_at") ", 'updated_at', " ENG_TS("r.updated_at") ", " \
 	"'finished_at', " ENG_TS("r.finished_at") ")"
 
+/* In the open transaction: stores r->text[0] (a validated definition's
+ * compact JSON, trigger event r->text[1]) as the next version of workflow
+ * r->name, as PUT /workflows/{name} does (the workflow's row locked; no
+ * new version when it equals the latest one: r->unchanged), audits
+ * workflow.version_created when new, then done(r, NULL) with r->version
+ * the version (new or unchanged). */
+void eng_store_version(eng_req_t *r, eng_step_fn done);
+
 /* ---- the routes (api_workflows.c, api_runs.c, api_events.c) ---- */
 void eng_put_workflow(tn_call_t *call, void *arg);
 void eng_list_workflows(tn_call_t *call, void *arg);
@@ -121,5 +132,8 @@ void eng_list_tasks(tn_call_t *call, void *arg);
 void eng_get_task(tn_call_t *call, void *arg);
 void eng_decide_task(tn_call_t *call, void *arg);
 void eng_post_event(tn_call_t *call, void *arg);
+void eng_install(tn_call_t *call, void *arg);
+void eng_list_installs(tn_call_t *call, void *arg);
+void eng_get_install(tn_call_t *call, void *arg);
 
 #endif

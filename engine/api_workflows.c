@@ -45,12 +45,33 @@ static const char insert_sql[] =
 	"u AS (UPDATE workflows SET latest_version = $2::int, trigger_event = $5, updated_at = now() WHERE name = $1) "
 	"SELECT " VERSION_JSON "::text FROM v";
 
+static void store_audited(eng_req_t *r, const PGresult *res)
+{
+	(void)res;
+	r->stored(r, NULL);
+}
+
 static void version_added(eng_req_t *r, const PGresult *res)
 {
 	char target[80];
 
-	r->out = eng_json_col(res, 0, 0);
 	snprintf(target, sizeof(target), "workflow:%s", r->name);
+	if (r->stored) {
+		/* eng_store_version: audit without committing, then the caller's step */
+		json_t *d = json_pack("{s:s,s:i}", "name", r->name, "version", r->version);
+		char *dt = d ? json_dumps(d, JSON_COMPACT) : NULL;
+		const char *p[5] = { r->call->tenant_id, r->call->actor, "workflow.version_created", target, dt };
+
+		json_decref(d);
+		if (dt == NULL) {
+			eng_fail_code(r, 503, "over_capacity", "out of memory; retry");
+			return;
+		}
+		eng_q(r, TN_AUDIT_SQL, 5, p, store_audited);
+		free(dt);
+		return;
+	}
+	r->out = eng_json_col(res, 0, 0);
 	eng_audit_commit(r, "workflow.version_created", target,
 			 json_pack("{s:s,s:i}", "name", r->name, "version", r->version));
 }
@@ -68,6 +89,12 @@ static void compared(eng_req_t *r, const PGresult *res)
 {
 	if (PQntuples(res) == 1) {
 		/* the same definition again: nothing new */
+		if (r->stored) {
+			r->version--;
+			r->unchanged = true;
+			r->stored(r, NULL);
+			return;
+		}
 		eng_finish(r, 200, eng_json_col(res, 0, 0));
 		return;
 	}
@@ -94,6 +121,12 @@ static void put_begun(eng_req_t *r, const PGresult *res)
 
 	(void)res;
 	eng_q(r, lock_sql, 3, p, locked);
+}
+
+void eng_store_version(eng_req_t *r, eng_step_fn done)
+{
+	r->stored = done;
+	put_begun(r, NULL);
 }
 
 void eng_put_workflow(tn_call_t *call, void *arg)

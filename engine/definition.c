@@ -728,7 +728,7 @@ static void check_def(struct vctx *c, const json_t *def)
 	size_t i;
 
 	if (!json_is_object(def)) {
-		problem(c, "must be a JSON object {trigger, steps, start}");
+		problem(c, "must be a JSON object {trigger, steps, start, params}");
 		return;
 	}
 	if (!json_object_get(def, "trigger"))
@@ -750,9 +750,14 @@ static void check_def(struct vctx *c, const json_t *def)
 				check_step(c, step, i);
 		} else if (strcmp(key, "start") == 0) {
 			check_ref(c, v, false);
+		} else if (strcmp(key, "params") == 0) {
+			if (!json_is_object(v))
+				problem(c, "must be a JSON object");
+			else if (json_dumpb(v, NULL, 0, JSON_COMPACT) > ENG_DEF_MAX_PARAMS)
+				problem(c, "is larger than %d bytes as JSON", ENG_DEF_MAX_PARAMS);
 		} else {
 			pop(c, old);
-			unknown_field(c, key, "trigger, steps, start");
+			unknown_field(c, key, "trigger, steps, start, params");
 			continue;
 		}
 		pop(c, old);

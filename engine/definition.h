@@ -3,7 +3,7 @@
  * its validator, plus the few reads the engine needs to walk a definition.
  *
  * Pure: no I/O, no clock, no database.  A definition is a JSON object
- * {"trigger", "steps", "start"?}; every step has an "id", a "type" (http,
+ * {"trigger", "steps", "start"?, "params"?}; every step has an "id", a "type" (http,
  * approval, decide, wait, emit, transform, ai) and the fields of its type.
  * Validation checks the shape of every field, expressions and templates
  * (engine/expr.h) at their exact JSON Pointer, and the step graph: unique
@@ -21,6 +21,8 @@
 
 #define ENG_DEF_MAX_STEPS 100
 #define ENG_DEF_MAX_CASES 50
+/* "params": any JSON object of at most this many bytes (compact JSON). */
+#define ENG_DEF_MAX_PARAMS (64 * 1024)
 /* At most this many problems are listed (the count in the detail is exact). */
 #define ENG_DEF_MAX_ERRORS 100
 /* eng_def_successors never writes more than this many entries. */

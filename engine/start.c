@@ -38,6 +38,12 @@ json_t *eng_run_entry(const char *name, int version, const json_t *def, const js
 	}
 	if (ctx == NULL)
 		return NULL;
+	/* the definition's params (an installed template's, docs/workflows.md) */
+	if (json_object_set_new(ctx, "params", json_deep_copy(json_is_object(json_object_get(def, "params")) ?
+						json_object_get(def, "params") : json_object())) < 0) {
+		json_decref(ctx);
+		return NULL;
+	}
 	entry = json_pack("{s:s, s:s, s:i, s:s, s:o}", "id", id, "workflow", name, "version", version,
 			  "step", step_id, "ctx", ctx);
 	if (entry && event_id && json_object_set_new(entry, "event_id", json_string(event_id)) < 0) {
@@ -62,6 +68,11 @@ json_t *eng_runs_for_event(const PGresult *triggers, const char *event_id, const
 
 		if (def == NULL)
 			continue;
+		if (json_object_set_new(scope, "params", json_deep_copy(json_is_object(json_object_get(def, "params")) ?
+					json_object_get(def, "params") : json_object())) < 0) {
+			json_decref(def);
+			goto oom;
+		}
 		if (when) {
 			mf_err_t err;
 			eng_expr_t *e = eng_expr_parse(when, strlen(when), &err);

@@ -7,6 +7,7 @@
 
 #include "core/json.h"
 #include "engine/definition.h"
+#include "engine/engine.h"
 #include "t.h"
 
 /* Documents are written with ' for " (no test needs a quote inside a string). */
@@ -373,6 +374,53 @@ static void test_reads(void)
 	json_decref(doc);
 }
 
+/* "params": any object up to ENG_DEF_MAX_PARAMS; eng_run_entry puts it into the run's context. */
+static void test_params(void)
+{
+	json_t *def, *entry, *big;
+	char *text;
+
+	T_OK(validates("{'trigger': {'event': 'a.b', 'when': 'data.amount > params.threshold'}, 'params':"
+		       " {'threshold': 10, 'url': 'https://x.example', 'nested': {'a': [1, 2]}}, 'steps': ["
+		       "{'id': 'x', 'type': 'transform', 'output': {'t': 'params.threshold'}}]}"),
+	     "params: an object, read by expressions");
+	T_OK(validates("{'trigger': {'event': 'a.b'}, 'params': {}, 'steps': ["
+		       "{'id': 'x', 'type': 'transform', 'output': {'t': '1'}}]}"), "params: an empty object");
+	bad("params not an object", "{'trigger': {'event': 'a.b'}, 'params': [1], 'steps': ["
+	    "{'id': 'x', 'type': 'transform', 'output': {'t': '1'}}]}", "/params", NULL);
+	bad("params a string", "{'trigger': {'event': 'a.b'}, 'params': 'x', 'steps': ["
+	    "{'id': 'x', 'type': 'transform', 'output': {'t': '1'}}]}", "/params", NULL);
+	def = J("{'trigger': {'event': 'a.b'}, 'params': {}, 'steps': ["
+		"{'id': 'x', 'type': 'transform', 'output': {'t': '1'}}]}");
+	big = json_object_get(def, "params");
+	text = calloc(1, ENG_DEF_MAX_PARAMS + 1);
+	memset(text, 'a', ENG_DEF_MAX_PARAMS);
+	json_object_set_new(big, "s", json_string(text));
+	{
+		json_t *errors = NULL;
+		mf_err_t err;
+
+		T_OK(eng_def_validate(def, &errors, &err) == -1 && json_array_size(errors) == 1 &&
+		     strcmp(path_of(errors, 0), "/params") == 0, "params over 64 KiB: one problem at /params");
+		json_decref(errors);
+		json_object_set_new(big, "s", json_string("small"));
+		T_OK(eng_def_validate(def, &errors, &err) == 0, "params under 64 KiB validates");
+	}
+	free(text);
+	entry = eng_run_entry("w", 3, def, NULL, "e1", "a.b", NULL);
+	T_STREQ(dump(json_object_get(json_object_get(entry, "ctx"), "params")), "{\"s\":\"small\"}",
+		"eng_run_entry: the run context holds the definition's params");
+	T_OK(json_object_get(entry, "version") && json_integer_value(json_object_get(entry, "version")) == 3,
+	     "eng_run_entry: the version");
+	json_decref(entry);
+	json_object_del(def, "params");
+	entry = eng_run_entry("w", 1, def, NULL, NULL, NULL, NULL);
+	T_STREQ(dump(json_object_get(json_object_get(entry, "ctx"), "params")), "{}",
+		"eng_run_entry: no params in the definition, {} in the context");
+	json_decref(entry);
+	json_decref(def);
+}
+
 int main(void)
 {
 	test_valid();
@@ -382,5 +430,6 @@ int main(void)
 	test_graph();
 	test_many();
 	test_reads();
+	test_params();
 	return t_done();
 }

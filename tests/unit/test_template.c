@@ -39,6 +39,69 @@ static char *first_path(const char *extra)
 	return out;
 }
 
+static const char specs_text[] =
+	"{\"threshold\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":100,\"required\":true},"
+	"\"tier\":{\"type\":\"string\",\"enum\":[\"basic\",\"pro\"],\"default\":\"basic\"},"
+	"\"code\":{\"type\":\"string\",\"pattern\":\"^[A-Z]{3}$\"},"
+	"\"ratio\":{\"type\":\"number\",\"minimum\":0,\"maximum\":1},"
+	"\"on\":{\"type\":\"boolean\",\"default\":false}}";
+
+/* The paths of cat_params_resolve's errors joined with ",", or the resolved object. */
+static char *resolve(const char *given)
+{
+	static char out[1024];
+	json_t *specs = parse(specs_text), *g = given ? parse(given) : NULL, *res = NULL, *errors = NULL;
+	mf_err_t err;
+	int rc = cat_params_resolve(specs, g, &res, &errors, &err);
+
+	out[0] = '\0';
+	if (rc == 0) {
+		char *d = json_dumps(res, JSON_COMPACT | JSON_SORT_KEYS);
+
+		snprintf(out, sizeof(out), "%s", d);
+		free(d);
+	} else
+		for (size_t i = 0; i < json_array_size(errors); i++)
+			snprintf(out + strlen(out), sizeof(out) - strlen(out), "%s%s", i ? "," : "",
+				 json_string_value(json_object_get(json_array_get(errors, i), "path")));
+	json_decref(res);
+	json_decref(errors);
+	json_decref(specs);
+	json_decref(g);
+	return out;
+}
+
+static void test_params(void)
+{
+	T_STREQ(resolve("{\"threshold\":5}"), "{\"on\":false,\"threshold\":5,\"tier\":\"basic\"}",
+		"defaults filled in, absent optional ones left out");
+	T_STREQ(resolve("{\"threshold\":100,\"tier\":\"pro\",\"code\":\"ABC\",\"ratio\":0.5,\"on\":true}"),
+		"{\"code\":\"ABC\",\"on\":true,\"ratio\":0.5,\"threshold\":100,\"tier\":\"pro\"}", "every value valid");
+	T_STREQ(resolve(NULL), "/params/threshold", "no params: a required one missing");
+	T_STREQ(resolve("{}"), "/params/threshold", "required missing");
+	T_STREQ(resolve("{\"threshold\":\"5\"}"), "/params/threshold", "wrong type");
+	T_STREQ(resolve("{\"threshold\":1.5}"), "/params/threshold", "a real for an integer");
+	T_STREQ(resolve("{\"threshold\":0}"), "/params/threshold", "below minimum");
+	T_STREQ(resolve("{\"threshold\":101}"), "/params/threshold", "above maximum");
+	T_STREQ(resolve("{\"threshold\":5,\"ratio\":1.01}"), "/params/ratio", "a number above maximum");
+	T_STREQ(resolve("{\"threshold\":5,\"tier\":\"gold\"}"), "/params/tier", "not in enum");
+	T_STREQ(resolve("{\"threshold\":5,\"code\":\"abc\"}"), "/params/code", "pattern mismatch");
+	T_STREQ(resolve("{\"threshold\":5,\"bogus\":1,\"a/b\":2}"), "/params/bogus,/params/a~1b",
+		"unknown params, escaped pointers, in document order");
+	T_STREQ(resolve("[1]"), "/params", "params not an object");
+	T_STREQ(resolve("{\"tier\":1,\"bogus\":1}"), "/params/tier,/params/bogus,/params/threshold",
+		"every problem at once: the given ones in order, then missing ones");
+	{
+		static const char head[] = "{\"threshold\":5,\"code\":\"";
+		char big[2200];
+
+		memset(big, 'A', sizeof(big));
+		memcpy(big, head, strlen(head));
+		memcpy(big + sizeof(big) - 3, "\"}", 3);
+		T_STREQ(resolve(big), "/params/code", "an over-long value is not matched");
+	}
+}
+
 int main(void)
 {
 	cat_semver_t v;
@@ -98,5 +161,6 @@ int main(void)
 		mf_buf_free(&out);
 		json_decref(b);
 	}
+	test_params();
 	return t_done();
 }
