@@ -19,6 +19,7 @@
 #include "catalog/template.h"
 #include "core/canon.h"
 #include "core/json.h"
+#include "core/render.h"
 #include "engine/definition.h"
 #include "engine/expr.h"
 
@@ -312,15 +313,15 @@ static void check_messages(vctx_t *v, const json_t *msgs)
 	if (json_object_size(msgs) > 100)
 		bad(v, "/messages", "at most 100 messages");
 	json_object_foreach((json_t *)msgs, k, m) {
-		mf_err_t e;
+		mf_render_err_t e;
 
 		path_of(p, sizeof(p), "/messages", k);
 		if (!charset_ok(k, 1, 64, LOWER_DIGITS "_", LOWER_DIGITS "_.-"))
 			bad(v, p, "a message name is 1 to 64 of a-z, 0-9, _, . and -");
 		else if (!json_is_string(m) || json_string_length(m) > 8192)
 			bad(v, p, "must be a string of at most 8192 bytes");
-		else if (eng_template_check(json_string_value(m), &e) < 0)
-			bad(v, p, "has a {{ }} that does not parse");
+		else if (mf_render_check(json_string_value(m), json_string_length(m), &e) < 0)
+			bad(v, p, "is not a valid message template (docs/branding.md)");
 	}
 }
 

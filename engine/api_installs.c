@@ -37,10 +37,12 @@
 	"'workflow', i.workflow, 'workflow_version', i.workflow_version, 'created_by', i.created_by, " \
 	"'created_at', " ENG_TS("i.created_at") ")"
 
-/* $1 partner slug, $2 name, $3 version. */
+/* $1 partner slug, $2 name, $3 version.  The workflow comes with the
+ * template's "messages" (they win over the workflow's own). */
 static const char template_sql[] =
 	"SELECT t.partner_id::text, t.yanked, coalesce(t.document->'parameters', '{}')::text, "
-	"(t.document->'workflow')::text, coalesce(t.document->'connectors', '[]')::text "
+	"(t.document->'workflow' || CASE WHEN t.document ? 'messages' "
+	"THEN jsonb_build_object('messages', t.document->'messages') ELSE '{}' END)::text, coalesce(t.document->'connectors', '[]')::text "
 	"FROM platform.templates t JOIN platform.tenants p ON p.id = t.partner_id AND p.deleted_at IS NULL "
 	"AND p.kind = 'partner' WHERE p.slug = $1 AND t.name = $2 AND t.version = $3";
 

@@ -19,6 +19,7 @@
 #include "core/buf.h"
 #include "core/duration.h"
 #include "core/json.h"
+#include "core/render.h"
 #include "engine/definition.h"
 #include "engine/expr.h"
 #include "policies/authz.h"
@@ -29,10 +30,10 @@
 #define ID_MAX 63
 #define EVENT_MAX 128
 
-enum step_type { T_HTTP, T_APPROVAL, T_DECIDE, T_WAIT, T_EMIT, T_TRANSFORM, T_AI, T_COUNT };
+enum step_type { T_HTTP, T_APPROVAL, T_DECIDE, T_WAIT, T_EMIT, T_TRANSFORM, T_AI, T_MESSAGE, T_COUNT };
 
 static const char *const type_names[T_COUNT] = {
-	"http", "approval", "decide", "wait", "emit", "transform", "ai",
+	"http", "approval", "decide", "wait", "emit", "transform", "ai", "message",
 };
 
 /* Fields each type takes besides id, type, retry, timeout (and next, which
@@ -44,7 +45,9 @@ static const char *const type_known[T_COUNT] = {
 	"id, type, next, retry, timeout, event, match, duration",
 	"id, type, next, retry, timeout, event, data",
 	"id, type, next, retry, timeout, output",
-	"id, type, next, retry, timeout, connector, task, prompt, min_confidence, require_approval, assignee_role",
+	"id, type, next, retry, timeout, connector, task, prompt, labels, fields, options, model, min_confidence, "
+	"require_approval, assignee_role, sla, next_on_reject",
+	"id, type, next, retry, timeout, message",
 };
 
 static const char *const type_required[T_COUNT][4] = {
@@ -55,10 +58,14 @@ static const char *const type_required[T_COUNT][4] = {
 	{"event"},
 	{"output"},
 	{"connector", "task", "prompt"},
+	{"message"},
 };
 
 static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE"};
 static const char *const ai_tasks[] = {"summarize", "classify", "extract", "recommend"};
+/* the task-specific field of each ai task (summarize has none) */
+static const char *const ai_task_field[] = {NULL, "labels", "fields", "options"};
+static const char *const ai_field_types[] = {"string", "number", "integer", "boolean"};
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -464,6 +471,60 @@ static void check_cases(struct vctx *c, const json_t *v)
 	}
 }
 
+/* An ai step's labels (classify), fields (extract) or options (recommend):
+ * each only with its task. */
+static void check_ai_task_field(struct vctx *c, const json_t *step, const char *key, const json_t *v)
+{
+	int task = index_of(str_of(json_object_get(step, "task")), ai_tasks, NELEM(ai_tasks));
+	const char *k;
+	json_t *m;
+	size_t i;
+
+	if (task < 0 || ai_task_field[task] == NULL || strcmp(ai_task_field[task], key) != 0) {
+		problem(c, "only allowed when task is %s",
+			strcmp(key, "labels") == 0 ? "classify" : strcmp(key, "fields") == 0 ? "extract" : "recommend");
+		return;
+	}
+	if (strcmp(key, "options") == 0) {
+		check_expr(c, v);	/* evaluated over the run context: an array */
+		return;
+	}
+	if (strcmp(key, "labels") == 0) {
+		if (!json_is_array(v) || json_array_size(v) < 2 || json_array_size(v) > MAX_MAP) {
+			problem(c, "must be an array of 2 to %d labels", MAX_MAP);
+			return;
+		}
+		json_array_foreach(v, i, m) {
+			size_t old = push_index(c, i);
+
+			if (!json_is_string(m) || json_string_length(m) < 1 || json_string_length(m) > 64 ||
+			    strlen(json_string_value(m)) != json_string_length(m))
+				problem(c, "must be a label of 1 to 64 bytes");
+			else
+				for (size_t j = 0; j < i; j++)
+					if (json_equal(m, json_array_get(v, j))) {
+						problem(c, "duplicates an earlier label");
+						break;
+					}
+			pop(c, old);
+		}
+		return;
+	}
+	if (!json_is_object(v) || json_object_size(v) < 1 || json_object_size(v) > MAX_MAP) {
+		problem(c, "must be an object of 1 to %d field names -> string, number, integer or boolean", MAX_MAP);
+		return;
+	}
+	json_object_foreach((json_t *)v, k, m) {
+		size_t old = push_key(c, k, true);
+
+		if (!ident_ok(k))
+			problem(c, "a field name is a lower-case letter, then up to 62 of a-z, 0-9 and _");
+		else if (index_of(str_of(m), ai_field_types, NELEM(ai_field_types)) < 0)
+			problem(c, "must be one of string, number, integer, boolean");
+		pop(c, old);
+	}
+}
+
 /* A field of type t other than the common ones; false if t has no such field. */
 static bool check_type_field(struct vctx *c, enum step_type t, const json_t *step, const char *key,
 			     const json_t *v)
@@ -562,9 +623,24 @@ static bool check_type_field(struct vctx *c, enum step_type t, const json_t *ste
 			check_bool(c, v);
 		} else if (strcmp(key, "assignee_role") == 0) {
 			check_role(c, v);
+		} else if (strcmp(key, "sla") == 0) {
+			(void)check_duration(c, v, 1, 365 * DAY);
+		} else if (strcmp(key, "next_on_reject") == 0) {
+			check_ref(c, v, true);
+		} else if (strcmp(key, "model") == 0) {
+			if (!json_is_string(v) || json_string_length(v) < 1 || json_string_length(v) > 128)
+				problem(c, "must be a model name of 1 to 128 bytes");
+		} else if (strcmp(key, "labels") == 0 || strcmp(key, "fields") == 0 || strcmp(key, "options") == 0) {
+			check_ai_task_field(c, step, key, v);
 		} else {
 			return false;
 		}
+		return true;
+	case T_MESSAGE:
+		if (strcmp(key, "message") != 0)
+			return false;
+		if (!json_is_string(v) || !json_object_get(json_object_get(c->def, "messages"), json_string_value(v)))
+			problem(c, "must name a message of the workflow's \"messages\"");
 		return true;
 	case T_COUNT:
 		break;
@@ -597,6 +673,12 @@ static void check_step(struct vctx *c, const json_t *step, size_t i)
 		problem(c, "missing field \"escalate_to\", required when on_timeout is escalate");
 	if (t == T_WAIT && !json_object_get(step, "event") == !json_object_get(step, "duration"))
 		problem(c, "must have exactly one of \"event\" and \"duration\"");
+	if (t == T_AI) {
+		int task = index_of(str_of(json_object_get(step, "task")), ai_tasks, NELEM(ai_tasks));
+
+		if (task > 0 && !json_object_get(step, ai_task_field[task]))
+			problem(c, "missing field \"%s\", required when task is %s", ai_task_field[task], ai_tasks[task]);
+	}
 	if (i < ENG_DEF_MAX_STEPS && c->unreachable[i])
 		problem(c, "is not reachable from the start step");
 	if (i < ENG_DEF_MAX_STEPS && c->closes_loop[i])
@@ -612,7 +694,7 @@ static void check_step(struct vctx *c, const json_t *step, size_t i)
 				problem(c, "duplicates the id of an earlier step");
 		} else if (strcmp(key, "type") == 0) {
 			if (t < 0)
-				problem(c, "must be one of http, approval, decide, wait, emit, transform, ai");
+				problem(c, "must be one of http, approval, decide, wait, emit, transform, ai, message");
 		} else if (strcmp(key, "next") == 0 && t != T_DECIDE) {
 			check_ref(c, v, true);
 		} else if (strcmp(key, "retry") == 0) {
@@ -721,6 +803,44 @@ static void analyse_graph(struct vctx *c)
 			dfs(c, i, color);
 }
 
+/* "messages": name -> message template (core/render.h), rendered by
+ * message steps. */
+static void check_messages(struct vctx *c, const json_t *v)
+{
+	const char *k;
+	json_t *m;
+
+	if (!json_is_object(v) || json_object_size(v) > ENG_DEF_MAX_MESSAGES) {
+		problem(c, "must be an object of at most %d message templates", ENG_DEF_MAX_MESSAGES);
+		return;
+	}
+	json_object_foreach((json_t *)v, k, m) {
+		size_t old = push_key(c, k, true);
+		mf_render_err_t e;
+
+		if (!eng_def_message_name_ok(k))
+			problem(c, "a message name is 1 to 64 of a-z, 0-9, _, . and -, starting with a letter, digit or _");
+		else if (!json_is_string(m) || json_string_length(m) > ENG_DEF_MAX_MESSAGE)
+			problem(c, "must be a string of at most %d bytes", ENG_DEF_MAX_MESSAGE);
+		else if (mf_render_check(json_string_value(m), json_string_length(m), &e) < 0)
+			problem(c, "invalid message template at byte %ld: %s", e.offset, e.err.detail);
+		pop(c, old);
+	}
+}
+
+bool eng_def_message_name_ok(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	if (n < 1 || n > 64 || s[0] == '.' || s[0] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '.' ||
+		      s[i] == '-'))
+			return false;
+	return true;
+}
+
 static void check_def(struct vctx *c, const json_t *def)
 {
 	const char *key;
@@ -728,7 +848,7 @@ static void check_def(struct vctx *c, const json_t *def)
 	size_t i;
 
 	if (!json_is_object(def)) {
-		problem(c, "must be a JSON object {trigger, steps, start, params}");
+		problem(c, "must be a JSON object {trigger, steps, start, params, messages}");
 		return;
 	}
 	if (!json_object_get(def, "trigger"))
@@ -755,9 +875,11 @@ static void check_def(struct vctx *c, const json_t *def)
 				problem(c, "must be a JSON object");
 			else if (json_dumpb(v, NULL, 0, JSON_COMPACT) > ENG_DEF_MAX_PARAMS)
 				problem(c, "is larger than %d bytes as JSON", ENG_DEF_MAX_PARAMS);
+		} else if (strcmp(key, "messages") == 0) {
+			check_messages(c, v);
 		} else {
 			pop(c, old);
-			unknown_field(c, key, "trigger, steps, start, params");
+			unknown_field(c, key, "trigger, steps, start, params, messages");
 			continue;
 		}
 		pop(c, old);
@@ -866,7 +988,7 @@ size_t eng_def_successors(const json_t *def, size_t i, int *out, size_t max)
 	} else {
 		add_ref(def, next, out, max, &n);
 	}
-	if (type && strcmp(type, "approval") == 0) {
+	if (type && (strcmp(type, "approval") == 0 || strcmp(type, "ai") == 0)) {
 		next = json_object_get(step, "next_on_reject");
 		if (next == NULL) {
 			if (n < max)

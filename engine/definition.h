@@ -3,8 +3,9 @@
  * its validator, plus the few reads the engine needs to walk a definition.
  *
  * Pure: no I/O, no clock, no database.  A definition is a JSON object
- * {"trigger", "steps", "start"?, "params"?}; every step has an "id", a "type" (http,
- * approval, decide, wait, emit, transform, ai) and the fields of its type.
+ * {"trigger", "steps", "start"?, "params"?, "messages"?}; every step has an
+ * "id", a "type" (http, approval, decide, wait, emit, transform, ai,
+ * message) and the fields of its type.
  * Validation checks the shape of every field, expressions and templates
  * (engine/expr.h) at their exact JSON Pointer, and the step graph: unique
  * ids, no dangling references, every step reachable from the start, and
@@ -23,6 +24,9 @@
 #define ENG_DEF_MAX_CASES 50
 /* "params": any JSON object of at most this many bytes (compact JSON). */
 #define ENG_DEF_MAX_PARAMS (64 * 1024)
+/* "messages": at most this many, each at most this many bytes. */
+#define ENG_DEF_MAX_MESSAGES 100
+#define ENG_DEF_MAX_MESSAGE 8192
 /* At most this many problems are listed (the count in the detail is exact). */
 #define ENG_DEF_MAX_ERRORS 100
 /* eng_def_successors never writes more than this many entries. */
@@ -39,6 +43,9 @@
  * err = 500 "out_of_memory" and *errors = NULL. */
 int eng_def_validate(const json_t *def, json_t **errors, mf_err_t *err)
 	__attribute__((warn_unused_result));
+
+/* A message name: 1 to 64 of a-z 0-9 _ . -, not starting with . or -. */
+bool eng_def_message_name_ok(const char *s);
 
 /* An event name: two or more dot-separated parts, each a lower-case
  * letter then a-z, 0-9 and _, at most 128 characters in all. */
@@ -59,7 +66,7 @@ int eng_def_start(const json_t *def);
  * ENG_DEF_END; references that name no step are left out.  A step without
  * "next" goes to the following step of the array (the last one ends);
  * "next": null ends.  approval adds next_on_reject (absent: end); decide
- * lists its cases' next then default.  Writes at most max entries to out
+ * lists its cases' next then default; ai adds next_on_reject like approval.  Writes at most max entries to out
  * and returns how many it wrote. */
 size_t eng_def_successors(const json_t *def, size_t i, int *out, size_t max);
 

@@ -244,7 +244,7 @@ static void test_expressions(void)
 	bad("templates in emit data", one("{'id': 'x', 'type': 'emit', 'event': 'a.b', 'data': ['{{ x', {'k': '{{'}]}"),
 	    "/steps/0/data/0", "/steps/0/data/1/k", NULL);
 	bad("ai prompt template", one("{'id': 'x', 'type': 'ai', 'connector': 'llm', 'task': 'classify',"
-	    " 'prompt': 'Classify {{ data.text'}"), "/steps/0/prompt", NULL);
+	    " 'labels': ['a', 'b'], 'prompt': 'Classify {{ data.text'}"), "/steps/0/prompt", NULL);
 	bad("approval title template", one("{'id': 'x', 'type': 'approval', 'assignee_role': 'ops', 'sla': 'P1D',"
 	    " 'on_timeout': 'reject', 'title': '{{ }}'}"), "/steps/0/title", NULL);
 	bad("wait match expression", one("{'id': 'x', 'type': 'wait', 'event': 'a.b', 'match': '== 1'}"),
@@ -341,7 +341,7 @@ static void test_many(void)
 	doc = J(one("{'id': 'x', 'type': 'sleep'}"));
 	T_OK(eng_def_validate(doc, NULL, &err) == -1, "without an error list the answer is the same");
 	T_STREQ(err.detail, "the workflow definition has 1 problem: /steps/0/type: must be one of http, approval, "
-		"decide, wait, emit, transform, ai", "the detail: the count, the path and the message");
+		"decide, wait, emit, transform, ai, message", "the detail: the count, the path and the message");
 	json_decref(doc);
 	doc = J(one("{'id': 'x', 'type': 'emit', 'event': 'a.b', 'data': {'customer_name': '{{'}}"));
 	T_OK(eng_def_validate(doc, NULL, &err) == -1 && strstr(err.detail, "/steps/0/data: invalid template") &&
@@ -421,6 +421,57 @@ static void test_params(void)
 	json_decref(def);
 }
 
+static void test_ai_and_messages(void)
+{
+	T_OK(validates(one("{'id': 'x', 'type': 'ai', 'connector': 'llm', 'task': 'classify', 'prompt': 'p',"
+			   " 'labels': ['standard', 'normal', 'emergency'], 'model': 'm', 'sla': 'PT4H',"
+			   " 'next_on_reject': null}")), "classify with labels, model, sla");
+	T_OK(validates(one("{'id': 'x', 'type': 'ai', 'connector': 'llm', 'task': 'extract', 'prompt': 'p',"
+			   " 'fields': {'due': 'string', 'hours': 'number', 'seats': 'integer', 'urgent': 'boolean'}}")),
+	     "extract with typed fields");
+	T_OK(validates(one("{'id': 'x', 'type': 'ai', 'connector': 'llm', 'task': 'recommend', 'prompt': 'p',"
+			   " 'options': 'data.plans'}")), "recommend with an options expression");
+	bad("each task's own field is required", "{'trigger': {'event': 'a.b'}, 'steps': ["
+	    "{'id': 'a', 'type': 'ai', 'connector': 'llm', 'task': 'classify', 'prompt': 'p'},"
+	    "{'id': 'b', 'type': 'ai', 'connector': 'llm', 'task': 'extract', 'prompt': 'p'},"
+	    "{'id': 'c', 'type': 'ai', 'connector': 'llm', 'task': 'recommend', 'prompt': 'p'}]}",
+	    "/steps/0", "/steps/1", "/steps/2", NULL);
+	bad("task fields only with their task, and well formed", "{'trigger': {'event': 'a.b'}, 'steps': ["
+	    "{'id': 'a', 'type': 'ai', 'connector': 'llm', 'task': 'summarize', 'prompt': 'p', 'labels': ['x', 'y']},"
+	    "{'id': 'b', 'type': 'ai', 'connector': 'llm', 'task': 'classify', 'prompt': 'p', 'labels': ['x', 'x', 7]},"
+	    "{'id': 'c', 'type': 'ai', 'connector': 'llm', 'task': 'extract', 'prompt': 'p',"
+	    " 'fields': {'Due': 'string', 'n': 'float'}},"
+	    "{'id': 'd', 'type': 'ai', 'connector': 'llm', 'task': 'recommend', 'prompt': 'p', 'options': '1 +'}]}",
+	    "/steps/0/labels", "/steps/1/labels/1", "/steps/1/labels/2", "/steps/2/fields/Due", "/steps/2/fields/n",
+	    "/steps/3/options", NULL);
+	bad("a single label", one("{'id': 'x', 'type': 'ai', 'connector': 'llm', 'task': 'classify', 'prompt': 'p',"
+	    " 'labels': ['only']}"), "/steps/0/labels", NULL);
+	{
+		json_t *def = J("{'trigger': {'event': 'a.b'}, 'steps': [{'id': 'x', 'type': 'ai', 'connector': 'llm',"
+				" 'task': 'summarize', 'prompt': 'p', 'next': 'y', 'next_on_reject': 'z'},"
+				"{'id': 'y', 'type': 'transform', 'output': {'n': '1'}, 'next': null},"
+				"{'id': 'z', 'type': 'transform', 'output': {'n': '2'}}]}");
+		int succ[ENG_DEF_MAX_SUCC];
+
+		T_OK(eng_def_successors(def, 0, succ, ENG_DEF_MAX_SUCC) == 2 && succ[0] == 1 && succ[1] == 2,
+		     "an ai step goes to next, or to next_on_reject when a reviewer rejects");
+		json_decref(def);
+	}
+
+	T_OK(validates("{'trigger': {'event': 'a.b'}, 'messages': {'welcome': 'Hi from {{ brand.display_name }}"
+		       "{{# brand.support_email }} ({{ brand.support_email }}){{/ brand.support_email }}',"
+		       " 'kickoff.done': 'ok'}, 'steps': [{'id': 'm', 'type': 'message', 'message': 'welcome'}]}"),
+	     "messages and a message step");
+	bad("a message step names a message", "{'trigger': {'event': 'a.b'}, 'messages': {'a': 'x'}, 'steps': ["
+	    "{'id': 'm', 'type': 'message', 'message': 'b'}, {'id': 'n', 'type': 'message'}]}",
+	    "/steps/0/message", "/steps/1", NULL);
+	bad("message names and templates", "{'trigger': {'event': 'a.b'}, 'messages': {'Bad': 'x', 'ok': '{{# a }}',"
+	    " 'n': 5}, 'steps': [{'id': 'x', 'type': 'transform', 'output': {'t': '1'}}]}",
+	    "/messages/Bad", "/messages/ok", "/messages/n", NULL);
+	T_OK(eng_def_message_name_ok("kickoff.email_v2") && !eng_def_message_name_ok(".x") &&
+	     !eng_def_message_name_ok("") && !eng_def_message_name_ok("A"), "message names");
+}
+
 int main(void)
 {
 	test_valid();
@@ -431,5 +482,6 @@ int main(void)
 	test_many();
 	test_reads();
 	test_params();
+	test_ai_and_messages();
 	return t_done();
 }
