@@ -254,6 +254,9 @@ static int add_engine_metrics(mf_buf_t *out)
 		sum.runs_failed += s.runs_failed;
 		sum.retries += s.retries;
 		sum.calls += s.calls;
+		sum.ai_auto += s.ai_auto;
+		sum.ai_review += s.ai_review;
+		sum.ai_invalid += s.ai_invalid;
 		sum.in_memory += s.in_memory;
 		sum.wh_delivered += s.wh_delivered;
 		sum.wh_retrying += s.wh_retrying;
@@ -280,6 +283,13 @@ static int add_engine_metrics(mf_buf_t *out)
 		"# TYPE mspflow_engine_retries_total counter\nmspflow_engine_retries_total %llu\n"
 		"# HELP mspflow_engine_calls_total HTTP step calls completed.\n"
 		"# TYPE mspflow_engine_calls_total counter\nmspflow_engine_calls_total %llu\n"
+		"# HELP mspflow_engine_ai_answers_total Valid AI step answers, by what governance made of them "
+		"(auto: flowed on; review: sent to a human).\n"
+		"# TYPE mspflow_engine_ai_answers_total counter\n"
+		"mspflow_engine_ai_answers_total{governance=\"auto\"} %llu\n"
+		"mspflow_engine_ai_answers_total{governance=\"review\"} %llu\n"
+		"# HELP mspflow_engine_ai_invalid_answers_total AI step answers that failed the task's schema.\n"
+		"# TYPE mspflow_engine_ai_invalid_answers_total counter\nmspflow_engine_ai_invalid_answers_total %llu\n"
 		"# HELP mspflow_engine_runs_in_memory Runs the workers hold now.\n"
 		"# TYPE mspflow_engine_runs_in_memory gauge\nmspflow_engine_runs_in_memory %d\n"
 		"# HELP mspflow_webhook_attempts_total Outbound webhook delivery attempts, by outcome (retrying: failed, "
@@ -291,7 +301,7 @@ static int add_engine_metrics(mf_buf_t *out)
 		"# HELP mspflow_webhook_deliveries_in_memory Deliveries the workers hold now.\n"
 		"# TYPE mspflow_webhook_deliveries_in_memory gauge\nmspflow_webhook_deliveries_in_memory %d\n",
 		sum.claims, sum.claimed, sum.applied, sum.lost_leases, sum.steps, sum.runs_finished, sum.runs_failed,
-		sum.retries, sum.calls, sum.in_memory, sum.wh_delivered, sum.wh_retrying, sum.wh_failed,
+		sum.retries, sum.calls, sum.ai_auto, sum.ai_review, sum.ai_invalid, sum.in_memory, sum.wh_delivered, sum.wh_retrying, sum.wh_failed,
 		sum.wh_in_flight);
 }
 

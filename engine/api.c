@@ -81,7 +81,7 @@ bool eng_workflow_name_ok(const char *s)
 
 /* ---- the transaction chain ---- */
 
-void eng_fail(eng_req_t *r, const mf_err_t *err)
+void eng_fail_ext(eng_req_t *r, const mf_err_t *err, json_t *ext)
 {
 	if (r->conn) {
 		mf_pg_conn_t *c = r->conn;
@@ -91,7 +91,12 @@ void eng_fail(eng_req_t *r, const mf_err_t *err)
 			/* the connection goes back to the pool either way */
 		}
 	}
-	gw_respond_problem(r->call->req, err);
+	gw_respond_problem_ext(r->call->req, err, ext);
+}
+
+void eng_fail(eng_req_t *r, const mf_err_t *err)
+{
+	eng_fail_ext(r, err, NULL);
 }
 
 void eng_fail_code(eng_req_t *r, int status, const char *code, const char *detail)

@@ -65,6 +65,8 @@ void eng_tx(eng_req_t *r, eng_step_fn first);
 void eng_q(eng_req_t *r, const char *sql, int n, const char *const *params, eng_step_fn next);
 /* Rolls back (if open) and answers err / a problem of this status and code. */
 void eng_fail(eng_req_t *r, const mf_err_t *err);
+/* The same with ext's members (stolen; may be NULL) in the problem. */
+void eng_fail_ext(eng_req_t *r, const mf_err_t *err, json_t *ext);
 void eng_fail_code(eng_req_t *r, int status, const char *code, const char *detail);
 /* Rolls back (nothing to keep: a read, an idempotent replay) and answers
  * status with body (stolen). */

@@ -56,23 +56,9 @@ static const char insert_sql[] =
 	"INSERT INTO installations AS i (id, template, partner_id, version, params, workflow, workflow_version, "
 	"created_by) VALUES ($1::uuid, $2, $3::uuid, $4, $5::jsonb, $6, $7::int, $8) RETURNING " INSTALL_JSON "::text";
 
-/* Rolls back and answers err with ext's members (stolen; may be NULL). */
-static void fail_ext(eng_req_t *r, const mf_err_t *err, json_t *ext)
-{
-	if (r->conn) {
-		mf_pg_conn_t *c = r->conn;
-
-		r->conn = NULL;
-		if (mf_pg_tx_end(c, false, NULL, NULL) < 0) {
-			/* the connection goes back to the pool either way */
-		}
-	}
-	gw_respond_problem_ext(r->call->req, err, ext);
-}
-
 static void fail_errors(eng_req_t *r, const mf_err_t *err, json_t *errors)
 {
-	fail_ext(r, err, errors ? json_pack("{s:o}", "errors", errors) : NULL);
+	eng_fail_ext(r, err, errors ? json_pack("{s:o}", "errors", errors) : NULL);
 }
 
 static void inserted(eng_req_t *r, const PGresult *res)
@@ -124,7 +110,7 @@ static void got_missing(eng_req_t *r, const PGresult *res)
 		}
 		mf_err_set(&err, 409, "connector_missing", "the template needs %zu connector(s) this tenant does not have; "
 			   "the first: %s", json_array_size(missing), json_string_value(json_array_get(missing, 0)));
-		fail_ext(r, &err, json_pack("{s:o,s:o}", "connectors", missing, "errors", errors));
+		eng_fail_ext(r, &err, json_pack("{s:o,s:o}", "connectors", missing, "errors", errors));
 		return;
 	}
 	json_decref(missing);

@@ -19,14 +19,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/ai.h"
 #include "engine/api.h"
 #include "tenants/tn.h"
+
+/* An open AI review task's draft, reason and answer spec (docs/ai.md):
+ * on the run while it waits (t: tasks). */
+#define TASK_REVIEW \
+	"SELECT rr.wait->'review' FROM runs rr WHERE rr.id = t.run_id AND rr.wait->>'task' = t.id::text"
 
 /* A task (t: tasks). */
 #define TASK_JSON \
 	"json_build_object('id', t.id, 'run_id', t.run_id, 'step', t.step, 'title', t.title, " \
 	"'assignee_role', t.assignee_role, 'state', t.state, 'due_at', " ENG_TS("t.due_at") ", " \
-	"'escalated', t.escalated, 'decided_by', t.decided_by, 'comment', t.comment, " \
+	"'escalated', t.escalated, 'decided_by', t.decided_by, 'comment', t.comment, 'output', t.output, " \
+	"'review', (" TASK_REVIEW "), " \
 	"'decided_at', " ENG_TS("t.decided_at") ", 'created_at', " ENG_TS("t.created_at") ")"
 
 #define NIL_UUID "'00000000-0000-0000-0000-000000000000'"
@@ -307,11 +314,12 @@ void eng_get_task(tn_call_t *call, void *arg)
 	eng_read_one(r);
 }
 
-static const char task_lock_sql[] = "SELECT assignee_role, state FROM tasks WHERE id = $1::uuid FOR UPDATE";
+static const char task_lock_sql[] =
+	"SELECT t.assignee_role, t.state, (" TASK_REVIEW ")::text FROM tasks t WHERE t.id = $1::uuid FOR UPDATE";
 
-/* $1 id, $2 state, $3 actor, $4 comment. */
+/* $1 id, $2 state, $3 actor, $4 comment, $5 a reviewer's edited AI answer. */
 static const char decide_sql[] =
-	"UPDATE tasks t SET state = $2, decided_by = $3, comment = $4, decided_at = now() "
+	"UPDATE tasks t SET state = $2, decided_by = $3, comment = $4, output = $5::jsonb, decided_at = now() "
 	"WHERE id = $1::uuid AND state = 'open' RETURNING t.run_id::text, " TASK_JSON "::text";
 
 static void decision_enqueued(eng_req_t *r, const PGresult *res)
@@ -321,8 +329,8 @@ static void decision_enqueued(eng_req_t *r, const PGresult *res)
 	(void)res;
 	snprintf(target, sizeof(target), "task:%s", r->id);
 	eng_audit_commit(r, "task.decided", target,
-			 json_pack("{s:s,s:s,s:s}", "decision", r->text[1], "role", r->text[3],
-				   "run_id", r->text[4]));
+			 json_pack("{s:s,s:s,s:s,s:b}", "decision", r->text[1], "role", r->text[3],
+				   "run_id", r->text[4], "edited", r->text[5] != NULL));
 }
 
 static void decided(eng_req_t *r, const PGresult *res)
@@ -345,10 +353,46 @@ static void decided(eng_req_t *r, const PGresult *res)
 	eng_q(r, enqueue_sql, 3, p, decision_enqueued);
 }
 
+/* An edited answer goes only to an AI review task, and must be an answer
+ * its spec accepts (engine/ai.h); it is stored as checked. */
+static bool edit_ok(eng_req_t *r, const PGresult *res)
+{
+	json_t *review = PQgetisnull(res, 0, 2) ? NULL : eng_json_col(res, 0, 2);
+	json_t *edit = json_object_get(r->body, "output"), *clean = NULL;
+	mf_err_t err;
+	char path[64], full[80];
+	bool ok = false;
+
+	if (!json_is_object(review)) {
+		mf_err_set(&err, 400, "validation_failed", "/output: only an AI review task takes an edited output");
+		eng_fail_ext(r, &err, json_pack("{s:[{s:s,s:s}]}", "errors", "path", "/output", "message",
+						"only an AI review task takes an edited output"));
+	} else if (eng_ai_check(json_object_get(review, "spec"), edit, true, &clean, &err, path) < 0) {
+		/* err.detail is "<path>: <message>" (or the message alone at the root) */
+		char msg[256];
+
+		snprintf(msg, sizeof(msg), "%s", path[0] ? err.detail + strlen(path) + 2 : err.detail);
+		snprintf(full, sizeof(full), "/output%s", path);
+		mf_err_set(&err, 400, "validation_failed", "%s: %s", full, msg);
+		eng_fail_ext(r, &err, json_pack("{s:[{s:s,s:s}]}", "errors", "path", full, "message", msg));
+	} else {
+		char *text = json_dumps(clean, JSON_COMPACT);
+
+		free(r->text[5]);
+		r->text[5] = text;
+		ok = text != NULL;
+		if (!ok)
+			eng_fail_code(r, 503, "over_capacity", "out of memory; retry");
+	}
+	json_decref(clean);
+	json_decref(review);
+	return ok;
+}
+
 static void task_locked(eng_req_t *r, const PGresult *res)
 {
-	const char *p[4] = { r->id, strcmp(r->text[1], "approve") == 0 ? "approved" : "rejected", r->call->actor,
-			     r->text[2] };
+	const char *p[5] = { r->id, strcmp(r->text[1], "approve") == 0 ? "approved" : "rejected", r->call->actor,
+			     r->text[2], r->text[5] };
 
 	if (PQntuples(res) == 0) {
 		eng_fail_code(r, 404, "not_found", "no such task");
@@ -364,11 +408,14 @@ static void task_locked(eng_req_t *r, const PGresult *res)
 		eng_fail_code(r, 409, "task_closed", "the task has already been decided or closed");
 		return;
 	}
+	if (r->text[5] && !edit_ok(r, res))
+		return;
+	p[4] = r->text[5];	/* edit_ok replaced it */
 	if (eng_req_text(r, 3, PQgetvalue(res, 0, 0)) < 0) {
 		eng_fail_code(r, 503, "over_capacity", "out of memory; retry");
 		return;
 	}
-	eng_q(r, decide_sql, 4, p, decided);
+	eng_q(r, decide_sql, 5, p, decided);
 }
 
 static void decide_begun(eng_req_t *r, const PGresult *res)
@@ -391,7 +438,7 @@ static size_t utf8_chars(const char *s)
 
 void eng_decide_task(tn_call_t *call, void *arg)
 {
-	static const char *const keys[] = { "decision", "comment", NULL };
+	static const char *const keys[] = { "decision", "comment", "output", NULL };
 	eng_req_t *r = eng_req_new(call, arg);
 	json_t *errors = NULL, *comment;
 	const char *decision;
@@ -417,6 +464,15 @@ void eng_decide_task(tn_call_t *call, void *arg)
 	    (!json_is_string(comment) || utf8_chars(json_string_value(comment)) > 2000 ||
 	     strlen(json_string_value(comment)) != json_string_length(comment))) {
 		eng_invalid(r, "/comment", "must be a string of at most 2000 characters without NUL");
+		return;
+	}
+	if (json_object_get(r->body, "output") &&
+	    (!json_is_object(json_object_get(r->body, "output")) || strcmp(decision, "approve") != 0)) {
+		eng_invalid(r, "/output", "must be an object, and only with \"approve\" (an edited AI answer)");
+		return;
+	}
+	if (json_object_get(r->body, "output") && (r->text[5] = strdup("{}")) == NULL) {	/* checked under the lock */
+		oom(call);
 		return;
 	}
 	if (eng_req_text(r, 1, decision) < 0 || eng_req_text(r, 2, json_string_value(comment)) < 0) {

@@ -46,7 +46,7 @@ static const char *const type_known[T_COUNT] = {
 	"id, type, next, retry, timeout, event, data",
 	"id, type, next, retry, timeout, output",
 	"id, type, next, retry, timeout, connector, task, prompt, labels, fields, options, model, min_confidence, "
-	"require_approval, assignee_role, sla, next_on_reject",
+	"require_approval, assignee_role, sla, next_on_reject, redact",
 	"id, type, next, retry, timeout, message",
 };
 
@@ -632,6 +632,20 @@ static bool check_type_field(struct vctx *c, enum step_type t, const json_t *ste
 				problem(c, "must be a model name of 1 to 128 bytes");
 		} else if (strcmp(key, "labels") == 0 || strcmp(key, "fields") == 0 || strcmp(key, "options") == 0) {
 			check_ai_task_field(c, step, key, v);
+		} else if (strcmp(key, "redact") == 0) {
+			json_t *e;
+			size_t i;
+
+			if (!json_is_array(v) || json_array_size(v) < 1 || json_array_size(v) > 20) {
+				problem(c, "must be an array of 1 to 20 expressions");
+				return true;
+			}
+			json_array_foreach(v, i, e) {
+				size_t old = push_index(c, i);
+
+				check_expr(c, e);
+				pop(c, old);
+			}
 		} else {
 			return false;
 		}

@@ -78,6 +78,7 @@ json_t *eng_run_entry(const char *name, int version, const json_t *def, const js
 typedef struct eng_stats {
 	unsigned long long claims, claimed, applied, lost_leases, steps, runs_finished, runs_failed;
 	unsigned long long retries, calls;
+	unsigned long long ai_auto, ai_review, ai_invalid;	/* ai step answers */
 	int in_memory;
 	/* outbound webhooks: attempts by outcome (retrying = failed, another
 	 * attempt scheduled; failed = attempts exhausted) */

@@ -18,6 +18,7 @@
  * committed state (steps run at least once; http steps carry
  * Idempotency-Key "<run>:<step>" so their effects happen once).
  */
+#include <fnmatch.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,9 @@
 #include <sodium.h>
 
 #include "connectors/connectors.h"
+#include "connectors/redact.h"
+#include "core/render.h"
+#include "engine/ai.h"
 #include "core/duration.h"
 #include "core/log.h"
 #include "core/worker.h"
@@ -41,6 +45,7 @@
 #define MAX_STEPS_PER_PASS 1000
 #define APPLY_MAX 128			/* runs per eng_apply statement */
 #define TRIGGER_TTL_MS 1000		/* how long a worker reuses the workflows an event type starts */
+#define FACTS_TTL_MS 2000		/* how long a worker reuses a tenant's policy and branding */
 #define WAIT_POLL_S 60			/* a run waiting for an event looks again at least this often */
 #define WAIT_SINCE_MARGIN_S 5		/* events this much older than the wait still match it */
 #define SWEEP_MS 2000
@@ -51,8 +56,8 @@
 #define DEFAULT_BACKOFF_S 1
 #define DEFAULT_MAX_BACKOFF_S 60
 
-enum phase { P_LOAD, P_READY, P_TRIGGERS, P_CALL, P_APPLY };
-enum outcome { O_PARK, O_CALL, O_TRIGGERS };
+enum phase { P_LOAD, P_READY, P_TRIGGERS, P_FACTS, P_CALL, P_APPLY };
+enum outcome { O_PARK, O_CALL, O_TRIGGERS, O_FACTS };
 
 typedef struct run run_t;
 
@@ -86,9 +91,26 @@ struct run {
 	cx_op_t *op;
 	struct event *timeout;
 	json_t *result;			/* the call's outcome, consumed by advance */
+	/* an ai step's call: its request body and answer spec, built while
+	 * the tenant's policy was at hand; invalid answers so far */
+	char *ai_body;
+	char *ai_prompt;		/* for the timeline, when the policy logs prompts */
+	json_t *ai_spec;
+	int ai_invalid;
+	char ai_complaint[256];		/* what was wrong with the last answer */
 	char need_type[130];		/* P_TRIGGERS: the event type */
 	char sql[512];			/* its statement (the pool keeps a pointer to the text) */
 };
+
+/* What ai and message steps need of a tenant, cached per worker. */
+typedef struct facts {
+	struct facts *next;
+	char tenant_id[37];
+	json_t *policy;			/* effective policy */
+	json_t *brand;			/* effective branding */
+	json_t *tenant;			/* {id, name, slug, kind} */
+	long long at_ms;
+} facts_t;
 
 typedef struct trig {
 	struct trig *next;
@@ -111,8 +133,10 @@ struct eng_runner {
 	bool claiming, claim_again;
 	bool closing;			/* shutting down: callbacks only free */
 	trig_t *trigs;
+	facts_t *facts;
 	_Atomic unsigned long long n_claims, n_claimed, n_applied, n_lost, n_steps, n_finished, n_failed;
 	_Atomic unsigned long long n_retries, n_calls;
+	_Atomic unsigned long long n_ai_auto, n_ai_review, n_ai_invalid;
 	_Atomic int n_mem;
 };
 
@@ -252,6 +276,7 @@ static void goto_step(run_t *run, int i)
 	const json_t *s = i >= 0 ? eng_def_step_at(run->def, (size_t)i) : NULL;
 
 	run->attempt = 0;
+	run->ai_invalid = 0;
 	json_decref(run->wait);
 	run->wait = NULL;
 	run->wait_event[0] = '\0';
@@ -424,6 +449,44 @@ static double backoff_s(int attempt, long long backoff, long long cap, long long
 	return d;
 }
 
+/* A call that did not succeed (res: the call's outcome): retried after a
+ * backoff if the failure may pass and the step's retry policy allows,
+ * else the run is dead-lettered.  summary (may be NULL) goes on the row. */
+static void call_failed(run_t *run, const json_t *step, const json_t *res, json_t *summary, double started)
+{
+	int status = (int)json_integer_value(json_object_get(res, "status"));
+	const char *error = str(res, "error");
+	bool retryable = error ? strcmp(error, "bad_request") != 0 && strcmp(error, "egress_refused") != 0 && strcmp(error, "not_found") != 0 &&
+				 strcmp(error, "credential_missing") != 0 && strcmp(error, "too_large") != 0
+			       : status == 408 || status == 429 || status >= 500;
+	int max;
+	long long backoff, cap;
+	json_t *e = json_pack("{s:s, s:s, s:i}", "code", error ? error : "http_status", "detail",
+			      str(res, "detail") ? str(res, "detail") : "", "status", status);
+	json_t *row;
+
+	retry_policy(step, &max, &backoff, &cap);
+	if (retryable && run->attempt + 1 < max) {
+		double d = backoff_s(run->attempt + 1, backoff, cap,
+				     json_integer_value(json_object_get(res, "retry_after_ms")));
+
+		row = add_row(run, step, "retrying", started, NULL, e);
+		if (row && summary)
+			json_object_set(row, "summary", summary);
+		run->attempt++;
+		run->r->n_retries++;
+		park(run, true, eng_wall_now() + d);
+	} else {
+		row = NULL;
+		dead_letter(run, step, e);
+		if (run->rows && json_array_size(run->rows)) {
+			row = json_array_get(run->rows, json_array_size(run->rows) - 1);
+			if (summary)
+				json_object_set(row, "summary", summary);
+		}
+	}
+}
+
 /* Consumes a finished call's result.  Returns true when the run moved on. */
 static void http_done(run_t *run, const json_t *step)
 {
@@ -454,35 +517,7 @@ static void http_done(run_t *run, const json_t *step)
 			goto_step(run, next_of(run, step, "next"));
 		}
 	} else {
-		bool retryable = error ? strcmp(error, "bad_request") != 0 && strcmp(error, "egress_refused") != 0 && strcmp(error, "not_found") != 0 &&
-					 strcmp(error, "credential_missing") != 0 && strcmp(error, "too_large") != 0
-				       : status == 408 || status == 429 || status >= 500;
-		int max;
-		long long backoff, cap;
-		json_t *e = json_pack("{s:s, s:s, s:i}", "code", error ? error : "http_status", "detail",
-				      str(res, "detail") ? str(res, "detail") : "", "status", status);
-		json_t *row;
-
-		retry_policy(step, &max, &backoff, &cap);
-		if (retryable && run->attempt + 1 < max) {
-			double d = backoff_s(run->attempt + 1, backoff, cap,
-					     json_integer_value(json_object_get(res, "retry_after_ms")));
-
-			row = add_row(run, step, "retrying", started, NULL, e);
-			if (row && summary)
-				json_object_set(row, "summary", summary);
-			run->attempt++;
-			run->r->n_retries++;
-			park(run, true, eng_wall_now() + d);
-		} else {
-			row = NULL;
-			dead_letter(run, step, e);
-			if (run->rows && json_array_size(run->rows)) {
-				row = json_array_get(run->rows, json_array_size(run->rows) - 1);
-				if (summary)
-					json_object_set(row, "summary", summary);
-			}
-		}
+		call_failed(run, step, res, summary, started);
 	}
 	json_decref(res);
 }
@@ -703,6 +738,376 @@ static bool emit(run_t *run, const json_t *step)
 	return true;
 }
 
+/* ---- a tenant's policy and branding (ai and message steps) ---- */
+
+static void facts_free(facts_t *f)
+{
+	json_decref(f->policy);
+	json_decref(f->brand);
+	json_decref(f->tenant);
+	free(f);
+}
+
+static const facts_t *facts_find(eng_runner_t *r, const char *tenant_id)
+{
+	long long now = tn_now_ms();
+
+	for (facts_t **pp = &r->facts; *pp;) {
+		facts_t *f = *pp;
+
+		if (now - f->at_ms > FACTS_TTL_MS) {
+			*pp = f->next;
+			facts_free(f);
+			continue;
+		}
+		if (strcmp(f->tenant_id, tenant_id) == 0)
+			return f;
+		pp = &f->next;
+	}
+	return NULL;
+}
+
+/* A scope for message templates and ai prompts: the run context with the
+ * tenant's brand and its name, slug and kind (new reference). */
+static json_t *facts_scope(const run_t *run, const facts_t *f)
+{
+	json_t *scope = json_copy(run->ctx);
+
+	if (scope) {
+		json_object_set(scope, "brand", f->brand);
+		json_object_set(scope, "tenant", f->tenant);
+	}
+	return scope;
+}
+
+/* message: renders a message of the definition (core/render.h) over the
+ * run context plus brand; the text is the step's output. */
+static void message_step(run_t *run, const json_t *step, const facts_t *f)
+{
+	const json_t *tpl = json_object_get(json_object_get(run->def, "messages"), str(step, "message"));
+	json_t *scope = facts_scope(run, f), *out;
+	mf_render_err_t rerr;
+	char *text = NULL;
+
+	if (scope == NULL || !json_is_string(tpl) ||
+	    mf_render(json_string_value(tpl), json_string_length(tpl), scope, &text, &rerr) < 0) {
+		json_decref(scope);
+		dead_letter(run, step, err_json("message_failed", tpl ? rerr.err.detail : "the message is not defined"));
+		return;
+	}
+	json_decref(scope);
+	out = json_pack("{s:s}", "text", text);
+	free(text);
+	add_row(run, step, "succeeded", eng_wall_now(), json_incref(out), NULL);
+	set_output(run, str(step, "id"), out);
+	json_decref(out);
+	goto_step(run, next_of(run, step, "next"));
+}
+
+/* ---- ai steps (engine/ai.h, docs/ai.md) ---- */
+
+/* Who reviews an ai draft, and for how long: the step's assignee_role and
+ * sla, else the first approvals rule of the policy matching the workflow,
+ * else the policy's escalation role and default SLA. */
+static void ai_reviewer(const run_t *run, const json_t *step, const json_t *approvals, const char **role,
+			long long *sla)
+{
+	const json_t *rule = NULL, *x;
+	size_t i;
+
+	json_array_foreach(json_object_get(approvals, "rules"), i, x)
+		if (str(x, "workflow") && fnmatch(str(x, "workflow"), run->workflow, 0) == 0) {
+			rule = x;
+			break;
+		}
+	*role = str(step, "assignee_role") ? str(step, "assignee_role")
+	      : rule && str(rule, "assignee_role") ? str(rule, "assignee_role")
+	      : str(approvals, "escalation_role") ? str(approvals, "escalation_role") : "msp_operator";
+	*sla = dur_s(json_object_get(step, "sla"),
+		     dur_s(rule ? json_object_get(rule, "sla") : NULL, dur_s(json_object_get(approvals, "default_sla"), 172800)));
+}
+
+/* The values a step's "redact" expressions name, as scrub strings for
+ * cx_redact_json (NULL-terminated; strings borrowed from *keep). */
+static const char **redact_values(const run_t *run, const json_t *step, json_t **keep)
+{
+	const json_t *list = json_object_get(step, "redact"), *x;
+	const char **out = calloc(json_array_size(list) + 1, sizeof(*out));
+	size_t i, n = 0;
+
+	*keep = json_array();
+	if (out == NULL || *keep == NULL)
+		return out;
+	json_array_foreach(list, i, x) {
+		eng_expr_t *e;
+		json_t *v = NULL;
+		mf_err_t err;
+
+		e = eng_expr_parse(json_string_value(x), strlen(json_string_value(x)), &err);
+		if (e && eng_expr_eval(e, run->ctx, &v, &err) == 0 && json_is_string(v)) {
+			json_array_append(*keep, v);
+			out[n++] = json_string_value(v);
+		}
+		json_decref(v);
+		eng_expr_free(e);
+	}
+	return out;
+}
+
+/* The timeline's record of an ai call: with policy ai.log_prompts, the
+ * call summary (credentials, vault secrets and the connector's
+ * redact_fields already out) plus the prompt, with the step's redact
+ * values scrubbed from both; without, the summary minus the answer. */
+static json_t *ai_summary(const run_t *run, const json_t *step, const json_t *summary, bool log_prompts)
+{
+	json_t *out, *keep = NULL;
+	const char **values;
+
+	if (summary == NULL)
+		return NULL;
+	if (!log_prompts) {
+		out = json_deep_copy(summary);
+		if (out && json_is_object(json_object_get(out, "response")))
+			json_object_set_new(json_object_get(out, "response"), "body",
+					    json_string("[not logged: policy ai.log_prompts is off]"));
+		return out;
+	}
+	out = json_deep_copy(summary);
+	if (out && json_is_object(json_object_get(out, "request")) && run->ai_prompt)
+		json_object_set_new(json_object_get(out, "request"), "prompt", json_string(run->ai_prompt));
+	values = redact_values(run, step, &keep);
+	{
+		json_t *clean = out ? cx_redact_json(out, NULL, values, 0) : NULL;
+
+		json_decref(out);
+		out = clean;
+	}
+	free(values);
+	json_decref(keep);
+	return out;
+}
+
+/* Prepares the call of an ai step: governance first, then the prompt and
+ * the request.  Returns false when the step failed instead. */
+static bool ai_prepare(run_t *run, const json_t *step, const facts_t *f)
+{
+	const json_t *pai = json_object_get(f->policy, "ai");
+	const char *refusal = eng_ai_refusal(pai, str(step, "task"));
+	json_t *scope, *opts = NULL;
+	char *prompt = NULL;
+	mf_err_t err;
+
+	if (refusal) {
+		dead_letter(run, step, err_json(refusal, strcmp(refusal, "ai_disabled") == 0
+					       ? "the tenant's policy does not enable AI steps (ai.enabled)"
+					       : "the tenant's policy does not allow this AI task (ai.allowed_tasks)"));
+		return false;
+	}
+	scope = facts_scope(run, f);
+	if (scope == NULL || eng_template_render(str(step, "prompt"), scope, false, &prompt, &err) < 0)
+		goto expr_failed;
+	if (json_object_get(step, "options")) {
+		const char *src = str(step, "options");
+		eng_expr_t *e = eng_expr_parse(src, strlen(src), &err);
+
+		if (e == NULL || eng_expr_eval(e, scope, &opts, &err) < 0) {
+			eng_expr_free(e);
+			goto expr_failed;
+		}
+		eng_expr_free(e);
+	}
+	json_decref(run->ai_spec);
+	run->ai_spec = eng_ai_spec(step, opts, &err);
+	json_decref(opts);
+	opts = NULL;
+	if (run->ai_spec == NULL)
+		goto expr_failed;
+	free(run->ai_body);
+	run->ai_body = eng_ai_request(run->ai_spec, prompt, str(step, "model"),
+				      json_integer_value(json_object_get(pai, "max_output_tokens")),
+				      run->ai_invalid ? run->ai_complaint : NULL);
+	free(run->ai_prompt);
+	run->ai_prompt = prompt;
+	json_decref(scope);
+	if (run->ai_body == NULL) {
+		dead_letter(run, step, err_json("out_of_memory", "out of memory building the request"));
+		return false;
+	}
+	return true;
+expr_failed:
+	free(prompt);
+	json_decref(opts);
+	json_decref(scope);
+	step_failed_expr(run, step, &err);
+	return false;
+}
+
+/* The step's output: the answer plus how it was decided. */
+static json_t *ai_output(const json_t *answer, const char *outcome, const json_t *draft)
+{
+	json_t *out = json_deep_copy(answer);
+
+	if (out) {
+		json_object_set_new(out, "outcome", json_string(outcome));
+		if (draft)
+			json_object_set(out, "draft", (json_t *)draft);
+	}
+	return out;
+}
+
+/* A valid answer: on with it, or to a human when governance says so. */
+static void ai_govern(run_t *run, const json_t *step, const facts_t *f, json_t *answer, json_t *summary,
+		      double started)
+{
+	double conf = json_number_value(json_object_get(answer, "confidence"));
+	const char *why = eng_ai_review_reason(json_object_get(f->policy, "ai"), step, conf);
+	json_t *row;
+
+	if (why == NULL) {
+		json_t *out = ai_output(answer, "auto", NULL);
+
+		row = add_row(run, step, "succeeded", started, json_incref(out), NULL);
+		if (row && summary)
+			json_object_set(row, "summary", summary);
+		set_output(run, str(step, "id"), out);
+		json_decref(out);
+		audit(run, "ai.auto", json_pack("{s:s, s:s, s:f}", "step", str(step, "id"), "task", str(step, "task"),
+						"confidence", conf));
+		run->r->n_ai_auto++;
+		goto_step(run, next_of(run, step, "next"));
+		return;
+	}
+	{
+		const char *role;
+		long long sla;
+		char id[37], title[200];
+		double now = eng_wall_now();
+		json_t *review;
+
+		ai_reviewer(run, step, json_object_get(f->policy, "approvals"), &role, &sla);
+		tn_uuid_new(id);
+		snprintf(title, sizeof(title), "Review the AI %s draft of step %s (%s)", str(step, "task"),
+			 str(step, "id"), strcmp(why, "low_confidence") == 0 ? "low confidence" : "review required");
+		json_decref(run->task_new);
+		run->task_new = json_pack("{s:s, s:s, s:s, s:s, s:o}", "id", id, "step", str(step, "id"), "title", title,
+					  "assignee_role", role, "due_at", iso_json(now + (double)sla));
+		row = add_row(run, step, "waiting", started,
+			      json_pack("{s:O, s:s}", "draft", answer, "review", why), NULL);
+		if (row && summary)
+			json_object_set(row, "summary", summary);
+		review = json_pack("{s:O, s:O, s:s}", "spec", run->ai_spec, "draft", answer, "reason", why);
+		json_decref(run->wait);
+		run->wait = json_pack("{s:s, s:i, s:o}", "task", id, "seq", run->seq, "review", review);
+		set_state(run, "waiting");
+		run->r->n_ai_review++;
+		park(run, true, now + (double)sla);
+	}
+}
+
+/* The call came back: a failure retries or dead-letters like http; an
+ * invalid answer is asked again once, then fails the step. */
+static void ai_done(run_t *run, const json_t *step, const facts_t *f)
+{
+	json_t *res = run->result, *answer = NULL, *summary;
+	int status = (int)json_integer_value(json_object_get(res, "status"));
+	double started = json_real_value(json_object_get(res, "started"));
+	mf_err_t err;
+
+	run->result = NULL;
+	summary = ai_summary(run, step, json_object_get(res, "summary"),
+			     json_is_true(json_object_get(json_object_get(f->policy, "ai"), "log_prompts")));
+	if (str(res, "error") || status < 200 || status >= 300) {
+		call_failed(run, step, res, summary, started);
+	} else if (run->ai_spec == NULL ||
+		   eng_ai_answer(run->ai_spec, json_object_get(json_object_get(res, "response"), "body"), &answer, &err) < 0) {
+		json_t *e = json_pack("{s:s, s:s, s:i}", "code", "invalid_output", "detail",
+				      run->ai_spec ? err.detail : "the answer came after a restart", "status", status);
+
+		run->r->n_ai_invalid++;
+		snprintf(run->ai_complaint, sizeof(run->ai_complaint), "%s", str(e, "detail"));
+		if (run->ai_invalid++ == 0) {
+			json_t *row = add_row(run, step, "retrying", started, NULL, e);
+
+			if (row && summary)
+				json_object_set(row, "summary", summary);
+		} else {
+			dead_letter(run, step, e);
+			if (summary && json_array_size(run->rows))
+				json_object_set(json_array_get(run->rows, json_array_size(run->rows) - 1), "summary",
+						summary);
+		}
+	} else {
+		ai_govern(run, step, f, answer, summary, started);
+		json_decref(answer);
+	}
+	json_decref(summary);
+	json_decref(res);
+}
+
+/* A draft under review: wait for the decision (or the SLA), then go on
+ * with the accepted or edited answer, or to next_on_reject. */
+static void ai_review(run_t *run, const json_t *step)
+{
+	const json_t *t = run->task, *review = json_object_get(run->wait, "review");
+	const json_t *draft = json_object_get(review, "draft");
+	const char *tstate = str(t, "state");
+	const char *outcome;
+	double now = eng_wall_now();
+	json_t *out, *row;
+
+	if (t == NULL || (tstate && strcmp(tstate, "open") == 0 && now < parse_time(str(t, "due_at")))) {
+		park(run, true, t ? parse_time(str(t, "due_at")) : now + WAIT_POLL_S);
+		return;
+	}
+	if (strcmp(tstate ? tstate : "", "open") == 0) {
+		json_decref(run->task_update);
+		run->task_update = json_pack("{s:s, s:s}", "id", str(t, "id"), "state", "expired");
+		audit(run, "task.expired", json_pack("{s:s}", "task", str(t, "id")));
+		tstate = "expired";
+	}
+	if (strcmp(tstate, "approved") == 0) {
+		const json_t *edit = json_object_get(t, "output");
+		bool edited = json_is_object(edit);
+
+		outcome = edited ? "edited" : "accepted";
+		out = edited ? ai_output(edit, outcome, draft) : ai_output(draft, outcome, NULL);
+	} else {
+		outcome = strcmp(tstate, "rejected") == 0 ? "rejected" : "expired";
+		out = json_pack("{s:s, s:O}", "outcome", outcome, "draft", draft ? draft : json_null());
+	}
+	json_object_set_new(out, "by", json_incref(json_object_get(t, "decided_by") ? json_object_get(t, "decided_by")
+									       : json_null()));
+	row = json_pack("{s:I, s:s, s:s, s:i, s:s, s:o, s:o, s:O, s:n}", "seq",
+			json_integer_value(json_object_get(run->wait, "seq")), "step", str(step, "id"), "type", "ai",
+			"attempt", 1, "state", "succeeded", "started_at",
+			json_incref(json_object_get(t, "created_at") ? json_object_get(t, "created_at") : json_null()),
+			"finished_at", iso_json(now), "output", out, "error");
+	if (row)
+		json_array_append_new(run->rows, row);
+	audit(run, "ai.reviewed", json_pack("{s:s, s:s, s:s, s:s}", "step", str(step, "id"), "task", str(step, "task"),
+					    "outcome", outcome, "review_task", str(t, "id")));
+	set_output(run, str(step, "id"), out);
+	json_decref(out);
+	goto_step(run, next_of(run, step, strcmp(outcome, "accepted") == 0 || strcmp(outcome, "edited") == 0
+					  ? "next" : "next_on_reject"));
+}
+
+/* Returns true when the step needs its call made. */
+static bool ai_step(run_t *run, const json_t *step, const facts_t *f)
+{
+	if (run->wait) {
+		ai_review(run, step);
+		return false;
+	}
+	if (run->result) {
+		ai_done(run, step, f);
+		/* an invalid first answer is asked again at once */
+		return run->ai_invalid == 1 && !run->has_due && strcmp(run->state, "running") == 0 &&
+		       strcmp(run->step, str(step, "id")) == 0 && ai_prepare(run, step, f);
+	}
+	return ai_prepare(run, step, f);
+}
+
 /* ---- advancing ---- */
 
 static enum outcome step_once(run_t *run, bool *more)
@@ -774,6 +1179,17 @@ static enum outcome step_once(run_t *run, bool *more)
 		http_done(run, step);
 		if (run->has_due)
 			return O_PARK;
+	} else if (strcmp(type, "message") == 0 || strcmp(type, "ai") == 0) {
+		const facts_t *f = facts_find(run->r, run->tenant_id);
+
+		if (f == NULL)
+			return O_FACTS;
+		if (type[0] == 'm')
+			message_step(run, step, f);
+		else if (ai_step(run, step, f))
+			return O_CALL;
+		if (strcmp(run->state, "waiting") == 0 || run->has_due)
+			return O_PARK;
 	} else if (strcmp(type, "approval") == 0) {
 		approval(run, step);
 		if (strcmp(run->state, "waiting") == 0 || run->has_due)
@@ -799,6 +1215,7 @@ static enum outcome step_once(run_t *run, bool *more)
 static void queue_apply(run_t *run, bool keep);
 static void start_call(run_t *run);
 static void load_triggers(run_t *run);
+static void load_facts(run_t *run);
 
 static void advance(run_t *run)
 {
@@ -828,6 +1245,9 @@ static void advance(run_t *run)
 		break;
 	case O_TRIGGERS:
 		load_triggers(run);
+		break;
+	case O_FACTS:
+		load_facts(run);
 		break;
 	}
 }
@@ -873,6 +1293,65 @@ static void load_triggers(run_t *run)
 		 "WHERE w.trigger_event = $1 ORDER BY w.name", run->schema, run->schema);
 	run->phase = P_TRIGGERS;
 	if (mf_pg_query(run->r->w->pg, run->sql, 1, p, triggers_done, run) < 0)
+		run_free(run);
+}
+
+/* ---- a tenant's facts ---- */
+
+static void facts_done(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	run_t *run = arg;
+	eng_runner_t *r = run->r;
+	facts_t *f;
+
+	if (err || r->closing || PQntuples(res) != 1) {
+		if (err)
+			mf_warn("engine", "cannot read a tenant's policy and branding", MF_S("error", err->detail));
+		run_free(run);	/* the lease runs out; whoever claims it next tries again */
+		return;
+	}
+	f = calloc(1, sizeof(*f));
+	if (f) {
+		int depth = atoi(PQgetvalue(res, 0, 6));	/* ancestors: 0..2 */
+		const char *pol[3], *brand[3];
+
+		/* root first: columns 2, 1, 0 (policies) and 5, 4, 3 (branding) */
+		for (int i = 0; i <= depth; i++) {
+			int col = depth - i;
+
+			pol[i] = PQgetisnull(res, 0, col) ? NULL : PQgetvalue(res, 0, col);
+			brand[i] = PQgetisnull(res, 0, col + 3) ? NULL : PQgetvalue(res, 0, col + 3);
+		}
+		snprintf(f->tenant_id, sizeof(f->tenant_id), "%s", run->tenant_id);
+		f->policy = tn_policy_chain(pol, depth + 1);
+		f->brand = tn_branding_chain(brand, depth + 1);
+		f->tenant = json_pack("{s:s, s:s, s:s, s:s}", "id", run->tenant_id, "name", PQgetvalue(res, 0, 7), "slug",
+				      PQgetvalue(res, 0, 8), "kind", PQgetvalue(res, 0, 9));
+		f->at_ms = tn_now_ms();
+	}
+	if (f == NULL || f->policy == NULL || f->brand == NULL || f->tenant == NULL) {
+		if (f)
+			facts_free(f);
+		run_free(run);
+		return;
+	}
+	f->next = r->facts;
+	r->facts = f;
+	run->phase = P_READY;
+	advance(run);
+}
+
+static void load_facts(run_t *run)
+{
+	static const char sql[] =
+		"SELECT t.policy::text, p.policy::text, g.policy::text, t.branding::text, p.branding::text, "
+		"g.branding::text, (p.id IS NOT NULL)::int + (g.id IS NOT NULL)::int, t.name, t.slug, t.kind "
+		"FROM platform.tenants t LEFT JOIN platform.tenants p ON p.id = t.parent_id "
+		"LEFT JOIN platform.tenants g ON g.id = p.parent_id WHERE t.id = $1::uuid";
+	const char *p[1] = { run->tenant_id };
+
+	run->phase = P_FACTS;
+	if (mf_pg_query(run->r->w->pg, sql, 1, p, facts_done, run) < 0)
 		run_free(run);
 }
 
@@ -984,11 +1463,20 @@ static void start_call(run_t *run)
 		mf_err_set(&err, 503, "connectors_unavailable", "this worker cannot make connector calls");
 		goto fail;
 	}
-	if (eng_template_render(str(step, "path"), run->ctx, false, &path, &err) < 0)
+	if (strcmp(str(step, "type"), "ai") == 0) {
+		/* OpenAI's convention: the connector's base URL ends in /v1 */
+		path = strdup("/chat/completions");
+		body = run->ai_body ? strdup(run->ai_body) : NULL;
+		if (path == NULL || body == NULL) {
+			mf_err_set(&err, 500, "out_of_memory", "out of memory");
+			goto fail;
+		}
+	} else if (eng_template_render(str(step, "path"), run->ctx, false, &path, &err) < 0)
 		goto fail;
-	if (json_object_get(step, "query") && (q = query_string(json_object_get(step, "query"), run->ctx, &err)) == NULL)
+	if (body == NULL && json_object_get(step, "query") &&
+	    (q = query_string(json_object_get(step, "query"), run->ctx, &err)) == NULL)
 		goto fail;
-	if (json_object_get(step, "body")) {
+	if (body == NULL && json_object_get(step, "body")) {
 		b = render(json_object_get(step, "body"), run->ctx, &err, 0);
 		if (b == NULL || (body = json_dumps(b, JSON_COMPACT | JSON_ENCODE_ANY)) == NULL)
 			goto fail;
@@ -1000,10 +1488,12 @@ static void start_call(run_t *run)
 	if (q)
 		strcat(full, q);
 	snprintf(key, sizeof(key), "%s:%s", run->id, run->step);
+	if (run->ai_invalid)	/* a second question, not a repeat of the first */
+		snprintf(key, sizeof(key), "%s:%s:%d", run->id, run->step, run->ai_invalid);
 	o.tenant_id = run->tenant_id;
 	o.schema = run->schema;
 	o.connector = str(step, "connector");
-	o.method = str(step, "method");
+	o.method = str(step, "method") ? str(step, "method") : "POST";
 	o.path = full;
 	o.headers = body ? hdr : NULL;
 	o.nheaders = body ? 1 : 0;
@@ -1250,6 +1740,9 @@ static void run_free(run_t *run)
 	json_decref(run->task_update);
 	json_decref(run->error);
 	json_decref(run->result);
+	json_decref(run->ai_spec);
+	free(run->ai_body);
+	free(run->ai_prompt);
 	free(run);
 	/* room again: claim if the last claim left work behind */
 	if (r->claim_again && !r->closing)
@@ -1556,6 +2049,12 @@ void eng_runner_free(eng_runner_t *r)
 		PQclear(t->res);
 		free(t);
 	}
+	while (r->facts) {
+		facts_t *f = r->facts;
+
+		r->facts = f->next;
+		facts_free(f);
+	}
 	if (r->claim_ev)
 		event_free(r->claim_ev);
 	if (r->flush_ev)
@@ -1580,5 +2079,8 @@ void eng_runner_stats(const eng_runner_t *r, eng_stats_t *out)
 	out->runs_failed = r->n_failed;
 	out->retries = r->n_retries;
 	out->calls = r->n_calls;
+	out->ai_auto = r->n_ai_auto;
+	out->ai_review = r->n_ai_review;
+	out->ai_invalid = r->n_ai_invalid;
 	out->in_memory = r->n_mem;
 }

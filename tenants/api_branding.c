@@ -43,25 +43,35 @@ static json_t *load_obj(const PGresult *r, int col)
 	return j;
 }
 
-/* The effective branding (new reference, NULL on OOM): root first, each
- * tenant's own fields over its ancestors'. */
-static json_t *effective(const PGresult *r)
+json_t *tn_branding_chain(const char *const *docs, int n)
 {
-	int depth = atoi(PQgetvalue(r, 0, 3));
 	json_t *eff = json_object();
 
-	for (int i = 0; eff && i <= depth; i++) {
-		/* root first: grandparent (col 2), parent (col 1), own (col 0) */
-		int col = i == depth ? 0 : (depth - i == 2 ? 2 : 1);
-		json_t *d = load_obj(r, col);
+	for (int i = 0; eff && i < n; i++) {
+		json_t *d = docs[i] ? json_loads(docs[i], 0, NULL) : NULL;
 
-		if (d && json_object_update(eff, d) < 0) {
+		if (json_is_object(d) && json_object_update(eff, d) < 0) {
 			json_decref(eff);
 			eff = NULL;
 		}
 		json_decref(d);
 	}
 	return eff;
+}
+
+/* The effective branding of read_sql's row (new reference, NULL on OOM). */
+static json_t *effective(const PGresult *r)
+{
+	int depth = atoi(PQgetvalue(r, 0, 3));
+	const char *docs[3];
+
+	/* root first: grandparent (col 2), parent (col 1), own (col 0) */
+	for (int i = 0; i <= depth; i++) {
+		int col = i == depth ? 0 : (depth - i == 2 ? 2 : 1);
+
+		docs[i] = PQgetisnull(r, 0, col) ? NULL : PQgetvalue(r, 0, col);
+	}
+	return tn_branding_chain(docs, depth + 1);
 }
 
 static json_t *branding_json(tn_ctx_t *ctx, const PGresult *r)

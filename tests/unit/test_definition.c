@@ -425,7 +425,9 @@ static void test_ai_and_messages(void)
 {
 	T_OK(validates(one("{'id': 'x', 'type': 'ai', 'connector': 'llm', 'task': 'classify', 'prompt': 'p',"
 			   " 'labels': ['standard', 'normal', 'emergency'], 'model': 'm', 'sla': 'PT4H',"
-			   " 'next_on_reject': null}")), "classify with labels, model, sla");
+			   " 'next_on_reject': null, 'redact': ['data.contact.email']}")), "classify with labels, model, sla, redact");
+	bad("redact: expressions", one("{'id': 'x', 'type': 'ai', 'connector': 'llm', 'task': 'summarize', 'prompt': 'p',"
+	    " 'redact': ['data.a', '1 +']}"), "/steps/0/redact/1", NULL);
 	T_OK(validates(one("{'id': 'x', 'type': 'ai', 'connector': 'llm', 'task': 'extract', 'prompt': 'p',"
 			   " 'fields': {'due': 'string', 'hours': 'number', 'seats': 'integer', 'urgent': 'boolean'}}")),
 	     "extract with typed fields");
