@@ -16,6 +16,15 @@ const char eng_triggers_sql[] =
 	"JOIN workflow_versions v ON v.workflow = w.name AND v.version = w.latest_version "
 	"WHERE w.trigger_event = $1 ORDER BY w.name";
 
+/* A copy of the definition's params (an installed template's,
+ * docs/workflows.md), or a new {} (new reference; NULL when out of memory). */
+static json_t *params_of(const json_t *def)
+{
+	const json_t *p = json_object_get(def, "params");
+
+	return json_is_object(p) ? json_deep_copy(p) : json_object();
+}
+
 json_t *eng_run_entry(const char *name, int version, const json_t *def, const json_t *input,
 		      const char *event_id, const char *type, const json_t *data)
 {
@@ -38,9 +47,7 @@ json_t *eng_run_entry(const char *name, int version, const json_t *def, const js
 	}
 	if (ctx == NULL)
 		return NULL;
-	/* the definition's params (an installed template's, docs/workflows.md) */
-	if (json_object_set_new(ctx, "params", json_deep_copy(json_is_object(json_object_get(def, "params")) ?
-						json_object_get(def, "params") : json_object())) < 0) {
+	if (json_object_set_new(ctx, "params", params_of(def)) < 0) {
 		json_decref(ctx);
 		return NULL;
 	}
@@ -68,8 +75,7 @@ json_t *eng_runs_for_event(const PGresult *triggers, const char *event_id, const
 
 		if (def == NULL)
 			continue;
-		if (json_object_set_new(scope, "params", json_deep_copy(json_is_object(json_object_get(def, "params")) ?
-					json_object_get(def, "params") : json_object())) < 0) {
+		if (json_object_set_new(scope, "params", params_of(def)) < 0) {
 			json_decref(def);
 			goto oom;
 		}
