@@ -410,18 +410,29 @@ int cat_template_validate(const json_t *body, json_t **errors, mf_err_t *err)
 	if (!json_is_object(m))
 		bad(&v, "/workflow", m ? "must be a workflow definition (an object)" : "is required");
 	else {
-		json_t *werr = NULL;
+		json_t *werr = NULL, *wf, *msgs = json_object_get(body, "messages");
 		mf_err_t e;
-		int rc = eng_def_validate(m, &werr, &e);
+		int rc;
 
+		/* An install gives the workflow the template's "messages" (they
+		 * replace its own: engine/api_installs.c), so its message steps
+		 * are checked against those; problems of the messages themselves
+		 * were reported at /messages above, not again here. */
+		wf = json_is_object(msgs) ? json_copy(m) : json_incref(m);
+		if (wf == NULL || (json_is_object(msgs) && json_object_set(wf, "messages", msgs) < 0))
+			v.oom = true;
+		rc = wf ? eng_def_validate(wf, &werr, &e) : 0;
+		json_decref(wf);
 		if (rc < 0 && werr == NULL)
 			v.oom = true;
 		for (size_t i = 0; werr && i < json_array_size(werr); i++) {
 			json_t *it = json_array_get(werr, i);
+			const char *ip = json_string_value(json_object_get(it, "path"));
 			char p[512];
 
-			snprintf(p, sizeof(p), "/workflow%s", json_string_value(json_object_get(it, "path")) ?
-				 json_string_value(json_object_get(it, "path")) : "");
+			if (json_is_object(msgs) && ip && strncmp(ip, "/messages", 9) == 0 && (ip[9] == '\0' || ip[9] == '/'))
+				continue;
+			snprintf(p, sizeof(p), "/workflow%s", ip ? ip : "");
 			bad(&v, p, json_string_value(json_object_get(it, "message")) ?
 				   json_string_value(json_object_get(it, "message")) : "is not valid");
 		}

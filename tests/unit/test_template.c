@@ -102,6 +102,44 @@ static void test_params(void)
 	}
 }
 
+/* The paths of validating a template whose workflow is steps_json, with
+ * the template's messages msgs_json (NULL: none), joined with ",". */
+static char *message_paths(const char *msgs_json, const char *steps_json)
+{
+	static char out[512];
+	char text[2048];
+	json_t *b, *errors = NULL;
+	mf_err_t err;
+
+	snprintf(text, sizeof(text), "{\"name\":\"t\",\"version\":\"1.0.0\",\"key_id\":\"k\",\"signature\":\"s\","
+		 "%s%s%s\"workflow\":{\"trigger\":{\"event\":\"a.b\"},\"steps\":%s}}", msgs_json ? "\"messages\":" : "",
+		 msgs_json ? msgs_json : "", msgs_json ? "," : "", steps_json);
+	b = parse(text);
+	out[0] = '\0';
+	if (b && cat_template_validate(b, &errors, &err) < 0)
+		for (size_t i = 0; i < json_array_size(errors); i++)
+			snprintf(out + strlen(out), sizeof(out) - strlen(out), "%s%s", i ? "," : "",
+				 json_string_value(json_object_get(json_array_get(errors, i), "path")));
+	json_decref(errors);
+	json_decref(b);
+	return b ? out : "(unparsed)";
+}
+
+/* An install gives the workflow the template's messages, so publish checks
+ * its message steps against them. */
+static void test_message_steps(void)
+{
+	static const char step[] = "[{\"id\":\"m\",\"type\":\"message\",\"message\":\"welcome\"}]";
+
+	T_STREQ(message_paths("{\"welcome\":\"Hi from {{ brand.display_name }}\"}", step), "",
+		"a message step may name one of the template's messages");
+	T_STREQ(message_paths(NULL, step), "/workflow/steps/0/message", "a message step naming no message");
+	T_STREQ(message_paths("{\"other\":\"x\"}", step), "/workflow/steps/0/message",
+		"a message step naming another message");
+	T_STREQ(message_paths("{\"welcome\":\"{{# a }}\"}", step), "/messages/welcome",
+		"a broken message is reported once, at the template's /messages");
+}
+
 int main(void)
 {
 	cat_semver_t v;
@@ -162,5 +200,6 @@ int main(void)
 		json_decref(b);
 	}
 	test_params();
+	test_message_steps();
 	return t_done();
 }
