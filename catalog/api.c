@@ -31,18 +31,19 @@
 #include <sodium.h>
 
 #include "catalog/catalog.h"
+#include "catalog/publish.h"
 #include "catalog/template.h"
 #include "core/canon.h"
 #include "core/log.h"
 #include "core/urlenc.h"
 #include "tenants/tn.h"
 
-#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+#define TS(col) CAT_TS(col)
 #define J GW_ROUTE_JSON_BODY
 
 /* ---- signing keys ---- */
 
-#define KEY_COLS "id::text, encode(public_key, 'base64'), state, " TS("created_at") ", coalesce(" TS("revoked_at") ", '')"
+#define KEY_COLS CAT_KEY_COLS
 
 static json_t *key_json(const PGresult *r, int i)
 {
@@ -83,8 +84,8 @@ static void key_written(const PGresult *res, const mf_err_t *err, void *arg)
 	if (tn_failed(ctx, err) || !tn_found(ctx, res, "signing key"))
 		return;
 	ctx->out = key_json(res, 0);
-	tn_audit_commit(ctx, ctx->target.id, ctx->action, ctx->id, json_pack("{s:O}", "public_key",
-			json_object_get(ctx->out, "public_key")), answer_out);
+	tn_audit_commit(ctx, ctx->target.id, ctx->action, ctx->id,
+			cat_key_audit_detail(json_string_value(json_object_get(ctx->out, "public_key"))), answer_out);
 }
 
 static void key_insert(const PGresult *res, const mf_err_t *err, void *arg)
@@ -92,8 +93,7 @@ static void key_insert(const PGresult *res, const mf_err_t *err, void *arg)
 	tn_ctx_t *ctx = arg;
 	const char *p[3] = { ctx->id, ctx->target.id, ctx->text };
 
-	tn_q(ctx, "INSERT INTO platform.partner_signing_keys (id, partner_id, public_key) VALUES ($1::uuid, $2::uuid, "
-		  "decode($3, 'base64')) RETURNING " KEY_COLS, 3, p, key_written);
+	tn_q(ctx, cat_key_insert_sql, 3, p, key_written);
 }
 
 static void create_key(tn_ctx_t *ctx)
@@ -178,55 +178,22 @@ static void published(const PGresult *res, const mf_err_t *err, void *arg)
 		*strrchr(target, '@') = '\0';
 	json_object_set_new(ctx->out, "id", json_string(target));
 	ctx->limit = 201;
-	tn_audit_commit(ctx, ctx->target.id, "template.publish", target,
-			json_pack("{s:O,s:O}", "version", json_object_get(b, "version"), "key_id",
-				  json_object_get(b, "key_id")), answer_out);
+	tn_audit_commit(ctx, ctx->target.id, "template.publish", target, cat_publish_audit_detail(b), answer_out);
 }
 
 static void publish_insert(const PGresult *res, const mf_err_t *err, void *arg)
 {
 	tn_ctx_t *ctx = arg;
-	const json_t *b = ctx->body;
-	cat_semver_t sv;
-	char maj[24], min[24], pat[24];
-	const char *version = json_string_value(json_object_get(b, "version"));
-	const json_t *d = json_object_get(b, "description");
-	char *tags = tn_pg_array_literal(json_object_get(b, "tags") ? json_object_get(b, "tags") : json_array());
-	char *doc = json_dumps(b, JSON_COMPACT);
-	const char *p[13];
+	cat_publish_args_t a;
 
-	if (tags == NULL || doc == NULL || !cat_semver_parse(version, &sv)) {
-		free(tags);
-		free(doc);
+	if (cat_publish_args_init(&a, ctx->target.id, ctx->body) < 0) {
 		mf_err_set(&ctx->err, 503, "over_capacity", "out of memory; retry");
 		tn_abort(ctx, &ctx->err);
 		return;
 	}
-	snprintf(maj, sizeof(maj), "%lld", sv.major);
-	snprintf(min, sizeof(min), "%lld", sv.minor);
-	snprintf(pat, sizeof(pat), "%lld", sv.patch);
-	p[0] = ctx->target.id;
-	p[1] = json_string_value(json_object_get(b, "name"));
-	p[2] = version;
-	p[3] = maj;
-	p[4] = min;
-	p[5] = pat;
-	p[6] = sv.pre[0] ? "false" : "true";
-	p[7] = sv.pre;
-	p[8] = d ? json_string_value(d) : "";
-	p[9] = tags;
-	p[10] = doc;
-	p[11] = json_string_value(json_object_get(b, "key_id"));
-	p[12] = json_string_value(json_object_get(b, "signature"));
 	/* the slug comes back for the catalog id */
-	tn_q(ctx, "INSERT INTO platform.templates (partner_id, name, version, v_major, v_minor, v_patch, is_release, "
-		  "v_pre, description, tags, document, key_id, signature) VALUES ($1::uuid, $2, $3, $4::bigint, "
-		  "$5::bigint, $6::bigint, $7::boolean, $8, $9, $10::text[], $11::jsonb, $12::uuid, $13) "
-		  "ON CONFLICT (partner_id, name, version) DO NOTHING RETURNING " TS("published_at") ", "
-		  "(SELECT slug FROM platform.tenants WHERE id = $1::uuid)",
-	     13, p, published);
-	free(tags);
-	free(doc);
+	tn_q(ctx, cat_publish_sql, 13, a.p, published);
+	cat_publish_args_free(&a);
 }
 
 static void unknown_key(tn_ctx_t *ctx)
@@ -239,10 +206,6 @@ static void unknown_key(tn_ctx_t *ctx)
 static void got_key(const PGresult *res, const mf_err_t *err, void *arg)
 {
 	tn_ctx_t *ctx = arg;
-	const json_t *sig = json_object_get(ctx->body, "signature");
-	unsigned char pk[crypto_sign_PUBLICKEYBYTES + 1], sb[crypto_sign_BYTES + 1];
-	size_t pn = 0, sn = 0;
-	const char *pkb;
 
 	if (tn_failed(ctx, err))
 		return;
@@ -255,12 +218,8 @@ static void got_key(const PGresult *res, const mf_err_t *err, void *arg)
 		gw_respond_problem(ctx->req, &ctx->err);
 		return;
 	}
-	pkb = PQgetvalue(res, 0, 0);
-	if (sodium_base642bin(pk, sizeof(pk), pkb, strlen(pkb), "\n", &pn, NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
-	    pn != crypto_sign_PUBLICKEYBYTES ||
-	    sodium_base642bin(sb, sizeof(sb), json_string_value(sig), json_string_length(sig), NULL, &sn, NULL,
-			      sodium_base64_VARIANT_ORIGINAL) != 0 || sn != crypto_sign_BYTES ||
-	    crypto_sign_verify_detached(sb, (const unsigned char *)ctx->text, strlen(ctx->text), pk) != 0) {
+	if (!cat_signature_ok(PQgetvalue(res, 0, 0), json_object_get(ctx->body, "signature"), ctx->text,
+			      strlen(ctx->text))) {
 		gw_respond_error(ctx->req, 400, "bad_signature",
 				 "the signature does not verify with key %s over the canonical JSON of the template "
 				 "without \"signature\" (docs/templates.md)", ctx->id);
@@ -307,8 +266,7 @@ static void publish(tn_ctx_t *ctx)
 	snprintf(ctx->id, sizeof(ctx->id), "%s", kid);
 	p[0] = ctx->target.id;
 	p[1] = ctx->id;
-	tn_q(ctx, "SELECT encode(public_key, 'base64'), state FROM platform.partner_signing_keys "
-		  "WHERE partner_id = $1::uuid AND id = $2::uuid", 2, p, got_key);
+	tn_q(ctx, cat_key_lookup_sql, 2, p, got_key);
 }
 
 /* ---- yank ---- */

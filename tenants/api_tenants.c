@@ -96,6 +96,26 @@ static const char insert_sql[] =
 	"INSERT INTO platform.tenants (id, parent_id, kind, name, slug, schema_name, branding) "
 	"VALUES ($1::uuid, nullif($2, '')::uuid, $3, $4, $5, $6, $7::jsonb) RETURNING " TENANT_COLS;
 
+/* The schema of a new tenant: t_<its generated id without dashes>, never
+ * anything from input. */
+static void schema_for(const char *id, char out[64])
+{
+	char *p = out;
+
+	p += sprintf(p, "t_");
+	for (const char *s = id; *s; s++)
+		if (*s != '-')
+			*p++ = *s;
+	*p = '\0';
+}
+
+/* The tenant.create audit detail (new reference) of the tenant o (borrowed). */
+static json_t *create_detail(const json_t *o)
+{
+	return json_pack("{s:O,s:O,s:O}", "kind", json_object_get(o, "kind"), "slug", json_object_get(o, "slug"),
+			 "parent_id", json_object_get(o, "parent_id"));
+}
+
 static void prov_done(const PGresult *res, const mf_err_t *err, void *arg)
 {
 	tn_ctx_t *ctx = arg;
@@ -114,9 +134,7 @@ static void prov_schema(const PGresult *res, const mf_err_t *err, void *arg)
 
 	if (tn_failed(ctx, err))
 		return;
-	tn_audit_commit(ctx, ctx->id, "tenant.create", ctx->id,
-		     json_pack("{s:O,s:O,s:O}", "kind", json_object_get(o, "kind"), "slug", json_object_get(o, "slug"),
-			       "parent_id", json_object_get(o, "parent_id")), prov_done);
+	tn_audit_commit(ctx, ctx->id, "tenant.create", ctx->id, create_detail(o), prov_done);
 }
 
 static void prov_inserted(const PGresult *res, const mf_err_t *err, void *arg)
@@ -172,7 +190,6 @@ static void provision(tn_ctx_t *ctx, enum pol_kind kind)
 	static const char *const keys[] = { "kind", "name", "slug", "branding", NULL };
 	static const char *const client_keys[] = { "name", "slug", "branding", NULL };
 	json_t *v;
-	char *p;
 
 	if (tn_body(ctx, kind == POL_CLIENT ? client_keys : keys) == NULL)
 		return;
@@ -199,13 +216,7 @@ static void provision(tn_ctx_t *ctx, enum pol_kind kind)
 		return;
 	ctx->route_kind = kind;
 	tn_uuid_new(ctx->id);
-	/* the schema name comes from the generated id, never from input */
-	p = ctx->schema;
-	p += sprintf(p, "t_");
-	for (const char *s = ctx->id; *s; s++)
-		if (*s != '-')
-			*p++ = *s;
-	*p = '\0';
+	schema_for(ctx->id, ctx->schema);
 	if (asprintf(&ctx->text, "/v1/tenants/%s", ctx->id) < 0) {
 		ctx->text = NULL;
 		gw_respond_error(ctx->req, 503, "over_capacity", "out of memory; retry");
@@ -528,4 +539,73 @@ int tn_tenants_routes(tn_t *tn, gw_router_t *api)
 	    tn_route(api, tn, "GET", "/v1/tenants/{tenant_id}/access/{permission}", POL_READ, 0, get_access_one) < 0)
 		return -1;
 	return 0;
+}
+
+/* ---- blocking: a tenant created by a command (the catalog seed) ---- */
+
+int tn_tenant_create(PGconn *c, enum pol_kind kind, const char *parent_id, const char *name, const char *slug,
+		     const char *actor, char id[37], mf_err_t *err)
+{
+	json_t *jname = json_string(name), *o = NULL;
+	mf_buf_t script = MF_BUF_INIT;
+	char schema[64], *detail = NULL;
+	PGresult *r;
+	int rc = -1;
+
+	if (kind == POL_PLATFORM || kind == POL_KIND_NONE || !slug_ok(slug) || !text_ok(jname, 200)) {
+		json_decref(jname);
+		return mf_err_set(err, 400, "validation_failed", "a tenant needs a kind below the platform, a name of 1 "
+				  "to 200 printable characters and a slug of a-z, 0-9 and '-'");
+	}
+	json_decref(jname);
+	tn_uuid_new(id);
+	schema_for(id, schema);
+	{
+		const char *p[7] = { id, parent_id, pol_kind_name(kind), name, slug, schema, "{}" };
+
+		r = mf_pg_exec(c, insert_sql, 7, p, err);
+	}
+	if (r == NULL) {
+		if (strcmp(err->sqlstate, "23505") == 0)
+			mf_err_set(err, 409, "slug_taken", "a tenant with this slug already exists");
+		return -1;
+	}
+	o = tenant_json(r, 0);
+	PQclear(r);
+	if (o) {
+		json_t *d = create_detail(o);
+
+		detail = d ? json_dumps(d, JSON_COMPACT) : NULL;
+		json_decref(d);
+	}
+	if (detail == NULL) {
+		mf_err_set(err, 500, "out_of_memory", "out of memory");
+		goto out;
+	}
+	if (mf_migrate_tenant_script(schema, &script, err) < 0)
+		goto out;
+	/* the same script as the route's, on this connection's transaction */
+	r = PQexec(c, script.data);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
+		const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+
+		mf_err_set(err, 500, "database_error", "creating the tenant schema: %s", m ? m : PQerrorMessage(c));
+		PQclear(r);
+		goto out;
+	}
+	PQclear(r);
+	{
+		const char *p[5] = { id, actor, "tenant.create", id, detail };
+
+		r = mf_pg_exec(c, TN_AUDIT_SQL, 5, p, err);
+	}
+	if (r == NULL)
+		goto out;
+	PQclear(r);
+	rc = 0;
+out:
+	free(detail);
+	mf_buf_free(&script);
+	json_decref(o);
+	return rc;
 }

@@ -126,5 +126,12 @@ int tn_bootstrap(PGconn *conn, const char *name, char **json, mf_err_t *err)
 	__attribute__((warn_unused_result));
 /* True when client_id exists, is live and secret matches it. */
 bool tn_client_valid(PGconn *conn, const char *client_id, const char *secret);
+/* Inside the caller's open transaction on conn: creates a tenant as POST
+ * /v1/tenants does - the row (no branding) under parent_id, its generated
+ * schema with every tenant migration, and the audit row tenant.create by
+ * actor - and writes its new id to id.  Nothing is committed here.  A
+ * taken slug is err 409 slug_taken; err is required. */
+int tn_tenant_create(PGconn *conn, enum pol_kind kind, const char *parent_id, const char *name, const char *slug,
+		     const char *actor, char id[37], mf_err_t *err) __attribute__((warn_unused_result));
 
 #endif
