@@ -6,6 +6,7 @@
  *   mspflow serve --config FILE [--listen H:P] [--admin-listen H:P]
  *   mspflow migrate --config FILE
  *   mspflow bootstrap --config FILE
+ *   mspflow seed-catalog --config FILE [--dir DIR]
  *   mspflow rotate-keys --config FILE
  *   mspflow vault rotate-master --config FILE
  *   mspflow keygen | routes | config-reference | version | help
@@ -30,6 +31,7 @@
 #include <openssl/crypto.h>
 #include <sodium.h>
 
+#include "catalog/catalog.h"
 #include "cmd/devdb.h"
 #include "cmd/serve.h"
 #include "connectors/egress.h"
@@ -53,7 +55,8 @@ static void usage(FILE *out)
 		"commands:\n"
 		"  dev [--listen H:P] [--admin-listen H:P] [--state DIR] [--config FILE]\n"
 		"        embedded default: a private PostgreSQL under DIR (default ./.mspflow),\n"
-		"        migrated, and the server in the foreground\n"
+		"        migrated, the shipped templates seeded (seed-catalog), and the\n"
+		"        server in the foreground\n"
 		"  serve --config FILE [--listen H:P] [--admin-listen H:P]\n"
 		"        production server against database_url\n"
 		"  worker --config FILE [--listen H:P] [--admin-listen H:P]\n"
@@ -64,6 +67,10 @@ static void usage(FILE *out)
 		"  bootstrap --config FILE\n"
 		"        create the platform tenant if missing and a new platform-admin\n"
 		"        API client; prints its credentials as JSON\n"
+		"  seed-catalog --config FILE [--dir DIR]\n"
+		"        publish the shipped templates (or DIR's *.json) under the demo partner\n"
+		"        \"demo-partner\", signed with a new key; versions already there are\n"
+		"        skipped; one JSON line per template\n"
 		"  rotate-keys --config FILE\n"
 		"        add a new token signing key; older keys verify until their tokens expire\n"
 		"  vault rotate-master --config FILE\n"
@@ -76,12 +83,12 @@ static void usage(FILE *out)
 }
 
 struct cli {
-	const char *config, *listen, *admin_listen, *state;
+	const char *config, *listen, *admin_listen, *state, *dir;
 };
 
 /* Parses "--flag VALUE" / "--flag=VALUE" pairs; allowed is a mask of the
  * flags the command takes. */
-enum { F_CONFIG = 1, F_LISTEN = 2, F_ADMIN = 4, F_STATE = 8 };
+enum { F_CONFIG = 1, F_LISTEN = 2, F_ADMIN = 4, F_STATE = 8, F_DIR = 16 };
 
 static int parse_flags(int argc, char **argv, unsigned allowed, struct cli *cli)
 {
@@ -90,6 +97,7 @@ static int parse_flags(int argc, char **argv, unsigned allowed, struct cli *cli)
 		{ "--listen", F_LISTEN, offsetof(struct cli, listen) },
 		{ "--admin-listen", F_ADMIN, offsetof(struct cli, admin_listen) },
 		{ "--state", F_STATE, offsetof(struct cli, state) },
+		{ "--dir", F_DIR, offsetof(struct cli, dir) },
 	};
 
 	for (int i = 0; i < argc; i++) {
@@ -285,6 +293,70 @@ static int cmd_bootstrap(int argc, char **argv)
 	PQfinish(conn);
 	mf_config_free(&cfg);
 	return rc;
+}
+
+/* Loads and checks the templates, then publishes what is new.  out gets
+ * the summary lines (NULL: logged only, as dev does); every problem of a
+ * broken file goes to stderr, and nothing is published. */
+static int seed_catalog(const mf_config_t *cfg, const char *dir, FILE *out)
+{
+	cat_seed_t *seed = NULL;
+	json_t *problems = NULL, *summary = NULL, *e;
+	mf_err_t err = { 0 };
+	PGconn *conn;
+	size_t i;
+	int rc;
+
+	rc = cat_seed_load(dir, &seed, &problems, &err);
+	if (rc == -1) {
+		json_array_foreach(problems, i, e)
+			fprintf(stderr, "mspflow: %s: %s: %s\n", json_string_value(json_object_get(e, "file")),
+				json_string_value(json_object_get(e, "path"))[0] ?
+				json_string_value(json_object_get(e, "path")) : "(the document)",
+				json_string_value(json_object_get(e, "message")));
+		fprintf(stderr, "mspflow: seed-catalog: %zu problem(s); nothing was published\n", json_array_size(problems));
+		json_decref(problems);
+		return -1;
+	}
+	if (rc < 0) {
+		fprintf(stderr, "mspflow: seed-catalog: %s\n", err.detail);
+		return -1;
+	}
+	conn = connect_db(cfg);
+	rc = conn && migrated(conn) ? cat_seed_publish(conn, seed, &summary, &err) : -2;
+	PQfinish(conn);
+	cat_seed_free(seed);
+	if (rc == -2)
+		return -1;
+	if (rc < 0) {
+		mf_error("catalog", "seeding the catalog failed", MF_S("error", err.detail));
+		fprintf(stderr, "mspflow: seed-catalog: %s; nothing was published\n", err.detail);
+		return -1;
+	}
+	json_array_foreach(summary, i, e) {
+		char *line = json_dumps(e, JSON_COMPACT);
+
+		if (out && line)
+			fprintf(out, "%s\n", line);
+		free(line);
+	}
+	json_decref(summary);
+	return 0;
+}
+
+static int cmd_seed_catalog(int argc, char **argv)
+{
+	struct cli cli = { 0 };
+	mf_config_t cfg;
+	int rc;
+
+	if (parse_flags(argc, argv, F_CONFIG | F_DIR, &cli) < 0)
+		return 2;
+	if (load_config(&cfg, &cli) < 0)
+		return 1;
+	rc = seed_catalog(&cfg, cli.dir, stdout);
+	mf_config_free(&cfg);
+	return rc < 0 ? 1 : 0;
 }
 
 static int cmd_rotate_keys(int argc, char **argv)
@@ -516,6 +588,10 @@ static int cmd_dev(int argc, char **argv)
 	if (mf_config_set(&cfg, "database_url", conninfo, &err) < 0 || dev_master_key(&cfg) < 0 ||
 	    run_migrations(&cfg, false) < 0 || dev_credentials(&cfg, &dc) < 0)
 		goto out;
+	/* a newcomer's catalog has the shipped templates; a seed that fails
+	 * (say, a tenant of that slug made by hand) must not keep dev down */
+	if (seed_catalog(&cfg, NULL, NULL) < 0)
+		mf_warn("dev", "the shipped templates were not seeded; starting without them");
 	dc.cfg = &cfg;
 	if (mf_serve(&cfg, &(mf_serve_hooks_t){ .on_serving = dev_on_serving, .arg = &dc }, &err) < 0) {
 		mf_error("dev", "server stopped with an error", MF_S("error", err.detail));
@@ -576,6 +652,8 @@ int main(int argc, char **argv)
 		return cmd_migrate(argc - 2, argv + 2);
 	if (strcmp(cmd, "bootstrap") == 0)
 		return cmd_bootstrap(argc - 2, argv + 2);
+	if (strcmp(cmd, "seed-catalog") == 0)
+		return cmd_seed_catalog(argc - 2, argv + 2);
 	if (strcmp(cmd, "rotate-keys") == 0)
 		return cmd_rotate_keys(argc - 2, argv + 2);
 	if (strcmp(cmd, "vault") == 0)

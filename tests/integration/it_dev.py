@@ -1,5 +1,6 @@
-"""`mspflow dev`: the embedded PostgreSQL starts, serves, stops with
-mspflow - also when mspflow is SIGKILLed - and recovers a stale cluster."""
+"""`mspflow dev`: the embedded PostgreSQL starts, serves (the shipped
+templates seeded into the catalog once), stops with mspflow - also when
+mspflow is SIGKILLed - and recovers a stale cluster."""
 import os
 import signal
 import subprocess
@@ -91,7 +92,8 @@ class DevTest(unittest.TestCase):
         state = os.path.join(_tmpdir("mspflow-dev-"), "state")
         srv, _ = self.start(state)
         path = os.path.join(state, "credentials.json")
-        self.assertTrue(os.path.exists(path))
+        # written once the port is known, which /readyz may beat by a hair
+        self.assertTrue(wait_until(lambda: os.path.exists(path), 10))
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
         self.assertEqual(stat.S_IMODE(os.stat(os.path.join(state, "master.key")).st_mode), 0o600)
         with open(path) as f:
@@ -109,6 +111,13 @@ class DevTest(unittest.TestCase):
         tok = token_for(srv.port, creds["client_id"], creds["client_secret"])
         r = api(srv.port, "POST", "/v1/tenants", tok, {"kind": "msp", "name": "Dev MSP", "slug": "dev-msp"})
         self.assertEqual(r.status, 201, r.body)
+        # the shipped templates are in the catalog, published at start
+        shipped = ["demo-partner/billing-readiness", "demo-partner/change-request-routing",
+                   "demo-partner/client-onboarding", "demo-partner/opportunity-to-project"]
+        r = api(srv.port, "GET", "/v1/catalog/templates", tok)
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual([(i["id"], i["latest_version"]) for i in r.json()["items"]], [(t, "1.0.0") for t in shipped])
+        self.assertEqual(len([l for l in srv.logs() if l.get("msg") == "template published"]), 4)
         # the secret is shown to the operator, never logged
         self.assertFalse(any(creds["client_secret"] in l for l in srv.raw if l not in printed))
         self.assertEqual(srv.stop(), 0)
@@ -120,7 +129,11 @@ class DevTest(unittest.TestCase):
         again = json.load(open(path))
         self.assertEqual(again["client_id"], creds["client_id"])      # still valid: reused
         self.assertEqual(again["base_url"], f"http://127.0.0.1:{srv.port}")
-        token_for(srv.port, again["client_id"], again["client_secret"])
+        tok = token_for(srv.port, again["client_id"], again["client_secret"])
+        # a restart seeds nothing new
+        r = api(srv.port, "GET", "/v1/catalog/templates", tok)
+        self.assertEqual([i["id"] for i in r.json()["items"]], shipped)
+        self.assertFalse([l for l in srv.logs() if l.get("msg") in ("template published", "demo partner created")])
         self.assertEqual(srv.stop(), 0)
         self.assertTrue(wait_gone(state, 10))
 

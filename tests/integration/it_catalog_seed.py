@@ -1,0 +1,247 @@
+"""`mspflow seed-catalog` (docs/templates.md "Templates shipped with
+mspflow"): the four shipped templates are published under the demo partner
+it provisions, each version verifies with the partner's registered key
+(canonical JSON + Ed25519, checked here with `cryptography`), a second run
+publishes nothing and makes no key, an msp installs every template once it
+has the connectors the template names, and a broken template directory
+fails the command with each file's problems and publishes nothing."""
+import base64
+import copy
+import json
+import os
+import shutil
+import subprocess
+import time
+import unittest
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from mfharness import BIN, _tmpdir, write_config
+from mfidentity import Platform, api
+from it_templates import canonical
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SHIPPED_DIR = os.path.join(ROOT, "catalog", "templates")
+SHIPPED = ["billing-readiness", "change-request-routing", "client-onboarding", "opportunity-to-project"]
+
+
+def shipped(name):
+    with open(os.path.join(SHIPPED_DIR, name + ".json")) as f:
+        return json.load(f)
+
+
+class CatalogSeedTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.p = p = Platform(config={"auth_ip_rate": 1000000, "auth_ip_burst": 1000000})
+        cls.port = p.port
+        cls.msp = p.create_tenant("msp", "seed-msp")
+        cls.client = p.create_client(cls.msp["id"], "seed-c1")
+        big = {"rate_limit": {"window": "PT1M", "tenant_requests": 1000000, "client_requests": 1000000}}
+        for t in (p.admin["tenant_id"], cls.msp["id"]):
+            r = api(cls.port, "PUT", f"/v1/tenants/{t}/policy", p.admin_token, big)
+            assert r.status == 200, r.body
+        cls.operator = p.token(cls.msp["id"], ["msp_operator"])
+        cls.madmin = p.token(cls.msp["id"], ["msp_admin"])
+        cfg_dir = _tmpdir("mspflow-cfg-")
+        cls.cfg = os.path.join(cfg_dir, "seed.conf")
+        write_config(cls.cfg, {"database_url": p.pg.conninfo})
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.p.close() == [0]
+
+    # ---- helpers ----
+
+    def seed(self, directory=None):
+        argv = [BIN, "seed-catalog", "--config", self.cfg] + (["--dir", directory] if directory else [])
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+
+    def seed_ok(self, directory=None):
+        r = self.seed(directory)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return [json.loads(l) for l in r.stdout.splitlines()]
+
+    def sql(self, q):
+        return self.p.pg.psql(q)
+
+    def count(self, q):
+        return int(self.sql(q))
+
+    def partner_id(self):
+        return self.sql("SELECT id FROM platform.tenants WHERE slug = 'demo-partner'")
+
+    def counts(self):
+        pid = self.partner_id()
+        return (self.count(f"SELECT count(*) FROM platform.partner_signing_keys WHERE partner_id = '{pid}'"),
+                self.count(f"SELECT count(*) FROM platform.templates WHERE partner_id = '{pid}'"),
+                self.count("SELECT count(*) FROM platform.audit_events WHERE action IN "
+                           "('signing_key.create', 'template.publish', 'tenant.create')"))
+
+    def catalog(self):
+        r = api(self.port, "GET", "/v1/catalog/templates?q=&limit=500", self.operator)
+        self.assertEqual(r.status, 200, r.body)
+        return {i["id"]: i for i in r.json()["items"] if i["partner"] == "demo-partner"}
+
+    def version_doc(self, name, version="1.0.0"):
+        r = api(self.port, "GET", f"/v1/catalog/templates/demo-partner/{name}/versions/{version}", self.operator)
+        self.assertEqual(r.status, 200, r.body)
+        return r.json()["document"]
+
+    def keys(self):
+        rows = self.sql(f"SELECT id, encode(public_key, 'base64') FROM platform.partner_signing_keys "
+                        f"WHERE partner_id = '{self.partner_id()}'")
+        return dict(l.split("|") for l in rows.splitlines())
+
+    def verify(self, doc):
+        pub = Ed25519PublicKey.from_public_bytes(base64.b64decode(self.keys()[doc["key_id"]]))
+        unsigned = dict(doc)
+        sig = base64.b64decode(unsigned.pop("signature"))
+        pub.verify(sig, canonical(unsigned))   # raises InvalidSignature
+
+    def install(self, name, token=None):
+        return api(self.port, "POST", f"/v1/tenants/{self.client['id']}/installations", token or self.operator,
+                   {"template": f"demo-partner/{name}", "version": "1.0.0", "workflow_name": name})
+
+    # ---- tests, in order ----
+
+    def test_1_seed_publishes_the_four_signed(self):
+        self.assertEqual(self.sql("SELECT count(*) FROM platform.tenants WHERE slug = 'demo-partner'"), "0")
+        lines = self.seed_ok()
+        self.assertEqual([(l["template"], l["version"], l["state"]) for l in lines],
+                         [(f"demo-partner/{n}", "1.0.0", "published") for n in SHIPPED])
+        self.assertEqual(len({l["key_id"] for l in lines}), 1, "one key signs the run")
+        # the partner, provisioned like POST /v1/tenants: a partner under the platform, its schema migrated
+        row = self.sql("SELECT kind, name, parent_id, schema_name FROM platform.tenants WHERE slug = 'demo-partner'")
+        kind, name, parent, schema = row.split("|")
+        self.assertEqual((kind, name, parent), ("partner", "Demo Delivery Partners", self.p.admin["tenant_id"]))
+        self.assertRegex(schema, r"^t_[0-9a-f]{32}$")
+        msp_schema = self.sql("SELECT schema_name FROM platform.tenants WHERE slug = 'seed-msp'")
+        applied = "SELECT string_agg(version::text, ',' ORDER BY version) FROM {}.schema_migrations"
+        self.assertEqual(self.sql(applied.format(schema)), self.sql(applied.format(msp_schema)))
+        pid = self.partner_id()
+        # the audit rows of the routes
+        self.assertEqual(self.sql("SELECT action || ' ' || actor || ' ' || target FROM platform.audit_events "
+                                  f"WHERE tenant_id = '{pid}' ORDER BY id"),
+                         "\n".join([f"tenant.create seed-catalog {pid}",
+                                    f"signing_key.create seed-catalog {lines[0]['key_id']}"] +
+                                   [f"template.publish seed-catalog demo-partner/{n}" for n in SHIPPED]))
+        self.assertEqual(self.counts()[:2], (1, 4))
+        # the catalog lists them, and every version verifies with the registered key
+        cat = self.catalog()
+        self.assertEqual(sorted(cat), [f"demo-partner/{n}" for n in SHIPPED])
+        for n in SHIPPED:
+            item = cat[f"demo-partner/{n}"]
+            want = shipped(n)
+            self.assertEqual((item["latest_version"], item["description"], item["tags"], item["parameters"],
+                              item["connectors"]),
+                             ("1.0.0", want["description"], want["tags"], want["parameters"], want["connectors"]))
+            doc = self.version_doc(n)
+            self.verify(doc)
+            self.assertEqual(doc["key_id"], lines[0]["key_id"])
+            self.assertEqual({k: v for k, v in doc.items() if k not in ("key_id", "signature")}, want)
+            tampered = copy.deepcopy(doc)
+            tampered["description"] += "!"
+            with self.assertRaises(Exception):
+                self.verify(tampered)
+        # the registered key is an ordinary active signing key of the partner
+        ptok = self.p.token(pid, ["partner_admin"])
+        r = api(self.port, "GET", f"/v1/tenants/{pid}/signing-keys", ptok)
+        self.assertEqual([(k["id"], k["state"]) for k in r.json()["items"]], [(lines[0]["key_id"], "active")])
+
+    def test_2_second_seed_publishes_nothing(self):
+        before = self.counts()
+        lines = self.seed_ok()
+        self.assertEqual([(l["template"], l["state"]) for l in lines],
+                         [(f"demo-partner/{n}", "already_published") for n in SHIPPED])
+        self.assertFalse(any("key_id" in l or "note" in l for l in lines), lines)
+        self.assertEqual(self.counts(), before, "no key, no version, no audit row")
+
+    def test_3_install_each_after_its_connectors(self):
+        base = f"/v1/tenants/{self.client['id']}"
+        names = set()
+        for n in SHIPPED:
+            want = sorted({c["name"] for c in shipped(n)["connectors"]})
+            names.update(want)
+            r = self.install(n)
+            self.assertEqual(r.status, 409, r.body)
+            self.assertEqual((r.json()["code"], r.json()["connectors"]), ("connector_missing", want), r.body)
+        self.assertEqual(names, {"crm", "psa", "erp", "rmm", "llm"})
+        self.assertEqual(api(self.port, "GET", base + "/installations", self.operator).json()["items"], [])
+        for c in sorted(names):
+            r = api(self.port, "PUT", f"{base}/connectors/{c}", self.madmin, {"base_url": f"https://{c}.example.com"})
+            self.assertEqual(r.status, 201, r.body)
+        for n in SHIPPED:
+            r = self.install(n)
+            self.assertEqual(r.status, 201, r.body)
+            inst = r.json()
+            want = shipped(n)
+            defaults = {k: v["default"] for k, v in want["parameters"].items() if "default" in v}
+            self.assertEqual((inst["template"], inst["workflow"], inst["workflow_version"], inst["params"]),
+                             (f"demo-partner/{n}", n, 1, defaults))
+            # the workflow version: the template's workflow with its params and messages
+            r = api(self.port, "GET", f"{base}/workflows/{n}/versions/1", self.operator)
+            self.assertEqual(r.status, 200, r.body)
+            self.assertEqual(r.json()["definition"], dict(want["workflow"], params=defaults, messages=want["messages"]))
+        # a parameter value is checked against the shipped spec
+        r = api(self.port, "POST", f"{base}/installations", self.operator,
+                {"template": "demo-partner/change-request-routing", "version": "1.0.0",
+                 "params": {"cab_cost_threshold": -1, "currency": "usd"}, "workflow_name": "changes"})
+        self.assertEqual(r.status, 400, r.body)
+        self.assertEqual([e["path"] for e in r.json()["errors"]], ["/params/cab_cost_threshold", "/params/currency"])
+
+    def test_4_broken_directory_publishes_nothing(self):
+        d = _tmpdir("mspflow-seed-")
+        for n in SHIPPED:
+            shutil.copy(os.path.join(SHIPPED_DIR, n + ".json"), d)
+        # a valid new version, that must not be published alongside broken files
+        newer = shipped("client-onboarding")
+        newer["version"] = "1.1.0"
+        newer["parameters"]["kickoff_within_days"]["default"] = 5
+        with open(os.path.join(d, "client-onboarding-1.1.json"), "w") as f:
+            json.dump(newer, f)
+        # tampered: a step pointing nowhere, and a threshold that is not an integer
+        broken = shipped("billing-readiness")
+        broken["workflow"]["steps"][5]["next"] = "nowhere"
+        with open(os.path.join(d, "billing-readiness.json"), "w") as f:
+            json.dump(broken, f)
+        floaty = shipped("change-request-routing")
+        floaty["parameters"]["cab_cost_threshold"]["default"] = 2500.5
+        with open(os.path.join(d, "change-request-routing.json"), "w") as f:
+            json.dump(floaty, f)
+        before = self.counts()
+        r = self.seed(d)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertEqual(r.stdout, "")
+        self.assertIn(f"{d}/billing-readiness.json: /workflow/steps/5/next: names no step", r.stderr)
+        self.assertIn(f"{d}/change-request-routing.json: /parameters/cab_cost_threshold/default", r.stderr)
+        self.assertIn("nothing was published", r.stderr)
+        self.assertEqual(self.counts(), before)
+        # fixed: only the new version is published, with a new key; an edited
+        # file whose version was not bumped is reported, not published
+        shutil.copy(os.path.join(SHIPPED_DIR, "billing-readiness.json"), d)
+        edited = shipped("change-request-routing")
+        edited["description"] += " Edited."
+        with open(os.path.join(d, "change-request-routing.json"), "w") as f:
+            json.dump(edited, f)
+        lines = self.seed_ok(d)
+        state = {(l["template"], l["version"]): l for l in lines}
+        self.assertEqual(state[("demo-partner/client-onboarding", "1.1.0")]["state"], "published")
+        self.assertEqual(sum(l["state"] == "published" for l in lines), 1, lines)
+        self.assertIn("new version", state[("demo-partner/change-request-routing", "1.0.0")]["note"])
+        keys, versions, _ = self.counts()
+        self.assertEqual((keys, versions), (before[0] + 1, before[1] + 1))
+        doc = self.version_doc("client-onboarding", "1.1.0")
+        self.verify(doc)
+        self.assertEqual(doc["key_id"], state[("demo-partner/client-onboarding", "1.1.0")]["key_id"])
+        self.assertEqual(self.catalog()["demo-partner/client-onboarding"]["latest_version"], "1.1.0")
+
+    def test_5_usage(self):
+        r = subprocess.run([BIN, "seed-catalog", "--config", self.cfg, "--bogus"], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 2)
+        r = subprocess.run([BIN, "help"], capture_output=True, text=True)
+        self.assertIn("seed-catalog --config FILE [--dir DIR]", r.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
