@@ -4,7 +4,11 @@ it provisions, each version verifies with the partner's registered key
 (canonical JSON + Ed25519, checked here with `cryptography`), a second run
 publishes nothing and makes no key, an msp installs every template once it
 has the connectors the template names, and a broken template directory
-fails the command with each file's problems and publishes nothing."""
+fails the command with each file's problems and publishes nothing.  And
+two installed templates run against mock systems: a change request the
+LLM classifies as standard and cheap is approved with a branded message,
+a complete billing period becomes an invoice package, an incomplete one
+sends a reminder and waits."""
 import base64
 import copy
 import json
@@ -13,11 +17,14 @@ import shutil
 import subprocess
 import time
 import unittest
+import uuid
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from mfharness import BIN, _tmpdir, write_config
-from mfidentity import Platform, api
+from mfengine import EngineEnv
+from mfidentity import Platform, api, wait_until
+from mfmock import MockServer, Reply
 from it_templates import canonical
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -41,6 +48,7 @@ class CatalogSeedTest(unittest.TestCase):
         for t in (p.admin["tenant_id"], cls.msp["id"]):
             r = api(cls.port, "PUT", f"/v1/tenants/{t}/policy", p.admin_token, big)
             assert r.status == 200, r.body
+        time.sleep(1.2)   # cached plans expire (auth_cache_ttl_ms = 1000) before the limits are used
         cls.operator = p.token(cls.msp["id"], ["msp_operator"])
         cls.madmin = p.token(cls.msp["id"], ["msp_admin"])
         cfg_dir = _tmpdir("mspflow-cfg-")
@@ -241,6 +249,132 @@ class CatalogSeedTest(unittest.TestCase):
         self.assertEqual(r.returncode, 2)
         r = subprocess.run([BIN, "help"], capture_output=True, text=True)
         self.assertIn("seed-catalog --config FILE [--dir DIR]", r.stdout)
+
+
+class ShippedRunTest(unittest.TestCase):
+    """Installed shipped templates run end to end against mock PSA, ERP
+    and LLM servers."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.periods = {"P1": {"missing_entries": 0, "unapproved_entries": 0, "billable_hours": 120,
+                              "people_missing": []},
+                       "P2": {"missing_entries": 3, "unapproved_entries": 1, "billable_hours": 80,
+                              "people_missing": [{"name": "Alex Kim", "missing": 3}]}}
+
+        def psa(rec):
+            parts = rec.path.split("?")[0].strip("/").split("/")
+            if parts == ["tickets"] and rec.method == "POST":
+                return Reply(201, {"id": "T-100"})
+            if parts[0] == "tickets":
+                return Reply(200, {"id": parts[1]})
+            if parts[0] == "billing-periods" and parts[2] == "timesheets":
+                return Reply(200, {"summary": cls.periods[parts[1]]})
+            if parts[0] == "billing-periods" and parts[2] == "reminders":
+                return Reply(201, {"reminders_sent": 1})
+            return Reply(404, {"error": "no such route"})
+
+        def llm(rec):
+            answer = json.dumps({"label": "standard", "confidence": 0.97})
+            return Reply(200, {"id": "c1", "object": "chat.completion", "model": "m",
+                               "choices": [{"index": 0, "finish_reason": "stop",
+                                            "message": {"role": "assistant", "content": answer}}]})
+
+        cls.psa = MockServer({"/": psa})
+        cls.erp = MockServer({"/invoice-packages": lambda rec: Reply(201, {"id": "INV-1", "total": 12345})})
+        cls.llm = MockServer({"/v1/chat/completions": llm})
+        cls.env = env = EngineEnv()
+        p = env.p
+        ai = {"enabled": True, "require_human_approval": False, "min_confidence": 0.8}
+        for t, doc in ((p.admin["tenant_id"], {"egress": {"allow_hosts": ["localhost"]}, "ai": ai}),
+                       (env.msp["id"], {"ai": ai})):
+            r = api(env.port, "PUT", f"/v1/tenants/{t}/policy", p.admin_token, doc)
+            assert r.status == 200, r.body
+        r = env.call("PUT", "/branding", {"display_name": "Contoso IT", "support_email": "help@contoso.example"})
+        assert r.status == 200, r.body
+        r = env.call("PUT", "/credentials/llm-key", {"type": "bearer", "data": {"token": "sk-test-not-secret"}})
+        assert r.status in (200, 201), r.body
+        env.connector("psa", f"http://localhost:{cls.psa.port}")
+        env.connector("erp", f"http://localhost:{cls.erp.port}")
+        env.connector("llm", f"http://localhost:{cls.llm.port}/v1", credential="llm-key")
+        cfg = os.path.join(_tmpdir("mspflow-cfg-"), "seed.conf")
+        write_config(cfg, {"database_url": p.pg.conninfo})
+        r = subprocess.run([BIN, "seed-catalog", "--config", cfg], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        for name in ("change-request-routing", "billing-readiness"):
+            r = env.call("POST", "/installations", {"template": f"demo-partner/{name}", "version": "1.0.0"})
+            assert r.status == 201, r.body
+        time.sleep(2.3)  # past the workers' cache of tenant facts (policies, branding)
+
+    @classmethod
+    def tearDownClass(cls):
+        rcs = cls.env.close()
+        for m in (cls.psa, cls.erp, cls.llm):
+            m.close()
+        assert rcs == [0], rcs
+
+    def event(self, type_, data):
+        r = self.env.call("POST", "/events", {"type": type_, "data": data},
+                          headers={"Idempotency-Key": str(uuid.uuid4())})
+        self.assertEqual(r.status, 202, r.body)
+        self.assertEqual(len(r.json()["run_ids"]), 1, r.body)
+        return r.json()["run_ids"][0]
+
+    def wait_state(self, rid, states, timeout=20):
+        def get():
+            r = self.env.call("GET", f"/runs/{rid}")
+            return r.json()
+        ok = wait_until(lambda: get()["state"] in states, timeout, 0.1)
+        run = get()
+        self.assertTrue(ok, f"run {rid} is {run['state']}: {json.dumps(run)[:3000]}")
+        return run
+
+    def output(self, run, sid):
+        rows = [x for x in run["steps"] if x["step"] == sid and x["state"] == "succeeded"]
+        self.assertTrue(rows, f"{sid} succeeded: {json.dumps(run['steps'])[:2000]}")
+        return rows[-1]["output"]
+
+    def test_standard_change_is_approved_with_a_branded_message(self):
+        rid = self.event("portal.request.change", {"request": {
+            "id": "CR-7", "summary": "Add a VLAN for the guest Wi-Fi", "description": "One new SSID",
+            "estimated_cost": 200, "company_id": "C-1",
+            "requester": {"name": "Pat Doe", "email": "pat@client.example"}}})
+        run = self.wait_state(rid, ("succeeded", "failed"))
+        self.assertEqual(run["state"], "succeeded", run)
+        self.assertEqual(self.output(run, "classify")["label"], "standard")
+        text = self.output(run, "approved_text")["text"]
+        self.assertIn('"Add a VLAN for the guest Wi-Fi" was approved as a standard change', text.replace("&quot;", '"'))
+        self.assertIn("Contoso IT", text)
+        self.assertIn("help@contoso.example", text)
+        self.assertIn("T-100", text)
+        sent = [q.json() for q in self.psa.seen("/tickets/T-100") if q.method == "PATCH"]
+        self.assertEqual(sent[0], {"change_type": "standard", "classification_confidence": 0.97})
+        self.assertEqual((sent[-1]["status"], sent[-1]["reply_to_requester"]), ("approved", text))
+        ticket = [q.json() for q in self.psa.seen("/tickets") if q.method == "POST"][0]
+        self.assertEqual((ticket["estimated_cost"], ticket["external_ref"]), (200, "portal-CR-7"))
+
+    def test_billing_period_complete_and_incomplete(self):
+        rid = self.event("psa.billing_period.closed", {"period": {"id": "P1", "name": "November", "company_id": "C-1"}})
+        run = self.wait_state(rid, ("succeeded", "failed"))
+        self.assertEqual(run["state"], "succeeded", run)
+        pkg = self.erp.seen("/invoice-packages")[0].json()
+        self.assertEqual((pkg["period_id"], pkg["layout"], pkg["include_expenses"], pkg["billable_hours"]),
+                         ("P1", "detailed", True, 120))
+        text = self.output(run, "ready_text")["text"]
+        self.assertIn("package INV-1, 120 billable hours, total 12345", text)
+        self.assertIn("expenses included", text)
+        self.assertNotIn("still incomplete", text)
+        # incomplete: a reminder naming who misses what, then a day's wait
+        rid = self.event("psa.billing_period.closed", {"period": {"id": "P2", "name": "December", "company_id": "C-1"}})
+        run = self.wait_state(rid, ("waiting", "failed"))
+        self.assertEqual(run["state"], "waiting", run)
+        self.assertEqual(self.output(run, "completeness"), {"missing": 3, "unapproved": 1, "complete": False})
+        reminder = [q.json() for q in self.psa.seen("/billing-periods/P2/reminders")]
+        self.assertEqual(len(reminder), 1)
+        self.assertIn("3 timesheet entries are still missing, 1 still waiting for approval.", reminder[0]["body"])
+        self.assertIn("- Alex Kim: 3 entries", reminder[0]["body"])
+        self.assertEqual(self.erp.seen("/invoice-packages")[1:], [])
+        self.assertEqual(self.env.call("POST", f"/runs/{rid}/cancel").status, 200)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
  * compiled in): each one validates as it will be published, holds
  * integers only, and is consistent with itself - every connector a step
  * calls is declared and every declared one is called, every message is
- * rendered by a message step, every params.<name> it reads is a parameter.
+ * rendered by a message step, every params.<name> it reads is a parameter,
+ * brand and the tenant's name appear only where the engine provides them.
  * And a broken template directory is refused with each file's problems.
  */
 #include <regex.h>
@@ -63,6 +64,35 @@ static bool params_declared(const json_t *v, const json_t *specs, char *bad, siz
 	return true;
 }
 
+/* brand.* and tenant.name / slug / kind are in the scope of message steps
+ * and ai prompts only (docs/workflows.md); anywhere else they render as
+ * nothing.  True when no string under v reads them. */
+static bool no_brand(const json_t *v)
+{
+	static regex_t re;
+	static bool compiled;
+	const char *k;
+	json_t *m;
+	size_t i;
+
+	if (!compiled) {
+		if (regcomp(&re, "(^|[^a-z_.])(brand\\.|tenant\\.(name|slug|kind))", REG_EXTENDED | REG_NOSUB) != 0)
+			return false;
+		compiled = true;
+	}
+	if (json_is_string(v))
+		return regexec(&re, json_string_value(v), 0, NULL, 0) != 0;
+	if (json_is_object(v))
+		json_object_foreach((json_t *)v, k, m)
+			if (!no_brand(m))
+				return false;
+	if (json_is_array(v))
+		json_array_foreach(v, i, m)
+			if (!no_brand(m))
+				return false;
+	return true;
+}
+
 static bool has_connector(const json_t *list, const char *name)
 {
 	size_t i;
@@ -98,7 +128,7 @@ static void test_shipped(void)
 		const json_t *specs = json_object_get(doc, "parameters"), *step;
 		const char *name = json_string_value(json_object_get(doc, "name")), *k;
 		char what[200], bad[80] = "", path[200];
-		bool calls = true, used = true, rendered = true, exist = true;
+		bool calls = true, used = true, rendered = true, exist = true, scoped = true;
 		size_t j, n;
 		json_t *c, *m;
 
@@ -119,6 +149,9 @@ static void test_shipped(void)
 				calls = false;
 			if (t && strcmp(t, "message") == 0 && !json_object_get(msgs, mn))
 				exist = false;
+			json_object_foreach((json_t *)step, k, m)
+				if (!(t && strcmp(t, "ai") == 0 && strcmp(k, "prompt") == 0) && !no_brand(m))
+					scoped = false;
 		}
 		json_array_foreach(conns, n, c) {
 			bool any = false;
@@ -140,6 +173,8 @@ static void test_shipped(void)
 		T_OK(calls && used, what);
 		snprintf(what, sizeof(what), "%s: message steps name its messages, and each message is rendered", shipped[i]);
 		T_OK(exist && rendered, what);
+		snprintf(what, sizeof(what), "%s: brand and the tenant's name only in messages and ai prompts", shipped[i]);
+		T_OK(scoped && no_brand(json_object_get(wf, "trigger")), what);
 		snprintf(what, sizeof(what), "%s: every params.<name> it reads is a parameter", shipped[i]);
 		T_OK(params_declared(doc, specs, bad, sizeof(bad)), what);
 		if (bad[0])
