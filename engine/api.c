@@ -24,6 +24,7 @@
 #include "core/urlenc.h"
 #include "core/worker.h"
 #include "engine/api.h"
+#include "tenants/tn.h"
 
 static void req_free(void *p)
 {
@@ -92,6 +93,27 @@ void eng_fail_ext(eng_req_t *r, const mf_err_t *err, json_t *ext)
 		}
 	}
 	gw_respond_problem_ext(r->call->req, err, ext);
+}
+
+bool eng_page(eng_req_t *r, bool uuid_cursor, char cursor[64], int lim_slot)
+{
+	char lim[16];
+	mf_err_t err;
+
+	if (tn_req_page(r->call->req, &r->limit, cursor, &err) < 0) {
+		gw_respond_problem(r->call->req, &err);
+		return false;
+	}
+	if (uuid_cursor && cursor[0] && !tn_uuid_ok(cursor)) {
+		gw_respond_error(r->call->req, 400, "validation_failed", "cursor is not one this server issued");
+		return false;
+	}
+	snprintf(lim, sizeof(lim), "%d", r->limit + 1);
+	if (eng_req_text(r, lim_slot, lim) < 0) {
+		gw_respond_error(r->call->req, 503, "over_capacity", "out of memory; retry");
+		return false;
+	}
+	return true;
 }
 
 void eng_fail(eng_req_t *r, const mf_err_t *err)

@@ -83,6 +83,10 @@ void eng_audit_commit(eng_req_t *r, const char *action, const char *target, json
  * (the extra one says there is a next page). */
 void eng_read_one(eng_req_t *r);
 void eng_read_page(eng_req_t *r);
+/* A list route's ?limit= (into r->limit) and ?cursor= (into cursor, "" when
+ * absent; a UUID when uuid_cursor), and the limit + 1 the page query asks
+ * for into r->text[lim_slot].  false when it answered (400, 503). */
+bool eng_page(eng_req_t *r, bool uuid_cursor, char cursor[64], int lim_slot);
 /* ?name= of the query into out: 1 found, 0 absent, -1 malformed. */
 int eng_query_param(eng_req_t *r, const char *name, char *out, size_t outlen);
 

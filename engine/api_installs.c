@@ -282,25 +282,15 @@ static const char get_sql[] = "SELECT " INSTALL_JSON "::text FROM installations 
 void eng_list_installs(tn_call_t *call, void *arg)
 {
 	eng_req_t *r = eng_req_new(call, arg);
-	char cursor[64], lim[16], wf[80];
-	mf_err_t err;
+	char cursor[64], wf[80];
 
-	if (r == NULL)
+	if (r == NULL || !eng_page(r, true, cursor, 1))
 		return;
-	if (tn_req_page(call->req, &r->limit, cursor, &err) < 0) {
-		gw_respond_problem(call->req, &err);
-		return;
-	}
-	if (cursor[0] && !tn_uuid_ok(cursor)) {
-		gw_respond_error(call->req, 400, "validation_failed", "cursor is not one this server issued");
-		return;
-	}
 	if (eng_query_param(r, "workflow", wf, sizeof(wf)) < 0 || (wf[0] && !eng_workflow_name_ok(wf))) {
 		gw_respond_error(call->req, 400, "validation_failed", "workflow is not a workflow name");
 		return;
 	}
-	snprintf(lim, sizeof(lim), "%d", r->limit + 1);
-	if (eng_req_text(r, 0, cursor) < 0 || eng_req_text(r, 1, lim) < 0 || eng_req_text(r, 2, wf) < 0) {
+	if (eng_req_text(r, 0, cursor) < 0 || eng_req_text(r, 2, wf) < 0) {
 		gw_respond_error(call->req, 503, "over_capacity", "out of memory; retry");
 		return;
 	}

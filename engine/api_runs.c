@@ -78,19 +78,11 @@ static bool path_id(eng_req_t *r, const char *param, const char *missing)
  * text[1] cursor or NULL, text[2] limit + 1.  false after answering. */
 static bool list_params(eng_req_t *r, const char *fname, const char *const *set)
 {
-	char cursor[64], lim[16], v[80];
-	mf_err_t err;
+	char cursor[64], v[80];
 	int rc;
 
-	if (tn_req_page(r->call->req, &r->limit, cursor, &err) < 0) {
-		gw_respond_problem(r->call->req, &err);
+	if (!eng_page(r, true, cursor, 2))
 		return false;
-	}
-	if (cursor[0] && !tn_uuid_ok(cursor)) {
-		mf_err_set(&err, 400, "validation_failed", "cursor is not one this server issued");
-		gw_respond_problem(r->call->req, &err);
-		return false;
-	}
 	rc = eng_query_param(r, fname, v, sizeof(v));
 	if (rc < 0 || (rc > 0 && (set ? !one_of(v, set) : !eng_workflow_name_ok(v)))) {
 		char path[32];
@@ -99,9 +91,7 @@ static bool list_params(eng_req_t *r, const char *fname, const char *const *set)
 		eng_invalid(r, path, set ? "not a known state" : "not a workflow name");
 		return false;
 	}
-	snprintf(lim, sizeof(lim), "%d", r->limit + 1);
-	if ((rc > 0 && eng_req_text(r, 0, v) < 0) || eng_req_text(r, 1, cursor[0] ? cursor : NULL) < 0 ||
-	    eng_req_text(r, 2, lim) < 0) {
+	if ((rc > 0 && eng_req_text(r, 0, v) < 0) || eng_req_text(r, 1, cursor[0] ? cursor : NULL) < 0) {
 		oom(r->call);
 		return false;
 	}

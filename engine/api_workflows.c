@@ -183,17 +183,11 @@ static const char version_sql[] =
 void eng_list_workflows(tn_call_t *call, void *arg)
 {
 	eng_req_t *r = eng_req_new(call, arg);
-	char cursor[64], lim[16];
-	mf_err_t err;
+	char cursor[64];
 
-	if (r == NULL)
+	if (r == NULL || !eng_page(r, false, cursor, 1))
 		return;
-	if (tn_req_page(call->req, &r->limit, cursor, &err) < 0) {
-		gw_respond_problem(call->req, &err);
-		return;
-	}
-	snprintf(lim, sizeof(lim), "%d", r->limit + 1);
-	if (eng_req_text(r, 0, cursor) < 0 || eng_req_text(r, 1, lim) < 0) {
+	if (eng_req_text(r, 0, cursor) < 0) {
 		gw_respond_error(call->req, 503, "over_capacity", "out of memory; retry");
 		return;
 	}

@@ -20,7 +20,7 @@ import time
 import unittest
 import uuid
 
-from mfengine import EngineEnv
+from mfengine import EngineEnv, RunReads
 from mfharness import request
 from mfidentity import api, wait_until
 from mfmock import MockServer, Reply
@@ -58,7 +58,7 @@ CHANGE_FLOW = {
 }
 
 
-class AiTest(unittest.TestCase):
+class AiTest(RunReads, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.lock = threading.Lock()
@@ -123,26 +123,6 @@ class AiTest(unittest.TestCase):
         ids = r.json()["run_ids"]
         self.assertEqual(len(ids), 1, r.body)
         return ids[0]
-
-    def get_run(self, rid):
-        r = self.env.call("GET", f"/runs/{rid}")
-        self.assertEqual(r.status, 200, r.body)
-        return r.json()
-
-    def wait_state(self, rid, states, timeout=20):
-        states = (states,) if isinstance(states, str) else states
-        ok = wait_until(lambda: self.get_run(rid)["state"] in states, timeout, 0.1)
-        run = self.get_run(rid)
-        self.assertTrue(ok, f"run {rid} is {run['state']}, not {states}: {json.dumps(run)[:3000]}")
-        return run
-
-    def open_task(self, rid, timeout=20):
-        def find():
-            r = self.env.call("GET", "/tasks?state=open")
-            return next((t for t in r.json()["items"] if t["run_id"] == rid), None)
-        t = wait_until(find, timeout, 0.1)
-        self.assertIsNotNone(t, f"an open task of run {rid}")
-        return t
 
     def step(self, run, sid, state="succeeded"):
         rows = [s for s in run["steps"] if s["step"] == sid and s["state"] == state]

@@ -22,7 +22,7 @@ import uuid
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from mfharness import BIN, _tmpdir, write_config
-from mfengine import EngineEnv
+from mfengine import EngineEnv, RunReads
 from mfidentity import Platform, api, wait_until
 from mfmock import MockServer, Reply
 from it_templates import canonical
@@ -251,7 +251,7 @@ class CatalogSeedTest(unittest.TestCase):
         self.assertIn("seed-catalog --config FILE [--dir DIR]", r.stdout)
 
 
-class ShippedRunTest(unittest.TestCase):
+class ShippedRunTest(RunReads, unittest.TestCase):
     """Installed shipped templates run end to end against mock PSA, ERP
     and LLM servers."""
 
@@ -319,15 +319,6 @@ class ShippedRunTest(unittest.TestCase):
         self.assertEqual(r.status, 202, r.body)
         self.assertEqual(len(r.json()["run_ids"]), 1, r.body)
         return r.json()["run_ids"][0]
-
-    def wait_state(self, rid, states, timeout=20):
-        def get():
-            r = self.env.call("GET", f"/runs/{rid}")
-            return r.json()
-        ok = wait_until(lambda: get()["state"] in states, timeout, 0.1)
-        run = get()
-        self.assertTrue(ok, f"run {rid} is {run['state']}: {json.dumps(run)[:3000]}")
-        return run
 
     def output(self, run, sid):
         rows = [x for x in run["steps"] if x["step"] == sid and x["state"] == "succeeded"]

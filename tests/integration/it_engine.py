@@ -22,7 +22,7 @@ import time
 import unittest
 import uuid
 
-from mfengine import EngineEnv
+from mfengine import EngineEnv, RunReads
 from mfidentity import api, wait_until
 from mfmock import MockServer, Reply
 
@@ -40,7 +40,7 @@ def verify_standard_webhook(secret, rec):
         abs(time.time() - int(rec.header("webhook-timestamp"))) < 300
 
 
-class EngineTest(unittest.TestCase):
+class EngineTest(RunReads, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.lock = threading.Lock()
@@ -99,26 +99,6 @@ class EngineTest(unittest.TestCase):
                           headers={"Idempotency-Key": key or str(uuid.uuid4())})
         self.assertEqual(r.status, 202, r.body)
         return r.json()
-
-    def get_run(self, rid):
-        r = self.env.call("GET", f"/runs/{rid}")
-        self.assertEqual(r.status, 200, r.body)
-        return r.json()
-
-    def wait_state(self, rid, states, timeout=20):
-        states = (states,) if isinstance(states, str) else states
-        ok = wait_until(lambda: self.get_run(rid)["state"] in states, timeout, 0.1)
-        run = self.get_run(rid)
-        self.assertTrue(ok, f"run {rid} is {run['state']}, not {states}: {json.dumps(run)[:2000]}")
-        return run
-
-    def open_task(self, rid, timeout=20):
-        def find():
-            r = self.env.call("GET", "/tasks?state=open")
-            return next((t for t in r.json()["items"] if t["run_id"] == rid), None)
-        t = wait_until(find, timeout, 0.1)
-        self.assertIsNotNone(t, f"an open task of run {rid}")
-        return t
 
     def audit(self, target):
         """Actions on target, or naming it in their detail (a task's

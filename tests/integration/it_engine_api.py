@@ -14,6 +14,7 @@ import time
 import unittest
 import uuid
 
+from mfengine import RunReads
 from mfidentity import Platform, api
 
 PROBLEM = "application/problem+json"
@@ -54,7 +55,7 @@ ORDERS = {
 }
 
 
-class EngineApiTest(unittest.TestCase):
+class EngineApiTest(RunReads, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.p = Platform(config={"auth_ip_rate": 1000000, "auth_ip_burst": 1000000, "engine_poll_ms": 200})
@@ -106,21 +107,6 @@ class EngineApiTest(unittest.TestCase):
         self.assertEqual(run["state"], "pending")
         self.assertEqual(r.headers["location"], f"{self.t}/runs/{run['id']}")
         return run
-
-    def get_run(self, rid):
-        r = self.call("GET", f"/runs/{rid}")
-        self.assertEqual(r.status, 200, r.body)
-        return r.json()
-
-    def wait_state(self, rid, states, timeout=20):
-        deadline = time.time() + timeout
-        while True:
-            run = self.get_run(rid)
-            if run["state"] in states:
-                return run
-            if time.time() > deadline:
-                self.fail(f"run {rid} stayed {run['state']}: {run}")
-            time.sleep(0.1)
 
     def open_task(self, rid):
         run = self.wait_state(rid, ("waiting",))

@@ -9,6 +9,7 @@ import time
 import unittest
 import uuid
 
+from mfengine import RunReads
 from mfidentity import Platform, api
 from it_templates import Signer
 
@@ -43,7 +44,7 @@ def template(name, version, workflow, parameters, connectors):
             "parameters": parameters, "workflow": workflow, "connectors": connectors}
 
 
-class InstallationsTest(unittest.TestCase):
+class InstallationsTest(RunReads, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.p = p = Platform(config={"auth_ip_rate": 1000000, "auth_ip_burst": 1000000, "engine_poll_ms": 200})
@@ -107,21 +108,6 @@ class InstallationsTest(unittest.TestCase):
 
     def installs(self):
         return len(self.call("GET", "/installations?limit=500").json()["items"])
-
-    def get_run(self, rid):
-        r = self.call("GET", f"/runs/{rid}")
-        self.assertEqual(r.status, 200, r.body)
-        return r.json()
-
-    def wait_state(self, rid, states, timeout=20):
-        deadline = time.time() + timeout
-        while True:
-            run = self.get_run(rid)
-            if run["state"] in states:
-                return run
-            if time.time() > deadline:
-                self.fail(f"run {rid} stayed {run['state']}: {run}")
-            time.sleep(0.1)
 
     def ensure_crm(self):
         r = self.call("PUT", "/connectors/crm", {"base_url": "https://example.com"}, token=self.madmin)

@@ -4,7 +4,7 @@ connectors to local mock systems, and reads of the engine's state."""
 import json
 import time
 
-from mfidentity import Platform, api
+from mfidentity import Platform, api, wait_until
 
 # Fast timers for tests: claims every 200 ms at the latest, leases short
 # enough that a killed server's runs return within seconds.
@@ -87,3 +87,35 @@ class EngineEnv:
         schema = self.tenant_schema(tid) if tid else self.schema
         out = self.psql(f"SELECT state, count(*) FROM {schema}.runs GROUP BY 1")
         return {k: int(v) for k, v in (l.split("|") for l in out.splitlines() if l)}
+
+
+class RunReads:
+    """Reads of runs and tasks for a unittest.TestCase over the tenant
+    routes: through self.call(method, path) when the test has one, else
+    self.env.call."""
+
+    def _get(self, path):
+        call = getattr(self, "call", None) or self.env.call
+        return call("GET", path)
+
+    def get_run(self, rid):
+        r = self._get(f"/runs/{rid}")
+        self.assertEqual(r.status, 200, r.body)
+        return r.json()
+
+    def wait_state(self, rid, states, timeout=20):
+        """The run once its state is one of states (a name or a tuple)."""
+        states = (states,) if isinstance(states, str) else tuple(states)
+        ok = wait_until(lambda: self.get_run(rid)["state"] in states, timeout, 0.1)
+        run = self.get_run(rid)
+        self.assertTrue(ok, f"run {rid} is {run['state']}, not {states}: {json.dumps(run)[:3000]}")
+        return run
+
+    def open_task(self, rid, timeout=20):
+        """The run's open task, once there is one."""
+        def find():
+            r = self._get("/tasks?state=open&limit=500")
+            return next((t for t in r.json()["items"] if t["run_id"] == rid), None)
+        t = wait_until(find, timeout, 0.1)
+        self.assertIsNotNone(t, f"an open task of run {rid}")
+        return t
