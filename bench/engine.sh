@@ -10,12 +10,15 @@
 #      five-step `http` workflow calling nginx on loopback through a
 #      connector (runs started in bulk by platform.eng_start, as the
 #      routes start them; the span is the first run's creation to the last
-#      run's end, in the database's clock);
+#      run's end, in the database's clock); the same for a five-step `ai`
+#      workflow (classify, no review) against nginx's canned chat
+#      completion: what building the request, checking the answer and
+#      governing it cost over a plain http step;
 #   3. event-to-first-step latency (events.received_at to the first step's
 #      started_at) of events posted through POST /events at 50/s while the
 #      engine carries half the transform run rate measured in 2.
 #
-#   bench/engine.sh [TRANSFORM_RUNS] [HTTP_RUNS] [SECONDS]   (default 20000 5000 10)
+#   bench/engine.sh [TRANSFORM_RUNS] [HTTP_RUNS] [SECONDS] [AI_RUNS]   (default 20000 5000 10 HTTP_RUNS)
 #
 # Results go to bench/results/engine-<time>.json; the goal ratios are in
 # bench/README.md.
@@ -25,4 +28,4 @@ cd "$(dirname "$0")/.."
 bench_prepare
 nport=$(free_port)
 start_nginx "$nport" 1
-python3 bench/engine_driver.py "$nport" "${1:-20000}" "${2:-5000}" "${3:-10}"
+python3 bench/engine_driver.py "$nport" "${1:-20000}" "${2:-5000}" "${3:-10}" "${4:-${2:-5000}}"

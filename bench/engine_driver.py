@@ -16,6 +16,7 @@ from mfharness import PgCluster  # noqa: E402
 from mfidentity import Platform  # noqa: E402
 
 nport, n_transform, n_http, secs = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+n_ai = int(sys.argv[5]) if len(sys.argv) > 5 else n_http
 durable = os.environ.get("ENGINE_BENCH_FSYNC", "on") != "off"
 config = {"egress_allow": "127.0.0.1/32, ::1/128", "access_log": False, "workers": 2}
 config.update(json.loads(os.environ.get("ENGINE_BENCH_CONFIG", "{}")))  # e.g. '{"engine_batch": 256}'
@@ -47,7 +48,8 @@ def psql(sql):
 # ---- set-up through the public API ----
 admin = plat.admin_token
 me = {"tenant_id": plat.admin["tenant_id"]}
-big = {"rate_limit": {"window": "PT1M", "tenant_requests": 10000000, "client_requests": 10000000}}
+big = {"rate_limit": {"window": "PT1M", "tenant_requests": 10000000, "client_requests": 10000000},
+       "ai": {"enabled": True, "require_human_approval": False, "min_confidence": 0.5}}
 call("PUT", f"/v1/tenants/{me['tenant_id']}/policy", admin, dict(big, egress={"allow_hosts": ["localhost"]}))
 msp = call("POST", "/v1/tenants", admin, {"kind": "msp", "name": "Bench MSP", "slug": f"bench-{int(time.time())}"})
 call("PUT", f"/v1/tenants/{msp['id']}/policy", admin, big)
@@ -56,6 +58,7 @@ tid = cl["id"]
 call("PUT", f"/v1/tenants/{tid}/policy", admin,
      dict(big, engine={"max_concurrent_runs": 10000, "max_queued_runs": 1000000}))
 call("PUT", f"/v1/tenants/{tid}/connectors/target", admin, {"base_url": f"http://localhost:{nport}"})
+call("PUT", f"/v1/tenants/{tid}/connectors/llm", admin, {"base_url": f"http://localhost:{nport}/v1"})
 schema = psql(f"SELECT schema_name FROM platform.tenants WHERE id = '{tid}'")
 tok = plat.token(tid)
 
@@ -70,8 +73,17 @@ def http_steps(n):
              "output": {"status": "response.status"}, "timeout": "PT10S"} for i in range(1, n + 1)]
 
 
+def ai_steps(n):
+    """classify steps against nginx's canned answer (bench/lib.sh): the
+    request built, sent, the answer checked and governed, no review."""
+    return [{"id": f"s{i}", "type": "ai", "connector": "llm", "task": "classify",
+             "labels": ["standard", "normal", "emergency"], "prompt": "Classify request {{ data.deal }}",
+             "timeout": "PT10S"} for i in range(1, n + 1)]
+
+
 for name, ev, steps in (("five-transform", "bench.transform", transform_steps(5)),
                         ("five-http", "bench.http", http_steps(5)),
+                        ("five-ai", "bench.ai", ai_steps(5)),
                         ("probe", "bench.probe", transform_steps(5))):
     call("PUT", f"/v1/tenants/{tid}/workflows/{name}", admin, {"trigger": {"event": ev}, "steps": steps})
 time.sleep(2.5)  # policies reach every worker; the engine's limits follow within its sweep
@@ -138,6 +150,8 @@ tr = throughput("five-transform", n_transform)
 print(f"five-transform: {tr}", file=sys.stderr)
 ht = throughput("five-http", n_http)
 print(f"five-http: {ht}", file=sys.stderr)
+at = throughput("five-ai", n_ai)
+print(f"five-ai: {at}", file=sys.stderr)
 
 # ---- 3. event-to-first-step latency at half the transform run rate ----
 half = tr["runs_per_s"] / 2
@@ -189,7 +203,8 @@ latency = {"offered_runs_per_s": round(offered, 1), "probes": len(lat), "p50_ms"
 print(f"latency at half load: {latency}", file=sys.stderr)
 
 res = {"config": config, "postgresql": {"fsync": "on" if durable else "off", "synchronous_commit": "on"},
-       "pgbench_insert_tps": round(tps, 1), "five_transform": tr, "five_http": ht, "latency": latency,
+       "pgbench_insert_tps": round(tps, 1), "five_transform": tr, "five_http": ht, "five_ai": at, "latency": latency,
+       "ai_steps_vs_http_steps": round(at["steps_per_s"] / ht["steps_per_s"], 2),
        "transform_steps_vs_insert_commits": round(tr["steps_per_s"] / tps, 2),
        "http_steps_vs_insert_commits": round(ht["steps_per_s"] / tps, 2)}
 stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

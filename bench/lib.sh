@@ -20,7 +20,8 @@ bench_cleanup() {
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# nginx answering GET /healthz with mspflow's body: start_nginx PORT WORKERS
+# nginx answering GET /healthz with mspflow's body (and a canned chat
+# completion): start_nginx PORT WORKERS
 start_nginx() {
 	cat > "$work/nginx.conf" <<CONF
 worker_processes $2;
@@ -39,6 +40,9 @@ http {
 	server {
 		listen 127.0.0.1:$1;
 		location = /healthz { default_type application/json; return 200 '{"status":"ok"}'; }
+		# a model that always answers a classify step confidently (bench/engine.sh)
+		location = /v1/chat/completions { default_type application/json;
+			return 200 '{"id":"b","object":"chat.completion","choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":"{\\\\"label\\\\":\\\\"standard\\\\",\\\\"confidence\\\\":0.95}"}}]}'; }
 	}
 }
 CONF
