@@ -73,6 +73,15 @@ def http_steps(n):
              "output": {"status": "response.status"}, "timeout": "PT10S"} for i in range(1, n + 1)]
 
 
+def post_steps(n):
+    """http POSTs of a chat completion request of the ai steps' size to the
+    same nginx location: the ai steps' wire work without the ai step."""
+    body = {"messages": [{"role": "system", "content": "x" * 420}, {"role": "user", "content": "Classify request {{ data.deal }}"}],
+            "response_format": {"type": "json_object"}, "temperature": 0, "max_tokens": 1024}
+    return [{"id": f"s{i}", "type": "http", "connector": "target", "method": "POST", "path": "/v1/chat/completions",
+             "body": body, "output": {"status": "response.status"}, "timeout": "PT10S"} for i in range(1, n + 1)]
+
+
 def ai_steps(n):
     """classify steps against nginx's canned answer (bench/lib.sh): the
     request built, sent, the answer checked and governed, no review."""
@@ -83,6 +92,7 @@ def ai_steps(n):
 
 for name, ev, steps in (("five-transform", "bench.transform", transform_steps(5)),
                         ("five-http", "bench.http", http_steps(5)),
+                        ("five-post", "bench.post", post_steps(5)),
                         ("five-ai", "bench.ai", ai_steps(5)),
                         ("probe", "bench.probe", transform_steps(5))):
     call("PUT", f"/v1/tenants/{tid}/workflows/{name}", admin, {"trigger": {"event": ev}, "steps": steps})
@@ -150,6 +160,8 @@ tr = throughput("five-transform", n_transform)
 print(f"five-transform: {tr}", file=sys.stderr)
 ht = throughput("five-http", n_http)
 print(f"five-http: {ht}", file=sys.stderr)
+pt = throughput("five-post", n_ai)
+print(f"five-post: {pt}", file=sys.stderr)
 at = throughput("five-ai", n_ai)
 print(f"five-ai: {at}", file=sys.stderr)
 
@@ -204,7 +216,8 @@ print(f"latency at half load: {latency}", file=sys.stderr)
 
 res = {"config": config, "postgresql": {"fsync": "on" if durable else "off", "synchronous_commit": "on"},
        "pgbench_insert_tps": round(tps, 1), "five_transform": tr, "five_http": ht, "five_ai": at, "latency": latency,
-       "ai_steps_vs_http_steps": round(at["steps_per_s"] / ht["steps_per_s"], 2),
+       "five_post": pt, "ai_steps_vs_http_steps": round(at["steps_per_s"] / ht["steps_per_s"], 2),
+       "ai_steps_vs_http_post_steps": round(at["steps_per_s"] / pt["steps_per_s"], 2),
        "transform_steps_vs_insert_commits": round(tr["steps_per_s"] / tps, 2),
        "http_steps_vs_insert_commits": round(ht["steps_per_s"] / tps, 2)}
 stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
