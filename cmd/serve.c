@@ -15,6 +15,7 @@
 #include <sodium.h>
 
 #include "catalog/catalog.h"
+#include "portal-api/portal.h"
 #include "cmd/serve.h"
 #include "connectors/connectors.h"
 #include "connectors/vault.h"
@@ -328,6 +329,7 @@ struct serve_ctx {
 	cx_t *cx;
 	eng_t *eng;
 	const mf_serve_hooks_t *hooks;
+	pa_t *pa;
 };
 
 static void on_serving(gw_server_t *srv, void *arg)
@@ -394,6 +396,7 @@ static void *worker_init(int index, struct event_base *base, void *arg)
 			mf_error("serve", "cannot create the engine state", MF_I("worker", index),
 				 MF_S("error", err.detail));
 	}
+	w->pa = sc->pa;
 	if (index < MAX_WORKERS)
 		atomic_store_explicit(&workers[index], w, memory_order_release);
 	return w;
@@ -410,6 +413,7 @@ static void worker_fini(void *data)
 	/* calls in flight end first ("shutting_down"); a call still waiting
 	 * for the limiter is freed when gw_rl_free answers it */
 	eng_worker_close(w->eng);	/* no new claims; its calls are cancelled */
+	pa_worker_fini(w->pa);	/* its DNS lookups in flight end */
 	cx_worker_free(w->cx);
 	gw_rl_free(w->rl);	/* answers its waiters; leases still in the pool are detached */
 	/* then the pool: its pending callbacks still find the identity state
@@ -454,6 +458,7 @@ int mf_serve_print_routes(FILE *out)
 	cx_vault_t *vault = NULL;
 	cx_t *cx = NULL;
 	eng_t *eng = NULL;
+	pa_t *pa = NULL;
 
 	if (mf_config_init(&cfg) < 0)
 		return -1;
@@ -461,15 +466,18 @@ int mf_serve_print_routes(FILE *out)
 	vault = cx_vault_new(&cfg, NULL, NULL);
 	cx = vault ? cx_new(&cfg, vault, NULL) : NULL;
 	eng = eng_new(&cfg, NULL);
-	if (api && admin && tn && vault && cx && eng && add_ops_routes(api, false) == 0 && add_ops_routes(admin, true) == 0 &&
-	    tn_routes_add(tn, api) == 0 && cx_vault_routes(vault, tn, api) == 0 && cx_routes_add(cx, tn, api) == 0 &&
-	    eng_routes_add(eng, tn, api) == 0 && cat_routes_add(tn, api) == 0) {
+	pa = tn && eng ? pa_new(tn, eng, NULL) : NULL;
+	if (api && admin && tn && vault && cx && eng && pa && add_ops_routes(api, false) == 0 &&
+	    add_ops_routes(admin, true) == 0 && tn_routes_add(tn, api) == 0 && cx_vault_routes(vault, tn, api) == 0 &&
+	    cx_routes_add(cx, tn, api) == 0 && eng_routes_add(eng, tn, api) == 0 && cat_routes_add(tn, api) == 0 &&
+	    pa_routes_add(pa, api) == 0) {
 		gw_router_each(api, print_route, &a);
 		gw_router_each(admin, print_route, &b);
 		rc = 0;
 	}
 	gw_router_free(api);
 	gw_router_free(admin);
+	pa_free(pa);
 	tn_free(tn);
 	cx_free(cx);
 	cx_vault_free(vault);
@@ -534,11 +542,14 @@ int mf_serve(const mf_config_t *cfg, const mf_serve_hooks_t *hooks, mf_err_t *er
 	sc.eng = eng_new(cfg, err);
 	if (sc.eng == NULL)
 		goto out;
+	sc.pa = pa_new(sc.tn, sc.eng, err);
+	if (sc.pa == NULL)
+		goto out;
 	prepare_keys(cfg, sc.tn, sc.master);
 	if (add_ops_routes(api, false) < 0 || add_ops_routes(admin, true) < 0 ||
 	    (!worker_only && (tn_routes_add(sc.tn, api) < 0 || cx_vault_routes(sc.vault, sc.tn, api) < 0 ||
 			      cx_routes_add(sc.cx, sc.tn, api) < 0 || eng_routes_add(sc.eng, sc.tn, api) < 0 ||
-			      cat_routes_add(sc.tn, api) < 0)) ||
+			      cat_routes_add(sc.tn, api) < 0 || pa_routes_add(sc.pa, api) < 0)) ||
 	    (hooks && hooks->routes && hooks->routes(api, admin, hooks->arg) < 0)) {
 		mf_err_set(err, 500, "internal_error", "cannot build the routes");
 		goto out;
@@ -555,6 +566,7 @@ out:
 	gw_server_free(srv);
 	gw_router_free(api);
 	gw_router_free(admin);
+	pa_free(sc.pa);
 	tn_free(sc.tn);
 	cx_free(sc.cx);
 	cx_vault_free(sc.vault);

@@ -49,6 +49,10 @@ struct eng_req {
 	/* eng_store_version: runs after the version is stored or found unchanged */
 	eng_step_fn stored;
 	bool unchanged;			/* the definition equalled the latest version */
+	/* eng_event_post: runs when the event and its runs are written (not
+	 * for a replay), r->out = {"event_id", "run_ids"} */
+	eng_step_fn evented;
+	bool portal;			/* answer the client portal's shapes (api_portal.c) */
 };
 
 /* A new request state owned by call (freed after the response), or NULL
@@ -123,6 +127,17 @@ bool eng_workflow_name_ok(const char *s);
  * workflow.version_created when new, then done(r, NULL) with r->version
  * the version (new or unchanged). */
 void eng_store_version(eng_req_t *r, eng_step_fn done);
+
+/* In the open transaction: posts the event r->text[0] (its type) with
+ * data = r->body's "data" member, r->id its new id, r->text[1] the request
+ * hash, r->text[2] the Idempotency-Key or NULL, as POST /events does;
+ * then evented(r, NULL) with r->out = {"event_id", "run_ids"} when it is
+ * set, else commits and answers 202 with that. */
+void eng_event_post(eng_req_t *r, eng_step_fn evented);
+/* A task decision of the path's {task_id} with r->body unparsed yet, as
+ * POST /tasks/{id}/decision does; r->portal answers the portal's task
+ * shape and refuses an edited AI answer ("output"). */
+void eng_decide(eng_req_t *r);
 
 /* ---- the routes (api_workflows.c, api_runs.c, api_events.c) ---- */
 void eng_put_workflow(tn_call_t *call, void *arg);

@@ -47,7 +47,10 @@ static void accepted(eng_req_t *r, const PGresult *res)
 	if (!replay) {
 		r->status = 202;
 		r->out = out;
-		eng_commit(r);
+		if (r->evented)
+			r->evented(r, NULL);
+		else
+			eng_commit(r);
 		return;
 	}
 	/* nothing was written: answer the first outcome, or refuse the key */
@@ -112,6 +115,12 @@ static void event_begun(eng_req_t *r, const PGresult *res)
 
 	(void)res;
 	eng_q(r, eng_triggers_sql, 1, p, matched);
+}
+
+void eng_event_post(eng_req_t *r, eng_step_fn evented)
+{
+	r->evented = evented;
+	event_begun(r, NULL);
 }
 
 static bool key_ok(const char *k)

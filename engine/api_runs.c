@@ -335,6 +335,18 @@ static void decided(eng_req_t *r, const PGresult *res)
 	}
 	r->out = eng_json_col(res, 0, 1);
 	r->status = 200;
+	if (r->portal && r->out) {
+		/* the portal sees the decision, not the run behind it */
+		static const char *const keep[] = { "id", "title", "state", "due_at", "decided_at", "created_at",
+						    "comment", NULL };
+		json_t *o = json_object();
+
+		for (int i = 0; o && keep[i]; i++)
+			json_object_set(o, keep[i], json_object_get(r->out, keep[i]) ? json_object_get(r->out, keep[i])
+										: json_null());
+		json_decref(r->out);
+		r->out = o;
+	}
 	if (eng_req_text(r, 4, PQgetvalue(res, 0, 0)) < 0) {
 		eng_fail_code(r, 503, "over_capacity", "out of memory; retry");
 		return;
@@ -428,19 +440,29 @@ static size_t utf8_chars(const char *s)
 
 void eng_decide_task(tn_call_t *call, void *arg)
 {
-	static const char *const keys[] = { "decision", "comment", "output", NULL };
 	eng_req_t *r = eng_req_new(call, arg);
+
+	if (r == NULL)
+		return;
+	eng_decide(r);
+}
+
+void eng_decide(eng_req_t *r)
+{
+	static const char *const keys[] = { "decision", "comment", "output", NULL };
+	static const char *const portal_keys[] = { "decision", "comment", NULL };
+	tn_call_t *call = r->call;
 	json_t *errors = NULL, *comment;
 	const char *decision;
 	mf_err_t err;
 
-	if (r == NULL || !path_id(r, "task_id", "no such task"))
+	if (!path_id(r, "task_id", "no such task"))
 		return;
 	if ((r->body = gw_req_json(call->req, &err)) == NULL) {
 		gw_respond_problem(call->req, &err);
 		return;
 	}
-	if (tn_only_keys(r->body, keys, &err, &errors) < 0) {
+	if (tn_only_keys(r->body, r->portal ? portal_keys : keys, &err, &errors) < 0) {
 		gw_respond_problem_ext(call->req, &err, errors ? json_pack("{s:o}", "errors", errors) : NULL);
 		return;
 	}

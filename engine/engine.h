@@ -74,6 +74,22 @@ json_t *eng_runs_for_event(const PGresult *triggers, const char *event_id, const
 json_t *eng_run_entry(const char *name, int version, const json_t *def, const json_t *input,
 		      const char *event_id, const char *type, const json_t *data);
 
+/* ---- the client portal's view (api_portal.c, docs/portal.md) ----
+ * Called by portal-api/ from a guarded handler whose tenant is the client
+ * the portal belongs to; each answers the request.  They show requests,
+ * tasks and status without run contexts, step outputs or connector
+ * summaries. */
+struct tn_call;
+/* POST /portal/v1/requests {"type", "fields"}: 201 the request. */
+void eng_portal_submit(struct tn_call *call, eng_t *e);
+void eng_portal_list_requests(struct tn_call *call, eng_t *e);
+/* The path's {request_id}. */
+void eng_portal_get_request(struct tn_call *call, eng_t *e);
+void eng_portal_list_tasks(struct tn_call *call, eng_t *e);
+/* The path's {task_id}: {"decision", "comment"}. */
+void eng_portal_decide(struct tn_call *call, eng_t *e);
+void eng_portal_status(struct tn_call *call, eng_t *e);
+
 /* Counters for /metrics (any thread, approximate). */
 typedef struct eng_stats {
 	unsigned long long claims, claimed, applied, lost_leases, steps, runs_finished, runs_failed;

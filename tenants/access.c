@@ -97,6 +97,8 @@ static void ctx_free(void *p)
 		ctx->data_free(ctx->data);
 	if (ctx->call.data_free)
 		ctx->call.data_free(ctx->call.data);
+	if (ctx->pre_free)
+		ctx->pre_free(ctx->call.pre);
 	free(ctx);
 }
 
@@ -291,9 +293,16 @@ static void principal_found(const char *tenant_id, const mf_err_t *err, void *ar
 	tn_dir_tenant(ctx->tw->dir, ctx->claims.tenant_id, me_found, ctx);
 }
 
-static void guard(gw_req_t *req, void *arg)
+/* A module's state that never reached a context: freed at once, since the
+ * guard answers right away in each case that calls this. */
+static void pre_drop(void *pre, void (*pre_free)(void *))
 {
-	const struct tn_route *route = arg;
+	if (pre_free)
+		pre_free(pre);
+}
+
+static void guard_run(gw_req_t *req, const struct tn_route *route, void *pre, void (*pre_free)(void *))
+{
 	mf_worker_t *w = gw_req_worker_data(req);
 	tn_worker_t *tw = w ? w->tn : NULL;
 	const char *auth = gw_req_header(req, "authorization"), *token, *reason = NULL;
@@ -304,10 +313,12 @@ static void guard(gw_req_t *req, void *arg)
 
 	if (tw == NULL || tw->ring == NULL || w->pg == NULL) {
 		gw_respond_error(req, 503, "not_ready", "no database is configured or the server is starting");
+		pre_drop(pre, pre_free);
 		return;
 	}
 	if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0) {
 		tn_respond_unauthorized(req, "a Bearer token is required");
+		pre_drop(pre, pre_free);
 		return;
 	}
 	token = auth + 7;
@@ -316,6 +327,7 @@ static void guard(gw_req_t *req, void *arg)
 	len = strlen(token);
 	if (len == 0 || len > GW_JWT_MAX_TOKEN) {
 		tn_respond_unauthorized(req, "the token is malformed");
+		pre_drop(pre, pre_free);
 		return;
 	}
 	/* the claims (most of the context's size, for 32 roles of 64 bytes)
@@ -325,9 +337,12 @@ static void guard(gw_req_t *req, void *arg)
 		memset((char *)ctx + offsetof(tn_ctx_t, me), 0, sizeof(*ctx) - offsetof(tn_ctx_t, me));
 	if (ctx == NULL) {
 		gw_respond_error(req, 503, "over_capacity", "out of memory; retry");
+		pre_drop(pre, pre_free);
 		return;
 	}
 	gw_req_set_data(req, ctx, ctx_free);
+	ctx->call.pre = pre;
+	ctx->pre_free = pre_free;
 	ctx->req = req;
 	ctx->tw = tw;
 	ctx->tn = route->tn;
@@ -374,6 +389,16 @@ static void guard(gw_req_t *req, void *arg)
 		return;
 	}
 	tn_dir_principal(tw->dir, ctx->claims.sub, principal_found, ctx);
+}
+
+static void guard(gw_req_t *req, void *arg)
+{
+	guard_run(req, arg, NULL, NULL);
+}
+
+void tn_guard_enter(tn_guard_t *g, gw_req_t *req, void *pre, void (*pre_free)(void *))
+{
+	guard_run(req, g, pre, pre_free);
 }
 
 int tn_route(gw_router_t *r, tn_t *tn, const char *method, const char *pattern, enum pol_perm perm,
@@ -431,6 +456,22 @@ int tn_guard_add(gw_router_t *r, tn_t *tn, const char *method, const char *patte
 	tn->routes->ext = fn;
 	tn->routes->ext_arg = arg;
 	return 0;
+}
+
+tn_guard_t *tn_guard_new(tn_t *tn, enum pol_perm perm, tn_call_fn fn, void *arg)
+{
+	struct tn_route *route = calloc(1, sizeof(*route));
+
+	if (route == NULL)
+		return NULL;
+	route->tn = tn;
+	route->perm = perm;
+	route->fn = ext_handler;
+	route->ext = fn;
+	route->ext_arg = arg;
+	route->next = tn->routes;
+	tn->routes = route;
+	return route;
 }
 
 void tn_routes_free(tn_t *tn)

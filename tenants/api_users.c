@@ -318,9 +318,12 @@ static void login_found(const PGresult *res, const mf_err_t *err, void *arg)
 		gw_respond_error(l->req, 503, "over_capacity", "too many sign-ins at once; retry");
 }
 
-static void handle_login(gw_req_t *req, void *arg)
+void tn_portal_login(gw_req_t *req, const char *portal_tenant)
 {
 	mf_worker_t *w = gw_req_worker_data(req);
+	char tid[37];
+	/* copied first: the caller's copy may go with the request data below */
+	const char *tenant_id = portal_tenant ? (snprintf(tid, sizeof(tid), "%s", portal_tenant), tid) : NULL;
 	tn_worker_t *tw = w ? w->tn : NULL;
 	const mf_config_t *cfg;
 	mf_err_t err;
@@ -369,6 +372,21 @@ static void handle_login(gw_req_t *req, void *arg)
 		gw_respond_problem(req, &err);
 		return;
 	}
+	if (tenant_id) {
+		/* a portal resolved by its verified domain or its path: only
+		 * that tenant's users sign in there */
+		const char *p[2] = { l->email, tenant_id };
+
+		if (mf_pg_query(w->pg,
+			"SELECT u.id, u.tenant_id, u.roles::text, u.password_hash, "
+			"(t.status = 'active' AND coalesce(pt.status, 'active') = 'active') "
+			"FROM platform.users u JOIN platform.tenants t ON t.id = u.tenant_id "
+			"LEFT JOIN platform.tenants pt ON pt.id = t.parent_id "
+			"WHERE u.email = $1 AND u.tenant_id = $2::uuid AND u.deleted_at IS NULL AND t.deleted_at IS NULL "
+			"LIMIT 2", 2, p, login_found, l) < 0)
+			gw_respond_error(req, 503, "over_capacity", "out of memory; retry");
+		return;
+	}
 	/* the portal's host, without a port */
 	snprintf(host, sizeof(host), "%s", h ? h : "");
 	host[strcspn(host, ":")] = '\0';
@@ -392,8 +410,9 @@ static void handle_login(gw_req_t *req, void *arg)
 
 int tn_users_routes(tn_t *tn, gw_router_t *api)
 {
-	if (gw_router_add(api, "POST", "/portal/v1/login", handle_login, tn, GW_ROUTE_JSON_BODY) < 0 ||
-	    tn_route(api, tn, "POST", "/v1/tenants/{tenant_id}/users", POL_USERS, GW_ROUTE_JSON_BODY, create_user) < 0 ||
+	/* POST /portal/v1/login is the portal's route (portal-api/), which
+	 * resolves the portal and then calls tn_portal_login */
+	if (tn_route(api, tn, "POST", "/v1/tenants/{tenant_id}/users", POL_USERS, GW_ROUTE_JSON_BODY, create_user) < 0 ||
 	    tn_route(api, tn, "GET", "/v1/tenants/{tenant_id}/users", POL_USERS, 0, list_users) < 0 ||
 	    tn_route(api, tn, "GET", "/v1/tenants/{tenant_id}/users/{user_id}", POL_USERS, 0, get_user) < 0 ||
 	    tn_route(api, tn, "DELETE", "/v1/tenants/{tenant_id}/users/{user_id}", POL_USERS, 0, delete_user) < 0)

@@ -58,6 +58,9 @@ typedef struct tn_call {
 	 * gw_req_set_data): freed with data_free after the response. */
 	void *data;
 	void (*data_free)(void *);
+	/* What a module's own first step handed tn_guard_enter (NULL on a
+	 * route of tn_guard_add); freed after the response. */
+	void *pre;
 } tn_call_t;
 typedef void (*tn_call_fn)(tn_call_t *call, void *arg);
 
@@ -65,6 +68,32 @@ typedef void (*tn_call_fn)(tn_call_t *call, void *arg);
  * {tenant_id} acts on the caller's own tenant. */
 int tn_guard_add(gw_router_t *r, tn_t *tn, const char *method, const char *pattern, enum pol_perm perm,
 		 unsigned flags, tn_call_fn fn, void *arg) __attribute__((warn_unused_result));
+
+/* A guard that is no route of its own, for a module that must look at a
+ * request before the guard does (the portal resolves its tenant from Host
+ * first, so that a missing or suspended portal is 404 before any token
+ * check).  Owned by tn; the route's pattern has no {tenant_id}, so perm is
+ * checked against the caller's own tenant. */
+typedef struct tn_route tn_guard_t;
+tn_guard_t *tn_guard_new(tn_t *tn, enum pol_perm perm, tn_call_fn fn, void *arg);
+/* Runs g on req as if req had been routed to it.  pre (may be NULL) is the
+ * module's state: the guard owns it from here on, hands it to fn as
+ * call->pre and frees it with pre_free after the response, whatever the
+ * outcome. */
+void tn_guard_enter(tn_guard_t *g, gw_req_t *req, void *pre, void (*pre_free)(void *));
+
+/* POST /portal/v1/login {"email", "password"} (docs/identity.md): answers
+ * the token, 401 invalid_credentials, or 429 after too many failures per
+ * account and per address.  tenant_id (copied; NULL = not on a portal)
+ * limits the sign-in to that tenant's users; without it, a Host listed in
+ * some tenant's branding domains limits it to that tenant. */
+void tn_portal_login(gw_req_t *req, const char *tenant_id);
+
+/* The effective branding (new reference, NULL when out of memory) of the
+ * last tenant of a chain of branding documents from the root down (JSON
+ * text, NULL = none): each tenant's own fields over its ancestors'
+ * (api_branding.c). */
+json_t *tn_branding_chain(const char *const *docs, int n);
 
 /* Does the caller's token carry this role?  Any name, tenant-defined
  * ones (e.g. "finance_approver") too: approvals ask this, not the

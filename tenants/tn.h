@@ -80,11 +80,6 @@ void tn_dir_forget(tn_dir_t *d, const char *id);
  * policy documents from the root down (JSON text, NULL = none); each is
  * capped by the effective policy of the one above it. */
 json_t *tn_policy_chain(const char *const *docs, int n);
-/* The effective branding (new reference, NULL when out of memory) of the
- * last tenant of a chain of branding documents from the root down (JSON
- * text, NULL = none): each tenant's own fields over its ancestors'
- * (api_branding.c). */
-json_t *tn_branding_chain(const char *const *docs, int n);
 
 /* ---- access.c: the guard ---- */
 
@@ -120,6 +115,7 @@ struct tn_ctx {
 	void *data;
 	void (*data_free)(void *);
 	tn_call_t call;			/* what a tn_guard_add handler sees */
+	void (*pre_free)(void *);	/* frees call.pre (tn_guard_enter) */
 	/* tn_branding_claim */
 	mf_pg_cb after_claim;
 	const char *claim_tenant;
