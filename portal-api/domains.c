@@ -138,19 +138,28 @@ static bool query(dom_req_t *d, const char *sql, int n, const char *const *p, mf
 	return true;
 }
 
+/* A query's answer names a domain claim: else it answered (the error, or
+ * 404) and returns false. */
+static bool found(dom_req_t *d, const PGresult *res, const mf_err_t *err)
+{
+	if (err) {
+		gw_respond_problem(d->call->req, err);
+		return false;
+	}
+	if (PQntuples(res) == 0) {
+		gw_respond_error(d->call->req, 404, "not_found", "no such domain");
+		return false;
+	}
+	return true;
+}
+
 /* Answers the first column of the first row, or 404. */
 static void answer_one(const PGresult *res, const mf_err_t *err, void *arg, int status)
 {
 	dom_req_t *d = arg;
 
-	if (err) {
-		gw_respond_problem(d->call->req, err);
+	if (!found(d, res, err))
 		return;
-	}
-	if (PQntuples(res) == 0) {
-		gw_respond_error(d->call->req, 404, "not_found", "no such domain");
-		return;
-	}
 	gw_respond_json(d->call->req, status, json_loads(PQgetvalue(res, 0, 0), 0, NULL));
 }
 
@@ -258,14 +267,8 @@ static void deleted(const PGresult *res, const mf_err_t *err, void *arg)
 {
 	dom_req_t *d = arg;
 
-	if (err) {
-		gw_respond_problem(d->call->req, err);
+	if (!found(d, res, err))
 		return;
-	}
-	if (PQntuples(res) == 0) {
-		gw_respond_error(d->call->req, 404, "not_found", "no such domain");
-		return;
-	}
 	gw_respond_raw(d->call->req, 204, NULL, "", 0);
 }
 
@@ -366,14 +369,8 @@ static void got_token(const PGresult *res, const mf_err_t *err, void *arg)
 {
 	dom_req_t *d = arg;
 
-	if (err) {
-		gw_respond_problem(d->call->req, err);
+	if (!found(d, res, err))
 		return;
-	}
-	if (PQntuples(res) == 0) {
-		gw_respond_error(d->call->req, 404, "not_found", "no such domain");
-		return;
-	}
 	snprintf(d->token, sizeof(d->token), "%s", PQgetvalue(res, 0, 1));
 	if (mf_offload_submit(d->pa->dns, gw_req_base(d->call->req), dns_work, dns_done, d) < 0)
 		gw_respond_error(d->call->req, 503, "over_capacity", "too many verifications at once; retry");
