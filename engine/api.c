@@ -95,6 +95,22 @@ void eng_fail_ext(eng_req_t *r, const mf_err_t *err, json_t *ext)
 	gw_respond_problem_ext(r->call->req, err, ext);
 }
 
+bool eng_req_body(eng_req_t *r, const char *const *keys)
+{
+	json_t *errors = NULL;
+	mf_err_t err;
+
+	if ((r->body = gw_req_json(r->call->req, &err)) == NULL) {
+		gw_respond_problem(r->call->req, &err);
+		return false;
+	}
+	if (tn_only_keys(r->body, keys, &err, &errors) < 0) {
+		gw_respond_problem_ext(r->call->req, &err, errors ? json_pack("{s:o}", "errors", errors) : NULL);
+		return false;
+	}
+	return true;
+}
+
 bool eng_page(eng_req_t *r, bool uuid_cursor, char cursor[64], int lim_slot)
 {
 	char lim[16];

@@ -87,6 +87,9 @@ void eng_audit_commit(eng_req_t *r, const char *action, const char *target, json
  * (the extra one says there is a next page). */
 void eng_read_one(eng_req_t *r);
 void eng_read_page(eng_req_t *r);
+/* The request's JSON body into r->body, with no keys but keys
+ * (NULL-terminated); false when it answered (400, 413, ...). */
+bool eng_req_body(eng_req_t *r, const char *const *keys);
 /* A list route's ?limit= (into r->limit) and ?cursor= (into cursor, "" when
  * absent; a UUID when uuid_cursor), and the limit + 1 the page query asks
  * for into r->text[lim_slot].  false when it answered (400, 503). */

@@ -142,10 +142,9 @@ void eng_post_event(tn_call_t *call, void *arg)
 	const char *key = gw_req_header(call->req, "Idempotency-Key"), *type;
 	unsigned char h[crypto_generichash_BYTES];
 	char hex[2 * crypto_generichash_BYTES + 1];
-	json_t *errors = NULL, *data;
+	json_t *data;
 	const void *raw;
 	size_t len = 0;
-	mf_err_t err;
 
 	if (r == NULL)
 		return;
@@ -153,14 +152,8 @@ void eng_post_event(tn_call_t *call, void *arg)
 		eng_invalid(r, "/headers/Idempotency-Key", "must be 1 to 255 printable ASCII characters");
 		return;
 	}
-	if ((r->body = gw_req_json(call->req, &err)) == NULL) {
-		gw_respond_problem(call->req, &err);
+	if (!eng_req_body(r, keys))
 		return;
-	}
-	if (tn_only_keys(r->body, keys, &err, &errors) < 0) {
-		gw_respond_problem_ext(call->req, &err, errors ? json_pack("{s:o}", "errors", errors) : NULL);
-		return;
-	}
 	type = json_string_value(json_object_get(r->body, "type"));
 	if (!eng_def_event_ok(type)) {
 		eng_invalid(r, "/type", "must be an event name: two or more dot-separated parts of a lower-case "

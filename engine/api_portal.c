@@ -364,21 +364,14 @@ void eng_portal_submit(tn_call_t *call, eng_t *e)
 	static const char *const keys[] = { "type", "fields", NULL };
 	static const char *const reserved[] = { "id", "type", "requester", NULL };
 	eng_req_t *r = portal_req(call, e);
-	json_t *errors = NULL, *fields;
+	json_t *fields;
 	const char *type;
 	char event[96];
-	mf_err_t err;
 
 	if (r == NULL)
 		return;
-	if ((r->body = gw_req_json(call->req, &err)) == NULL) {
-		gw_respond_problem(call->req, &err);
+	if (!eng_req_body(r, keys))
 		return;
-	}
-	if (tn_only_keys(r->body, keys, &err, &errors) < 0) {
-		gw_respond_problem_ext(call->req, &err, errors ? json_pack("{s:o}", "errors", errors) : NULL);
-		return;
-	}
 	type = json_string_value(json_object_get(r->body, "type"));
 	if (!type_ok(type)) {
 		eng_invalid(r, "/type", "must be a request type: a lower-case letter then a-z, 0-9 and _, at most 63");

@@ -452,20 +452,13 @@ void eng_decide(eng_req_t *r)
 	static const char *const keys[] = { "decision", "comment", "output", NULL };
 	static const char *const portal_keys[] = { "decision", "comment", NULL };
 	tn_call_t *call = r->call;
-	json_t *errors = NULL, *comment;
+	json_t *comment;
 	const char *decision;
-	mf_err_t err;
 
 	if (!path_id(r, "task_id", "no such task"))
 		return;
-	if ((r->body = gw_req_json(call->req, &err)) == NULL) {
-		gw_respond_problem(call->req, &err);
+	if (!eng_req_body(r, r->portal ? portal_keys : keys))
 		return;
-	}
-	if (tn_only_keys(r->body, r->portal ? portal_keys : keys, &err, &errors) < 0) {
-		gw_respond_problem_ext(call->req, &err, errors ? json_pack("{s:o}", "errors", errors) : NULL);
-		return;
-	}
 	decision = json_string_value(json_object_get(r->body, "decision"));
 	if (decision == NULL || (strcmp(decision, "approve") != 0 && strcmp(decision, "reject") != 0)) {
 		eng_invalid(r, "/decision", "must be \"approve\" or \"reject\"");

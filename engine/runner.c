@@ -858,7 +858,7 @@ static const char **redact_values(const run_t *run, const json_t *step, json_t *
  * call summary (credentials, vault secrets and the connector's
  * redact_fields already out) plus the prompt, with the step's redact
  * values scrubbed from both; without, the summary minus the answer. */
-static json_t *ai_summary(const run_t *run, const json_t *step, const json_t *summary, bool log_prompts)
+static json_t *ai_summary(const run_t *run, const json_t *step, json_t *summary, bool log_prompts)
 {
 	json_t *out, *keep = NULL;
 	const char **values;
@@ -866,11 +866,11 @@ static json_t *ai_summary(const run_t *run, const json_t *step, const json_t *su
 	if (summary == NULL)
 		return NULL;
 	if (!log_prompts) {
-		out = json_deep_copy(summary);
-		if (out && json_is_object(json_object_get(out, "response")))
-			json_object_set_new(json_object_get(out, "response"), "body",
+		/* the call's result is dropped after this: change it in place */
+		if (json_is_object(json_object_get(summary, "response")))
+			json_object_set_new(json_object_get(summary, "response"), "body",
 					    json_string("[not logged: policy ai.log_prompts is off]"));
-		return out;
+		return json_incref(summary);
 	}
 	out = json_deep_copy(summary);
 	if (out && json_is_object(json_object_get(out, "request")) && run->ai_prompt)

@@ -77,30 +77,6 @@ typedef struct dom_req {
 	bool dns_failed;
 } dom_req_t;
 
-/* A lower-case DNS name with at least two labels (as branding's). */
-static bool domain_ok(const char *s)
-{
-	size_t n = s ? strlen(s) : 0, label = 0;
-
-	if (n < 3 || n > 253)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-
-		if (c == '.') {
-			if (label == 0 || s[i - 1] == '-')
-				return false;
-			label = 0;
-			continue;
-		}
-		if (!(islower((unsigned char)c) || isdigit((unsigned char)c) || (c == '-' && label > 0)))
-			return false;
-		if (++label > 63)
-			return false;
-	}
-	return label > 0 && s[n - 1] != '-' && strchr(s, '.') != NULL;
-}
-
 static dom_req_t *dom_new(tn_call_t *call, pa_t *pa, const char *domain)
 {
 	dom_req_t *d;
@@ -110,7 +86,7 @@ static dom_req_t *dom_new(tn_call_t *call, pa_t *pa, const char *domain)
 		gw_respond_error(call->req, 404, "not_found", "no such tenant");
 		return NULL;
 	}
-	if (domain && !domain_ok(domain)) {
+	if (domain && !tn_domain_ok(domain)) {
 		gw_respond_error(call->req, 404, "not_found", "no such domain");
 		return NULL;
 	}
@@ -210,7 +186,7 @@ static void post_domain(tn_call_t *call, void *arg)
 		return;
 	}
 	domain = json_string_value(json_object_get(body, "domain"));
-	if (!domain_ok(domain) || strlen(domain) != json_string_length(json_object_get(body, "domain"))) {
+	if (!tn_domain_ok(domain) || strlen(domain) != json_string_length(json_object_get(body, "domain"))) {
 		json_decref(body);
 		mf_err_set(&err, 400, "validation_failed", "/domain: must be a lower-case DNS name");
 		gw_respond_problem_ext(call->req, &err, json_pack("{s:[{s:s,s:s}]}", "errors", "path", "/domain",

@@ -84,7 +84,7 @@ static json_t *branding_json(tn_ctx_t *ctx, const PGresult *r)
 
 /* ---- validation ---- */
 
-static bool text_ok(const json_t *v, size_t max)
+bool tn_text_ok(const json_t *v, size_t max)
 {
 	const char *s = json_string_value(v);
 	size_t n = s ? json_string_length(v) : 0;
@@ -97,12 +97,11 @@ static bool text_ok(const json_t *v, size_t max)
 	return true;
 }
 
-/* A lower-case DNS name with at least two labels. */
-static bool domain_ok(const char *s)
+bool tn_domain_ok(const char *s)
 {
-	size_t n = strlen(s), label = 0;
+	size_t n = s ? strlen(s) : 0, label = 0;
 
-	if (n == 0 || n > 253)
+	if (n < 3 || n > 253)
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		char c = s[i];
@@ -128,7 +127,7 @@ static bool https_url_ok(const json_t *v)
 	const char *s = json_string_value(v);
 	size_t i = 8;
 
-	if (!text_ok(v, 2048) || strncmp(s, "https://", 8) != 0)
+	if (!tn_text_ok(v, 2048) || strncmp(s, "https://", 8) != 0)
 		return false;
 	for (; s[i] && s[i] != '/' && s[i] != ':' && s[i] != '?' && s[i] != '#'; i++)
 		if (!isalnum((unsigned char)s[i]) && s[i] != '.' && s[i] != '-')
@@ -146,7 +145,7 @@ static bool email_ok(const json_t *v)
 {
 	const char *s = json_string_value(v), *at;
 
-	if (!text_ok(v, 254))
+	if (!tn_text_ok(v, 254))
 		return false;
 	at = strchr(s, '@');
 	if (at == NULL || at == s || strchr(at + 1, '@') != NULL || at - s > 64)
@@ -180,7 +179,7 @@ void tn_branding_validate(const json_t *b, const char *prefix, json_t *errors)
 	}
 	json_object_foreach((json_t *)b, k, v) {
 		if (!strcmp(k, "display_name")) {
-			if (!text_ok(v, 100))
+			if (!tn_text_ok(v, 100))
 				add_error(errors, prefix, "/display_name", "must be 1 to 100 printable characters");
 		} else if (!strcmp(k, "logo_url")) {
 			if (!https_url_ok(v))
@@ -209,7 +208,7 @@ void tn_branding_validate(const json_t *b, const char *prefix, json_t *errors)
 				const char *s = json_string_value(d);
 
 				snprintf(path, sizeof(path), "/domains/%zu", i);
-				if (s == NULL || strlen(s) != json_string_length(d) || !domain_ok(s)) {
+				if (s == NULL || strlen(s) != json_string_length(d) || !tn_domain_ok(s)) {
 					add_error(errors, prefix, path, "must be a lower-case DNS name");
 					continue;
 				}

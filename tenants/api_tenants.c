@@ -58,19 +58,6 @@ static bool slug_ok(const char *s)
 	return true;
 }
 
-static bool text_ok(const json_t *v, size_t max)
-{
-	const char *s = json_string_value(v);
-	size_t n = s ? json_string_length(v) : 0;
-
-	if (s == NULL || n == 0 || n > max || strlen(s) != n)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-			return false;
-	return true;
-}
-
 /* Branding (the white-label basics; templates and the portal use it). */
 static int branding_check(tn_ctx_t *ctx, const json_t *b)
 {
@@ -202,7 +189,7 @@ static void provision(tn_ctx_t *ctx, enum pol_kind kind)
 			return;
 		}
 	}
-	if (!text_ok(json_object_get(ctx->body, "name"), 200)) {
+	if (!tn_text_ok(json_object_get(ctx->body, "name"), 200)) {
 		invalid(ctx, "/name", "must be 1 to 200 printable characters");
 		return;
 	}
@@ -326,7 +313,7 @@ static void patch_tenant(tn_ctx_t *ctx)
 	if (tn_body(ctx, keys) == NULL)
 		return;
 	v = json_object_get(ctx->body, "name");
-	if (v && !text_ok(v, 200)) {
+	if (v && !tn_text_ok(v, 200)) {
 		invalid(ctx, "/name", "must be 1 to 200 printable characters");
 		return;
 	}
@@ -552,7 +539,7 @@ int tn_tenant_create(PGconn *c, enum pol_kind kind, const char *parent_id, const
 	PGresult *r;
 	int rc = -1;
 
-	if (kind == POL_PLATFORM || kind == POL_KIND_NONE || !slug_ok(slug) || !text_ok(jname, 200)) {
+	if (kind == POL_PLATFORM || kind == POL_KIND_NONE || !slug_ok(slug) || !tn_text_ok(jname, 200)) {
 		json_decref(jname);
 		return mf_err_set(err, 400, "validation_failed", "a tenant needs a kind below the platform, a name of 1 "
 				  "to 200 printable characters and a slug of a-z, 0-9 and '-'");

@@ -94,6 +94,12 @@ void tn_portal_login(gw_req_t *req, const char *tenant_id);
  * text, NULL = none): each tenant's own fields over its ancestors'
  * (api_branding.c). */
 json_t *tn_branding_chain(const char *const *docs, int n);
+/* Branding's value checks (api_branding.c), for tenant names and domain
+ * claims too: a string of 1 to max bytes without control characters or
+ * NUL; a lower-case DNS name of at least two labels (no trailing dot, no
+ * label starting or ending with '-'). */
+bool tn_text_ok(const json_t *v, size_t max);
+bool tn_domain_ok(const char *s);
 
 /* Does the caller's token carry this role?  Any name, tenant-defined
  * ones (e.g. "finance_approver") too: approvals ask this, not the
