@@ -11,7 +11,6 @@
  * rendered workflow still validates with them.
  */
 #include <ctype.h>
-#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +19,7 @@
 #include "core/canon.h"
 #include "core/json.h"
 #include "core/render.h"
+#include "core/spec.h"
 #include "engine/definition.h"
 #include "engine/expr.h"
 
@@ -105,158 +105,23 @@ bool cat_name_ok(const char *s)
 	return charset_ok(s, 1, 63, LOWER_DIGITS, LOWER_DIGITS "-");
 }
 
-static bool param_name_ok(const char *s)
-{
-	return charset_ok(s, 1, 63, "abcdefghijklmnopqrstuvwxyz_", LOWER_DIGITS "_");
-}
-
-static const char *const param_types[] = { "string", "integer", "number", "boolean", "array", "object", NULL };
-
-static bool fits_type(const char *type, const json_t *x)
-{
-	if (strcmp(type, "string") == 0)
-		return json_is_string(x);
-	if (strcmp(type, "integer") == 0)
-		return json_is_integer(x);
-	if (strcmp(type, "number") == 0)
-		return json_is_number(x);
-	if (strcmp(type, "boolean") == 0)
-		return json_is_boolean(x);
-	if (strcmp(type, "array") == 0)
-		return json_is_array(x);
-	return json_is_object(x);
-}
-
 static void path_of(char *out, size_t len, const char *prefix, const char *key)
 {
 	mf_json_pointer(out, len, prefix, key);
 }
 
-/* A value (default or enum member) against the spec's type and bounds. */
-static void check_value(vctx_t *v, const char *path, const char *type, const json_t *x, const json_t *min,
-			const json_t *max, const regex_t *re)
+/* mf_spec_check reports through this. */
+static void spec_bad(void *arg, const char *path, const char *msg)
 {
-	if (!fits_type(type, x)) {
-		bad(v, path, "does not have the parameter's type");
-		return;
-	}
-	if (json_is_integer(x) && ((json_is_integer(min) && json_integer_value(x) < json_integer_value(min)) ||
-				   (json_is_integer(max) && json_integer_value(x) > json_integer_value(max))))
-		bad(v, path, "is outside minimum..maximum");
-	if (re && json_is_string(x) && regexec(re, json_string_value(x), 0, NULL, 0) != 0)
-		bad(v, path, "does not match the pattern");
+	bad(arg, path, msg);
 }
 
 static void check_param(vctx_t *v, const char *name, const json_t *spec)
 {
-	static const char *const keys[] = { "type", "required", "enum", "default", "minimum", "maximum",
-					    "pattern", "description", NULL };
-	char base[200], p[300];
-	const char *k, *type = NULL;
-	json_t *m, *en, *min, *max, *pat;
-	regex_t re;
-	bool have_re = false;
+	char base[200];
 
 	path_of(base, sizeof(base), "/parameters", name);
-	if (!param_name_ok(name)) {
-		bad(v, base, "a parameter name is 1 to 63 of a-z, 0-9 and _, not starting with a digit");
-		return;
-	}
-	if (!json_is_object(spec)) {
-		bad(v, base, "must be an object");
-		return;
-	}
-	json_object_foreach((json_t *)spec, k, m) {
-		size_t i;
-
-		for (i = 0; keys[i] && strcmp(keys[i], k) != 0; i++)
-			;
-		if (keys[i] == NULL) {
-			path_of(p, sizeof(p), base, k);
-			bad(v, p, "is not a parameter spec member (type, required, enum, default, minimum, maximum, "
-				  "pattern, description)");
-		}
-	}
-	m = json_object_get(spec, "type");
-	snprintf(p, sizeof(p), "%s/type", base);
-	if (m == NULL)
-		bad(v, p, "is required");
-	else {
-		for (size_t i = 0; param_types[i]; i++)
-			if (json_is_string(m) && strcmp(json_string_value(m), param_types[i]) == 0)
-				type = param_types[i];
-		if (type == NULL)
-			bad(v, p, "must be one of string, integer, number, boolean, array, object");
-	}
-	m = json_object_get(spec, "required");
-	if (m && !json_is_boolean(m)) {
-		snprintf(p, sizeof(p), "%s/required", base);
-		bad(v, p, "must be a boolean");
-	}
-	m = json_object_get(spec, "description");
-	if (m && (!json_is_string(m) || json_string_length(m) > 500)) {
-		snprintf(p, sizeof(p), "%s/description", base);
-		bad(v, p, "must be a string of at most 500 bytes");
-	}
-	min = json_object_get(spec, "minimum");
-	max = json_object_get(spec, "maximum");
-	for (int i = 0; i < 2; i++) {
-		json_t *b = i ? max : min;
-
-		if (b == NULL)
-			continue;
-		snprintf(p, sizeof(p), "%s/%s", base, i ? "maximum" : "minimum");
-		if (type && strcmp(type, "integer") != 0 && strcmp(type, "number") != 0)
-			bad(v, p, "applies to integer and number parameters only");
-		else if (!json_is_integer(b))
-			bad(v, p, "must be an integer");
-	}
-	if (json_is_integer(min) && json_is_integer(max) && json_integer_value(min) > json_integer_value(max)) {
-		snprintf(p, sizeof(p), "%s/minimum", base);
-		bad(v, p, "is greater than maximum");
-	}
-	pat = json_object_get(spec, "pattern");
-	if (pat) {
-		snprintf(p, sizeof(p), "%s/pattern", base);
-		if (type && strcmp(type, "string") != 0)
-			bad(v, p, "applies to string parameters only");
-		else if (!json_is_string(pat) || json_string_length(pat) == 0 || json_string_length(pat) > 256)
-			bad(v, p, "must be a string of 1 to 256 bytes");
-		else if (regcomp(&re, json_string_value(pat), REG_EXTENDED | REG_NOSUB) != 0)
-			bad(v, p, "is not a POSIX extended regular expression");
-		else
-			have_re = true;
-	}
-	en = json_object_get(spec, "enum");
-	if (en) {
-		snprintf(p, sizeof(p), "%s/enum", base);
-		if (!json_is_array(en) || json_array_size(en) == 0 || json_array_size(en) > 100)
-			bad(v, p, "must be an array of 1 to 100 values");
-		else if (type) {
-			for (size_t i = 0; i < json_array_size(en); i++) {
-				snprintf(p, sizeof(p), "%s/enum/%zu", base, i);
-				check_value(v, p, type, json_array_get(en, i), min, max, have_re ? &re : NULL);
-			}
-		}
-	}
-	m = json_object_get(spec, "default");
-	if (m && type) {
-		bool in = true;
-
-		snprintf(p, sizeof(p), "%s/default", base);
-		check_value(v, p, type, m, min, max, have_re ? &re : NULL);
-		if (json_is_array(en)) {
-			in = false;
-			for (size_t i = 0; i < json_array_size(en); i++)
-				in = in || json_equal(m, json_array_get(en, i));
-		}
-		if (!in)
-			bad(v, p, "is not one of enum");
-		if (json_is_true(json_object_get(spec, "required")))
-			bad(v, p, "a required parameter has no default");
-	}
-	if (have_re)
-		regfree(&re);
+	mf_spec_check(base, name, spec, spec_bad, v);
 }
 
 static void check_strings(vctx_t *v, const json_t *body)
@@ -475,121 +340,7 @@ int cat_signed_bytes(const json_t *body, mf_buf_t *out, json_t **errors, mf_err_
 
 /* ---- install: parameter values against the specs ---- */
 
-/* A value of a pattern-checked parameter is matched only up to this size:
- * regexec's cost grows with the input. */
-#define CAT_PATTERN_MAX_INPUT 1024
-
-static bool below(const json_t *x, const json_t *b)
-{
-	return json_is_number(b) && json_number_value(x) < json_number_value(b) &&
-	       !(json_is_integer(x) && json_integer_value(x) >= json_integer_value(b));
-}
-
-static bool above(const json_t *x, const json_t *b)
-{
-	return json_is_number(b) && json_number_value(x) > json_number_value(b) &&
-	       !(json_is_integer(x) && json_integer_value(x) <= json_integer_value(b));
-}
-
-static void check_given(vctx_t *v, const char *path, const json_t *spec, const json_t *x)
-{
-	const char *type = json_string_value(json_object_get(spec, "type"));
-	const json_t *en = json_object_get(spec, "enum"), *pat = json_object_get(spec, "pattern");
-
-	if (type == NULL || !fits_type(type, x)) {
-		char msg[64];
-
-		snprintf(msg, sizeof(msg), "must be of type %s", type ? type : "?");
-		bad(v, path, msg);
-		return;
-	}
-	if (json_is_array(en)) {
-		bool in = false;
-
-		for (size_t i = 0; i < json_array_size(en); i++)
-			in = in || json_equal((json_t *)x, json_array_get(en, i));
-		if (!in)
-			bad(v, path, "is not one of the parameter's enum values");
-	}
-	if (json_is_number(x) && below(x, json_object_get(spec, "minimum")))
-		bad(v, path, "is below the parameter's minimum");
-	if (json_is_number(x) && above(x, json_object_get(spec, "maximum")))
-		bad(v, path, "is above the parameter's maximum");
-	if (json_is_string(pat) && json_is_string(x)) {
-		regex_t re;
-
-		if (json_string_length(x) > CAT_PATTERN_MAX_INPUT || strlen(json_string_value(x)) != json_string_length(x))
-			bad(v, path, "is too long (or holds NUL) to match the parameter's pattern");
-		else if (regcomp(&re, json_string_value(pat), REG_EXTENDED | REG_NOSUB) != 0)
-			bad(v, path, "the parameter's pattern does not compile");
-		else {
-			if (regexec(&re, json_string_value(x), 0, NULL, 0) != 0)
-				bad(v, path, "does not match the parameter's pattern");
-			regfree(&re);
-		}
-	}
-}
-
 int cat_params_resolve(const json_t *specs, const json_t *given, json_t **out, json_t **errors, mf_err_t *err)
 {
-	vctx_t v = { .errors = json_array() };
-	json_t *res = json_object(), *x;
-	const char *k;
-	char p[200];
-
-	*out = NULL;
-	*errors = NULL;
-	if (v.errors == NULL || res == NULL)
-		goto oom;
-	if (given && !json_is_object(given))
-		bad(&v, "/params", "must be an object");
-	else if (given) {
-		json_object_foreach((json_t *)given, k, x) {
-			const json_t *spec = json_is_object(specs) ? json_object_get(specs, k) : NULL;
-
-			mf_json_pointer(p, sizeof(p), "/params", k);
-			if (!json_is_object(spec))
-				bad(&v, p, "is not a parameter of this template");
-			else
-				check_given(&v, p, spec, x);
-		}
-	}
-	if (json_is_object(specs) && (given == NULL || json_is_object(given))) {
-		json_object_foreach((json_t *)specs, k, x) {
-			const json_t *have = json_is_object(given) ? json_object_get(given, k) : NULL;
-			const json_t *def = json_object_get(x, "default");
-
-			mf_json_pointer(p, sizeof(p), "/params", k);
-			if (have) {
-				if (json_object_set_new(res, k, json_deep_copy(have)) < 0)
-					v.oom = true;
-			} else if (def) {
-				if (json_object_set_new(res, k, json_deep_copy(def)) < 0)
-					v.oom = true;
-			} else if (json_is_true(json_object_get(x, "required")))
-				bad(&v, p, "is required");
-		}
-	}
-	if (v.oom)
-		goto oom;
-	if (json_array_size(v.errors) > 0) {
-		json_decref(res);
-		*errors = v.errors;
-		if (json_array_size(v.errors) == 1)
-			return mf_err_set(err, 400, "validation_failed", "the parameters have 1 problem: %s %s",
-					  json_string_value(json_object_get(json_array_get(v.errors, 0), "path")),
-					  json_string_value(json_object_get(json_array_get(v.errors, 0), "message")));
-		return mf_err_set(err, 400, "validation_failed", "the parameters have %zu problems; the first: %s %s",
-				  json_array_size(v.errors),
-				  json_string_value(json_object_get(json_array_get(v.errors, 0), "path")),
-				  json_string_value(json_object_get(json_array_get(v.errors, 0), "message")));
-	}
-	json_decref(v.errors);
-	*out = res;
-	return 0;
-oom:
-	json_decref(v.errors);
-	json_decref(res);
-	mf_err_set(err, 500, "out_of_memory", "out of memory while checking the parameters");
-	return -2;
+	return mf_spec_resolve(specs, given, "/params", "parameter", out, errors, err);
 }

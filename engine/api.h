@@ -52,6 +52,7 @@ struct eng_req {
 	/* eng_event_post: runs when the event and its runs are written (not
 	 * for a replay), r->out = {"event_id", "run_ids"} */
 	eng_step_fn evented;
+	bool replay;			/* ... also for a replay (r->out the first outcome) */
 	bool portal;			/* answer the client portal's shapes (api_portal.c) */
 };
 
@@ -135,8 +136,12 @@ void eng_store_version(eng_req_t *r, eng_step_fn done);
  * data = r->body's "data" member, r->id its new id, r->text[1] the request
  * hash, r->text[2] the Idempotency-Key or NULL, as POST /events does;
  * then evented(r, NULL) with r->out = {"event_id", "run_ids"} when it is
- * set, else commits and answers 202 with that. */
+ * set, else commits and answers 202 with that.  A replay of a stored key
+ * with the same request hash calls evented too, with r->replay set and
+ * nothing written. */
 void eng_event_post(eng_req_t *r, eng_step_fn evented);
+/* An Idempotency-Key: 1 to 255 printable ASCII characters. */
+bool eng_idempotency_key_ok(const char *k);
 /* A task decision of the path's {task_id} with r->body unparsed yet, as
  * POST /tasks/{id}/decision does; r->portal answers the portal's task
  * shape and refuses an edited AI answer ("output"). */

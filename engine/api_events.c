@@ -60,6 +60,12 @@ static void accepted(eng_req_t *r, const PGresult *res)
 			      "this Idempotency-Key was used with another request body");
 		return;
 	}
+	if (r->evented) {
+		r->replay = true;
+		r->out = out;
+		r->evented(r, NULL);
+		return;
+	}
 	eng_finish(r, 202, out);
 }
 
@@ -123,7 +129,7 @@ void eng_event_post(eng_req_t *r, eng_step_fn evented)
 	event_begun(r, NULL);
 }
 
-static bool key_ok(const char *k)
+bool eng_idempotency_key_ok(const char *k)
 {
 	size_t n = strlen(k);
 
@@ -148,7 +154,7 @@ void eng_post_event(tn_call_t *call, void *arg)
 
 	if (r == NULL)
 		return;
-	if (key && !key_ok(key)) {
+	if (key && !eng_idempotency_key_ok(key)) {
 		eng_invalid(r, "/headers/Idempotency-Key", "must be 1 to 255 printable ASCII characters");
 		return;
 	}

@@ -25,6 +25,7 @@
 
 #include <sodium.h>
 
+#include "core/spec.h"
 #include "engine/api.h"
 #include "engine/definition.h"
 #include "gateway/jwt.h"
@@ -45,6 +46,20 @@
 	"WHEN NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = ANY (q.run_ids) AND r.state <> 'cancelled') THEN 'cancelled' " \
 	"ELSE 'completed' END"
 
+/* A run's milestones (runs r), in the order of its definition's steps:
+ * reached once the step succeeded, skipped when the run ended without it. */
+#define RUN_MILESTONES \
+	"SELECT s.value->>'milestone' AS title, s.ord, r.id AS run_id, r.created_at AS run_created, " \
+	"  r.state AS run_state, (SELECT min(x.finished_at) FROM run_steps x WHERE x.run_id = r.id " \
+	"    AND x.step = s.value->>'id' AND x.state = 'succeeded') AS reached_at " \
+	"FROM runs r JOIN workflow_versions v ON v.workflow = r.workflow AND v.version = r.version, " \
+	"  jsonb_array_elements(v.definition->'steps') WITH ORDINALITY s(value, ord) " \
+	"WHERE s.value ? 'milestone' AND r.id = ANY (q.run_ids)"
+
+#define MILESTONE_STATE \
+	"CASE WHEN m.reached_at IS NOT NULL THEN 'reached' " \
+	"WHEN m.run_state IN ('succeeded', 'failed', 'cancelled') THEN 'skipped' ELSE 'pending' END"
+
 /* A request as the portal shows it; its approvals only where the caller
  * holds the role ($1, a text[]): an msp's internal approvals stay out. */
 #define REQ_JSON \
@@ -52,7 +67,10 @@
 	"'created_at', " ENG_TS("q.created_at") ", " \
 	"'approvals', coalesce((SELECT json_agg(json_build_object('id', t.id, 'title', t.title, 'state', t.state, " \
 	"  'due_at', " ENG_TS("t.due_at") ", 'decided_at', " ENG_TS("t.decided_at") ") ORDER BY t.created_at, t.id) " \
-	"  FROM tasks t WHERE t.run_id = ANY (q.run_ids) AND t.assignee_role = ANY ($1::text[])), '[]'))"
+	"  FROM tasks t WHERE t.run_id = ANY (q.run_ids) AND t.assignee_role = ANY ($1::text[])), '[]'), " \
+	"'milestones', coalesce((SELECT json_agg(json_build_object('title', m.title, 'state', " MILESTONE_STATE ", " \
+	"  'reached_at', " ENG_TS("m.reached_at") ") ORDER BY m.run_created, m.run_id, m.ord) " \
+	"  FROM (" RUN_MILESTONES ") m), '[]'))"
 
 /* A task as the portal shows it (t: tasks). */
 #define TASK_JSON \
@@ -95,7 +113,12 @@ static const char status_sql[] =
 	"  q.id AS i FROM q WHERE q.state IN ('received', 'in_progress', 'awaiting_approval', 'needs_attention') "
 	"  ORDER BY q.created_at, q.id LIMIT 50) o), '[]'), "
 	"'approvals', (SELECT json_build_object('open', open, 'overdue', overdue, 'due_within_24h', soon) FROM a), "
-	"'sla', (SELECT CASE WHEN overdue > 0 THEN 'breached' WHEN soon > 0 THEN 'at_risk' ELSE 'on_track' END FROM a)"
+	"'sla', (SELECT CASE WHEN overdue > 0 THEN 'breached' WHEN soon > 0 THEN 'at_risk' ELSE 'on_track' END FROM a), "
+	"'recent_milestones', coalesce((SELECT json_agg(json_build_object('title', m.title, 'reached_at', "
+	"  " ENG_TS("m.reached_at") ", 'request_id', m.request_id, 'request_type', m.request_type) "
+	"  ORDER BY m.reached_at DESC, m.request_id, m.ord) "
+	"  FROM (SELECT m.*, q.id AS request_id, q.type AS request_type FROM q, LATERAL (" RUN_MILESTONES ") m "
+	"    WHERE m.reached_at IS NOT NULL ORDER BY m.reached_at DESC LIMIT 10) m), '[]')"
 	")::text";
 
 static const char requester_sql[] =
@@ -240,10 +263,91 @@ void eng_portal_status(tn_call_t *call, eng_t *e)
 	eng_read_one(r);
 }
 
+/* ---- request types ----
+ * Each type some workflow takes (its trigger portal.request.<type>), with
+ * the form: the union of its workflows' "request" fields, in order, the
+ * first workflow with a form giving the title and description. */
+
+static const char types_sql[] =
+	"SELECT substr(w.trigger_event, 16), (v.definition->'request')::text FROM workflows w "
+	"JOIN workflow_versions v ON v.workflow = w.name AND v.version = w.latest_version "
+	"WHERE w.trigger_event LIKE 'portal.request.%' ORDER BY 1, w.name";
+
+static int add_form(json_t *item, const json_t *form)
+{
+	json_t *fields = json_object_get(item, "fields"), *f;
+	size_t i;
+
+	if (form == NULL)
+		return 0;
+	/* the first form gives the title and the description */
+	if (!json_object_get(item, "description")) {
+		const char *d = json_string_value(json_object_get(form, "description"));
+
+		if (json_object_set(item, "title", json_object_get(form, "title")) < 0 ||
+		    json_object_set_new(item, "description", json_string(d ? d : "")) < 0)
+			return -1;
+	}
+	json_array_foreach(json_object_get(form, "fields"), i, f)
+		if (eng_def_field_index(fields, json_string_value(json_object_get(f, "name"))) == SIZE_MAX &&
+		    json_array_append(fields, f) < 0)
+			return -1;
+	return 0;
+}
+
+static void types_read(eng_req_t *r, const PGresult *res)
+{
+	json_t *items = json_array(), *item = NULL;
+	bool ok = items != NULL;
+
+	for (int i = 0; ok && i < PQntuples(res); i++) {
+		const char *type = PQgetvalue(res, i, 0);
+		json_t *form = PQgetisnull(res, i, 1) ? NULL : eng_json_col(res, i, 1);
+
+		if (item == NULL || strcmp(json_string_value(json_object_get(item, "type")), type) != 0) {
+			item = json_pack("{s:s,s:s,s:[]}", "type", type, "title", type, "fields");
+			ok = item && json_array_append_new(items, item) == 0;
+		}
+		ok = ok && add_form(item, form) == 0;
+		json_decref(form);
+	}
+	/* a type no form describes: an empty description all the same */
+	for (size_t i = 0; ok && i < json_array_size(items); i++) {
+		item = json_array_get(items, i);
+		if (!json_object_get(item, "description"))
+			ok = json_object_set_new(item, "description", json_string("")) == 0;
+	}
+	if (!ok) {
+		json_decref(items);
+		eng_fail_code(r, 503, "over_capacity", "out of memory; retry");
+		return;
+	}
+	eng_finish(r, 200, json_pack("{s:o}", "items", items));
+}
+
+static void types_begun(eng_req_t *r, const PGresult *res)
+{
+	(void)res;
+	eng_q(r, types_sql, 0, NULL, types_read);
+}
+
+void eng_portal_request_types(tn_call_t *call, eng_t *e)
+{
+	eng_req_t *r = portal_req(call, e);
+
+	if (r)
+		eng_tx(r, types_begun);
+}
+
 /* ---- submit ----
- * text[0] event type, [1] request hash, [2] no Idempotency-Key, [3] and
- * [4] the event chain's, [5] the request id; r->name the request type;
- * r->body {"fields"} and then also {"data"} for the event. */
+ * text[0] event type, [1] request hash, [2] the event's Idempotency-Key
+ * ("portal:<subject>:<key>") or NULL, [3] and [4] the event chain's,
+ * [5] the request id; r->name the request type; r->body {"type",
+ * "fields"} and then also {"data"} for the event. */
+
+/* $1 roles, $2 the event */
+static const char by_event_sql[] =
+	"SELECT " REQ_JSON "::text FROM portal_requests q WHERE q.event_id = $2::uuid";
 
 static void submit_read(eng_req_t *r, const PGresult *res)
 {
@@ -257,6 +361,14 @@ static void submit_read(eng_req_t *r, const PGresult *res)
 	}
 	json_decref(r->out);
 	r->out = eng_json_col(res, 0, 0);
+	if (r->replay) {
+		/* the request the key made first; nothing was written now */
+		json_t *out = r->out;
+
+		r->out = NULL;
+		eng_finish(r, 200, out);
+		return;
+	}
 	r->status = 201;
 	snprintf(target, sizeof(target), "request:%s", r->text[5]);
 	eng_audit_commit(r, "portal.request", target, json_pack("{s:s,s:I}", "type", r->name, "runs", (json_int_t)n));
@@ -276,18 +388,30 @@ static void submit_inserted(eng_req_t *r, const PGresult *res)
 
 static void submitted(eng_req_t *r, const PGresult *res)
 {
-	char *fields = json_dumps(json_object_get(r->body, "fields"), JSON_COMPACT);
-	char *runs = json_dumps(json_object_get(r->out, "run_ids"), JSON_COMPACT);
+	char *fields, *runs;
 	const char *event_id = json_string_value(json_object_get(r->out, "event_id"));
-	const char *p[6] = { r->text[5], r->name, fields, r->call->claims->sub, event_id, runs };
+	const char *p[6] = { r->text[5], r->name, NULL, r->call->claims->sub, event_id, NULL };
 
 	(void)res;
+	if (r->replay) {
+		const char *q[2] = { NULL, event_id };
+
+		if (!roles_text(r))
+			return;
+		q[0] = r->text[0];
+		eng_q(r, by_event_sql, 2, q, submit_read);
+		return;
+	}
+	fields = json_dumps(json_object_get(r->body, "fields"), JSON_COMPACT);
+	runs = json_dumps(json_object_get(r->out, "run_ids"), JSON_COMPACT);
 	if (fields == NULL || runs == NULL || event_id == NULL) {
 		free(fields);
 		free(runs);
 		eng_fail_code(r, 503, "over_capacity", "out of memory; retry");
 		return;
 	}
+	p[2] = fields;
+	p[5] = runs;
 	eng_q(r, insert_sql, 6, p, submit_inserted);
 	free(fields);
 	free(runs);
@@ -296,8 +420,6 @@ static void submitted(eng_req_t *r, const PGresult *res)
 static void got_requester(eng_req_t *r, const PGresult *res)
 {
 	json_t *req = json_deep_copy(json_object_get(r->body, "fields")), *requester;
-	unsigned char h[crypto_generichash_BYTES];
-	char hex[2 * crypto_generichash_BYTES + 1], *text;
 
 	requester = json_pack("{s:s}", "id", r->call->claims->sub);
 	if (requester && PQntuples(res) == 1) {
@@ -312,20 +434,43 @@ static void got_requester(eng_req_t *r, const PGresult *res)
 		eng_fail_code(r, 503, "over_capacity", "out of memory; retry");
 		return;
 	}
-	/* the event's request hash: the data as sent on (no key: no replays) */
-	text = json_dumps(json_object_get(r->body, "data"), JSON_COMPACT | JSON_SORT_KEYS);
-	if (text == NULL) {
-		eng_fail_code(r, 503, "over_capacity", "out of memory; retry");
-		return;
-	}
-	crypto_generichash(h, sizeof(h), (const unsigned char *)text, strlen(text), NULL, 0);
-	free(text);
-	sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
-	if (eng_req_text(r, 1, hex) < 0) {
-		eng_fail_code(r, 503, "over_capacity", "out of memory; retry");
-		return;
-	}
 	eng_event_post(r, submitted);
+}
+
+/* The fields against the type's form (the union of its workflows' forms);
+ * a type no workflow gives a form takes any fields. */
+static bool fields_fit(eng_req_t *r, const PGresult *res)
+{
+	json_t *specs = json_object(), *resolved = NULL, *errors = NULL;
+	mf_err_t err = { 0 };
+	int rc = 0;
+
+	for (int i = 0; specs && rc == 0 && i < PQntuples(res); i++) {
+		json_t *def = eng_json_col(res, i, 2);
+
+		rc = def ? eng_def_form_specs(specs, def) : -1;
+		json_decref(def);
+	}
+	if (specs == NULL || rc < 0) {
+		json_decref(specs);
+		oom(r);
+		return false;
+	}
+	if (json_object_size(specs) == 0) {
+		json_decref(specs);
+		return true;
+	}
+	rc = mf_spec_resolve(specs, json_object_get(r->body, "fields"), "/fields", "field", &resolved, &errors, &err);
+	json_decref(specs);
+	if (rc < 0) {
+		eng_fail_ext(r, &err, errors ? json_pack("{s:o}", "errors", errors) : NULL);
+		return false;
+	}
+	if (json_object_set_new(r->body, "fields", resolved) < 0) {
+		oom(r);
+		return false;
+	}
+	return true;
 }
 
 static void submit_checked(eng_req_t *r, const PGresult *res)
@@ -336,6 +481,8 @@ static void submit_checked(eng_req_t *r, const PGresult *res)
 		eng_fail_code(r, 422, "unknown_request_type", "this portal takes no requests of this type");
 		return;
 	}
+	if (!fields_fit(r, res))
+		return;
 	eng_q(r, requester_sql, 2, p, got_requester);
 }
 
@@ -359,6 +506,37 @@ static bool type_ok(const char *s)
 	return true;
 }
 
+/* text[1]: the request hash, over the body as sent (sorted, compact), so a
+ * repeated Idempotency-Key is the same request only with the same body;
+ * text[2]: the key, scoped to the caller. */
+static bool idempotency(eng_req_t *r)
+{
+	const char *key = gw_req_header(r->call->req, "Idempotency-Key");
+	unsigned char h[crypto_generichash_BYTES];
+	char hex[2 * crypto_generichash_BYTES + 1], *text, *scoped = NULL;
+
+	if (key && !eng_idempotency_key_ok(key)) {
+		eng_invalid(r, "/headers/Idempotency-Key", "must be 1 to 255 printable ASCII characters");
+		return false;
+	}
+	text = json_dumps(r->body, JSON_COMPACT | JSON_SORT_KEYS);
+	if (text == NULL || (key && asprintf(&scoped, "portal:%s:%s", r->call->claims->sub, key) < 0)) {
+		free(text);
+		oom(r);
+		return false;
+	}
+	crypto_generichash(h, sizeof(h), (const unsigned char *)text, strlen(text), NULL, 0);
+	free(text);
+	sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
+	if (eng_req_text(r, 1, hex) < 0 || eng_req_text(r, 2, scoped) < 0) {
+		free(scoped);
+		oom(r);
+		return false;
+	}
+	free(scoped);
+	return true;
+}
+
 void eng_portal_submit(tn_call_t *call, eng_t *e)
 {
 	static const char *const keys[] = { "type", "fields", NULL };
@@ -366,7 +544,7 @@ void eng_portal_submit(tn_call_t *call, eng_t *e)
 	eng_req_t *r = portal_req(call, e);
 	json_t *fields;
 	const char *type;
-	char event[96];
+	char event[96], rid[37];
 
 	if (r == NULL)
 		return;
@@ -398,17 +576,15 @@ void eng_portal_submit(tn_call_t *call, eng_t *e)
 			eng_invalid(r, path, "is set by the portal");
 			return;
 		}
+	if (!idempotency(r))
+		return;
 	snprintf(event, sizeof(event), "portal.request.%s", type);
 	snprintf(r->name, sizeof(r->name), "%s", type);
 	tn_uuid_new(r->id);		/* the event's */
-	{
-		char rid[37];
-
-		tn_uuid_new(rid);
-		if (eng_req_text(r, 0, event) < 0 || eng_req_text(r, 5, rid) < 0) {
-			oom(r);
-			return;
-		}
+	tn_uuid_new(rid);
+	if (eng_req_text(r, 0, event) < 0 || eng_req_text(r, 5, rid) < 0) {
+		oom(r);
+		return;
 	}
 	if (!eng_def_event_ok(event)) {
 		eng_invalid(r, "/type", "makes an event name that is too long");

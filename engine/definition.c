@@ -20,6 +20,7 @@
 #include "core/duration.h"
 #include "core/json.h"
 #include "core/render.h"
+#include "core/spec.h"
 #include "engine/definition.h"
 #include "engine/expr.h"
 #include "policies/authz.h"
@@ -39,15 +40,15 @@ static const char *const type_names[T_COUNT] = {
 /* Fields each type takes besides id, type, retry, timeout (and next, which
  * every type but decide takes). */
 static const char *const type_known[T_COUNT] = {
-	"id, type, next, retry, timeout, connector, method, path, query, body, output",
-	"id, type, next, retry, timeout, assignee_role, sla, on_timeout, escalate_to, title, next_on_reject",
-	"id, type, retry, timeout, cases, default",
-	"id, type, next, retry, timeout, event, match, duration",
-	"id, type, next, retry, timeout, event, data",
-	"id, type, next, retry, timeout, output",
-	"id, type, next, retry, timeout, connector, task, prompt, labels, fields, options, model, min_confidence, "
+	"id, type, next, retry, timeout, milestone, connector, method, path, query, body, output",
+	"id, type, next, retry, timeout, milestone, assignee_role, sla, on_timeout, escalate_to, title, next_on_reject",
+	"id, type, retry, timeout, milestone, cases, default",
+	"id, type, next, retry, timeout, milestone, event, match, duration",
+	"id, type, next, retry, timeout, milestone, event, data",
+	"id, type, next, retry, timeout, milestone, output",
+	"id, type, next, retry, timeout, milestone, connector, task, prompt, labels, fields, options, model, min_confidence, "
 	"require_approval, assignee_role, sla, next_on_reject, redact",
-	"id, type, next, retry, timeout, message",
+	"id, type, next, retry, timeout, milestone, message",
 };
 
 static const char *const type_required[T_COUNT][4] = {
@@ -715,6 +716,9 @@ static void check_step(struct vctx *c, const json_t *step, size_t i)
 			check_retry(c, v);
 		} else if (strcmp(key, "timeout") == 0) {
 			(void)check_duration(c, v, 1, 365 * DAY);
+		} else if (strcmp(key, "milestone") == 0) {
+			if (!json_is_string(v) || json_string_length(v) < 1 || json_string_length(v) > ENG_DEF_MAX_TITLE)
+				problem(c, "must be a string of 1 to %d bytes (the client sees it)", ENG_DEF_MAX_TITLE);
 		} else if (t < 0) {
 			/* no type to judge the other fields against */
 		} else if (!check_type_field(c, (enum step_type)t, step, key, v)) {
@@ -842,6 +846,130 @@ static void check_messages(struct vctx *c, const json_t *v)
 	}
 }
 
+/* mf_spec_check's problems, at their path under the current one. */
+static void spec_bad(void *arg, const char *path, const char *msg)
+{
+	struct vctx *c = arg;
+	size_t old = c->path.len;
+
+	if (mf_buf_adds(&c->path, path) < 0)
+		c->oom = true;
+	problem(c, "%s", msg);
+	pop(c, old);
+}
+
+/* "request.fields": the form's fields in the order shown, each a value
+ * spec (core/spec.h) with its "name". */
+static void check_fields(struct vctx *c, const json_t *v)
+{
+	size_t i;
+	json_t *f;
+
+	if (!json_is_array(v) || json_array_size(v) > ENG_DEF_MAX_FIELDS) {
+		problem(c, "must be an array of at most %d field specs", ENG_DEF_MAX_FIELDS);
+		return;
+	}
+	json_array_foreach(v, i, f) {
+		size_t old = push_index(c, i);
+		const char *name = str_of(json_object_get(f, "name"));
+		json_t *spec;
+
+		if (!json_is_object(f)) {
+			problem(c, "must be a field spec {name, type, ...}");
+		} else if (name == NULL) {
+			problem(c, "missing required field \"name\"");
+		} else if (!mf_spec_name_ok(name)) {
+			size_t o2 = push_key(c, "name", false);
+
+			problem(c, "a field name is 1 to 63 of a-z, 0-9 and _, not starting with a digit");
+			pop(c, o2);
+		} else if (strcmp(name, "id") == 0 || strcmp(name, "type") == 0 || strcmp(name, "requester") == 0) {
+			size_t o2 = push_key(c, "name", false);
+
+			problem(c, "names a member the portal sets (id, type, requester)");
+			pop(c, o2);
+		} else if (eng_def_field_index(v, name) != i) {
+			size_t o2 = push_key(c, "name", false);
+
+			problem(c, "duplicates the name of an earlier field");
+			pop(c, o2);
+		} else if ((spec = json_copy(f)) == NULL || json_object_del(spec, "name") < 0) {
+			json_decref(spec);
+			c->oom = true;
+		} else {
+			mf_spec_check("", name, spec, spec_bad, c);
+			json_decref(spec);
+		}
+		pop(c, old);
+	}
+}
+
+size_t eng_def_field_index(const json_t *fields, const char *name)
+{
+	size_t i;
+	json_t *f;
+
+	json_array_foreach(fields, i, f)
+		if (name && str_of(json_object_get(f, "name")) && strcmp(str_of(json_object_get(f, "name")), name) == 0)
+			return i;
+	return SIZE_MAX;
+}
+
+int eng_def_form_specs(json_t *specs, const json_t *def)
+{
+	const json_t *fields = json_object_get(json_object_get(def, "request"), "fields");
+	size_t i;
+	json_t *f;
+
+	json_array_foreach(fields, i, f) {
+		const char *name = str_of(json_object_get(f, "name"));
+		json_t *spec;
+
+		if (name == NULL || json_object_get(specs, name))
+			continue;
+		spec = json_copy(f);
+		if (spec == NULL || json_object_del(spec, "name") < 0 || json_object_set_new(specs, name, spec) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* "request": the portal request form of a workflow triggered by
+ * portal.request.<type> (docs/portal.md): {title, description?, fields}. */
+static void check_request(struct vctx *c, const json_t *v)
+{
+	const char *ev = str_of(json_object_get(json_object_get(c->def, "trigger"), "event"));
+	const char *key;
+	json_t *m;
+
+	if (!json_is_object(v)) {
+		problem(c, "must be an object {title, description, fields}");
+		return;
+	}
+	if (ev && strncmp(ev, "portal.request.", 15) != 0)
+		problem(c, "a request form needs a trigger on portal.request.<type>");
+	if (!json_object_get(v, "title"))
+		problem(c, "missing required field \"title\"");
+	json_object_foreach((json_t *)v, key, m) {
+		size_t old = push_key(c, key, false);
+
+		if (strcmp(key, "title") == 0) {
+			if (!json_is_string(m) || json_string_length(m) < 1 || json_string_length(m) > ENG_DEF_MAX_TITLE)
+				problem(c, "must be a string of 1 to %d bytes", ENG_DEF_MAX_TITLE);
+		} else if (strcmp(key, "description") == 0) {
+			if (!json_is_string(m) || json_string_length(m) > 1000)
+				problem(c, "must be a string of at most 1000 bytes");
+		} else if (strcmp(key, "fields") == 0) {
+			check_fields(c, m);
+		} else {
+			pop(c, old);
+			unknown_field(c, key, "title, description, fields");
+			continue;
+		}
+		pop(c, old);
+	}
+}
+
 bool eng_def_message_name_ok(const char *s)
 {
 	size_t n = s ? strlen(s) : 0;
@@ -862,7 +990,7 @@ static void check_def(struct vctx *c, const json_t *def)
 	size_t i;
 
 	if (!json_is_object(def)) {
-		problem(c, "must be a JSON object {trigger, steps, start, params, messages}");
+		problem(c, "must be a JSON object {trigger, steps, start, params, messages, request}");
 		return;
 	}
 	if (!json_object_get(def, "trigger"))
@@ -891,9 +1019,11 @@ static void check_def(struct vctx *c, const json_t *def)
 				problem(c, "is larger than %d bytes as JSON", ENG_DEF_MAX_PARAMS);
 		} else if (strcmp(key, "messages") == 0) {
 			check_messages(c, v);
+		} else if (strcmp(key, "request") == 0) {
+			check_request(c, v);
 		} else {
 			pop(c, old);
-			unknown_field(c, key, "trigger, steps, start, params, messages");
+			unknown_field(c, key, "trigger, steps, start, params, messages, request");
 			continue;
 		}
 		pop(c, old);

@@ -3,9 +3,10 @@
  * its validator, plus the few reads the engine needs to walk a definition.
  *
  * Pure: no I/O, no clock, no database.  A definition is a JSON object
- * {"trigger", "steps", "start"?, "params"?, "messages"?}; every step has an
- * "id", a "type" (http, approval, decide, wait, emit, transform, ai,
- * message) and the fields of its type.
+ * {"trigger", "steps", "start"?, "params"?, "messages"?, "request"?}; every
+ * step has an "id", a "type" (http, approval, decide, wait, emit,
+ * transform, ai, message), the fields of its type and an optional
+ * "milestone" (a title the client portal shows once the step succeeded).
  * Validation checks the shape of every field, expressions and templates
  * (engine/expr.h) at their exact JSON Pointer, and the step graph: unique
  * ids, no dangling references, every step reachable from the start, and
@@ -27,6 +28,10 @@
 /* "messages": at most this many, each at most this many bytes. */
 #define ENG_DEF_MAX_MESSAGES 100
 #define ENG_DEF_MAX_MESSAGE 8192
+/* A step's "milestone" and a request form's "title": at most this many bytes. */
+#define ENG_DEF_MAX_TITLE 120
+/* "request.fields": at most this many field specs (core/spec.h). */
+#define ENG_DEF_MAX_FIELDS 50
 /* At most this many problems are listed (the count in the detail is exact). */
 #define ENG_DEF_MAX_ERRORS 100
 /* eng_def_successors never writes more than this many entries. */
@@ -50,6 +55,14 @@ bool eng_def_message_name_ok(const char *s);
 /* An event name: two or more dot-separated parts, each a lower-case
  * letter then a-z, 0-9 and _, at most 128 characters in all. */
 bool eng_def_event_ok(const char *s);
+
+/* The index of the field named name in a "request.fields" array, or
+ * SIZE_MAX. */
+size_t eng_def_field_index(const json_t *fields, const char *name);
+/* Adds def's request form fields to specs (an object: name -> value spec
+ * without "name"), each name the first time it is seen, so a type's form
+ * is the union of its workflows' forms.  0, or -1 out of memory. */
+int eng_def_form_specs(json_t *specs, const json_t *def) __attribute__((warn_unused_result));
 
 /* The reads below take a definition (borrowed) and are meant for validated
  * ones; on any other JSON they stay safe and answer "nothing". */

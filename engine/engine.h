@@ -80,7 +80,10 @@ json_t *eng_run_entry(const char *name, int version, const json_t *def, const js
  * tasks and status without run contexts, step outputs or connector
  * summaries. */
 struct tn_call;
-/* POST /portal/v1/requests {"type", "fields"}: 201 the request. */
+/* GET /portal/v1/request-types: the types and their forms. */
+void eng_portal_request_types(struct tn_call *call, eng_t *e);
+/* POST /portal/v1/requests {"type", "fields"} (Idempotency-Key): 201 the
+ * request, 200 the first one for a repeated key. */
 void eng_portal_submit(struct tn_call *call, eng_t *e);
 void eng_portal_list_requests(struct tn_call *call, eng_t *e);
 /* The path's {request_id}. */

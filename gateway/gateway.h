@@ -50,6 +50,14 @@ int gw_router_add(gw_router_t *r, const char *method, const char *pattern,
 		  gw_handler_fn fn, void *arg, unsigned flags)
 	__attribute__((warn_unused_result));
 
+/* Before the router's own refusals of a path starting with prefix (404 no
+ * route, 405, 400 bad escape, 415), fn(req) may set headers, as a module
+ * answering that prefix does on its own answers (the client portal's
+ * security headers).  At most 4 per router; -1 when full or prefix is
+ * longer than 31 bytes. */
+int gw_router_on_refusal(gw_router_t *r, const char *prefix, void (*fn)(gw_req_t *req))
+	__attribute__((warn_unused_result));
+
 /* ---- request ---- */
 
 const char *gw_req_method(const gw_req_t *req);

@@ -654,6 +654,11 @@ static void dispatch(gw_conn_t *c)
 	c->state = S_HANDLING;
 	timer_set(c, T_NONE, 0);
 	gw_router_match(rt, r->method, r->path, strlen(r->path), r->scratch, &r->match);
+	if (r->match.status != 0 || ((r->match.route->flags & GW_ROUTE_JSON_BODY) && r->body.len > 0 &&
+				     !is_json_type(gw_req_header(r, "content-type"))))
+		for (int i = 0; i < rt->nhooks; i++)
+			if (strncmp(r->path, rt->hooks[i].prefix, strlen(rt->hooks[i].prefix)) == 0)
+				rt->hooks[i].fn(r);
 	if (r->match.status == 404) {
 		gw_respond_error(r, 404, "not_found", "no such resource");
 		return;

@@ -7,6 +7,7 @@
  * /items/{id}.  The table is built before the server starts and only read
  * afterwards, so every worker thread shares it without locks.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -243,4 +244,16 @@ void gw_router_match(const gw_router_t *r, const char *method, const char *path,
 		m->pvalue[m->nparams++] = scratch;
 		scratch += strlen(scratch) + 1;
 	}
+}
+
+int gw_router_on_refusal(gw_router_t *r, const char *prefix, void (*fn)(gw_req_t *req))
+{
+	gw_refusal_hook_t *h;
+
+	if (r->nhooks >= GW_MAX_REFUSAL_HOOKS || strlen(prefix) >= sizeof(h->prefix))
+		return -1;
+	h = &r->hooks[r->nhooks++];
+	snprintf(h->prefix, sizeof(h->prefix), "%s", prefix);
+	h->fn = fn;
+	return 0;
 }

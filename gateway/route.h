@@ -22,9 +22,19 @@ typedef struct gw_route {
 	int id;				/* index, for metrics */
 } gw_route_t;
 
+/* Headers for the router's own refusals of paths under a prefix. */
+typedef struct gw_refusal_hook {
+	char prefix[32];
+	void (*fn)(gw_req_t *req);
+} gw_refusal_hook_t;
+
+#define GW_MAX_REFUSAL_HOOKS 4
+
 struct gw_router {
 	gw_route_t *routes;
 	int n, cap;
+	gw_refusal_hook_t hooks[GW_MAX_REFUSAL_HOOKS];
+	int nhooks;
 };
 
 typedef struct gw_match {

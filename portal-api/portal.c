@@ -21,7 +21,9 @@
 #include "core/worker.h"
 #include "portal-api/pa.h"
 
-enum pa_op { OP_BRANDING, OP_LOGIN, OP_REQUESTS, OP_SUBMIT, OP_REQUEST, OP_TASKS, OP_DECIDE, OP_STATUS, OP_OPTIONS };
+enum pa_op {
+	OP_BRANDING, OP_LOGIN, OP_TYPES, OP_REQUESTS, OP_SUBMIT, OP_REQUEST, OP_TASKS, OP_DECIDE, OP_STATUS, OP_OPTIONS
+};
 
 struct pa_route {
 	struct pa_route *next;
@@ -46,6 +48,7 @@ static const struct {
 } table[] = {
 	{ "GET", "/branding", OP_BRANDING, 0 },
 	{ "POST", "/login", OP_LOGIN, GW_ROUTE_JSON_BODY },
+	{ "GET", "/request-types", OP_TYPES, 0 },
 	{ "GET", "/requests", OP_REQUESTS, 0 },
 	{ "POST", "/requests", OP_SUBMIT, GW_ROUTE_JSON_BODY },
 	{ "GET", "/requests/{request_id}", OP_REQUEST, 0 },
@@ -162,6 +165,7 @@ static void guarded(tn_call_t *call, void *arg)
 		return;
 	}
 	switch (p->route->op) {
+	case OP_TYPES: eng_portal_request_types(call, pa->eng); break;
 	case OP_REQUESTS: eng_portal_list_requests(call, pa->eng); break;
 	case OP_SUBMIT: eng_portal_submit(call, pa->eng); break;
 	case OP_REQUEST: eng_portal_get_request(call, pa->eng); break;
@@ -371,6 +375,9 @@ int pa_routes_add(pa_t *pa, gw_router_t *api)
 	pa->read = tn_guard_new(pa->tn, POL_READ, guarded, pa);
 	pa->runs = tn_guard_new(pa->tn, POL_RUNS, guarded, pa);
 	if (pa->read == NULL || pa->runs == NULL)
+		return -1;
+	/* the gateway's own 404s and 405s under the portal carry its headers too */
+	if (gw_router_on_refusal(api, "/portal/", security_headers) < 0)
 		return -1;
 	for (size_t k = 0; k < 2; k++) {
 		for (size_t i = 0; i < NTABLE; i++) {

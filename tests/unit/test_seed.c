@@ -133,9 +133,9 @@ static void test_shipped(void)
 		json_t *c, *m;
 
 		snprintf(path, sizeof(path), "catalog/templates/%s.json", shipped[i]);
-		snprintf(what, sizeof(what), "%s: named after its file, version 1.0.0", shipped[i]);
+		snprintf(what, sizeof(what), "%s: named after its file, version 1.1.0", shipped[i]);
 		T_OK(name && strcmp(name, shipped[i]) == 0 && strcmp(cat_seed_path(s, i), path) == 0 &&
-		     strcmp(json_string_value(json_object_get(doc, "version")), "1.0.0") == 0, what);
+		     strcmp(json_string_value(json_object_get(doc, "version")), "1.1.0") == 0, what);
 		snprintf(what, sizeof(what), "%s: a description, tags, parameters, connectors and messages", shipped[i]);
 		T_OK(json_string_length(json_object_get(doc, "description")) > 100 &&
 		     json_array_size(json_object_get(doc, "tags")) > 0 && json_object_size(specs) > 0 &&
