@@ -37,6 +37,17 @@ def shipped(name):
         return json.load(f)
 
 
+V = {n: shipped(n)["version"] for n in SHIPPED}   # the shipped versions
+
+
+def next_minor(v):
+    major, minor, _ = v.split(".")
+    return f"{major}.{int(minor) + 1}.0"
+
+
+NEWER = next_minor(V["client-onboarding"])   # a version the seed has not published
+
+
 class CatalogSeedTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -91,7 +102,8 @@ class CatalogSeedTest(unittest.TestCase):
         self.assertEqual(r.status, 200, r.body)
         return {i["id"]: i for i in r.json()["items"] if i["partner"] == "demo-partner"}
 
-    def version_doc(self, name, version="1.0.0"):
+    def version_doc(self, name, version=None):
+        version = version or V[name]
         r = api(self.port, "GET", f"/v1/catalog/templates/demo-partner/{name}/versions/{version}", self.operator)
         self.assertEqual(r.status, 200, r.body)
         return r.json()["document"]
@@ -109,7 +121,7 @@ class CatalogSeedTest(unittest.TestCase):
 
     def install(self, name, token=None):
         return api(self.port, "POST", f"/v1/tenants/{self.client['id']}/installations", token or self.operator,
-                   {"template": f"demo-partner/{name}", "version": "1.0.0", "workflow_name": name})
+                   {"template": f"demo-partner/{name}", "version": V[name], "workflow_name": name})
 
     # ---- tests, in order ----
 
@@ -117,7 +129,7 @@ class CatalogSeedTest(unittest.TestCase):
         self.assertEqual(self.sql("SELECT count(*) FROM platform.tenants WHERE slug = 'demo-partner'"), "0")
         lines = self.seed_ok()
         self.assertEqual([(l["template"], l["version"], l["state"]) for l in lines],
-                         [(f"demo-partner/{n}", "1.0.0", "published") for n in SHIPPED])
+                         [(f"demo-partner/{n}", V[n], "published") for n in SHIPPED])
         self.assertEqual(len({l["key_id"] for l in lines}), 1, "one key signs the run")
         # the partner, provisioned like POST /v1/tenants: a partner under the platform, its schema migrated
         row = self.sql("SELECT kind, name, parent_id, schema_name FROM platform.tenants WHERE slug = 'demo-partner'")
@@ -143,7 +155,7 @@ class CatalogSeedTest(unittest.TestCase):
             want = shipped(n)
             self.assertEqual((item["latest_version"], item["description"], item["tags"], item["parameters"],
                               item["connectors"]),
-                             ("1.0.0", want["description"], want["tags"], want["parameters"], want["connectors"]))
+                             (V[n], want["description"], want["tags"], want["parameters"], want["connectors"]))
             doc = self.version_doc(n)
             self.verify(doc)
             self.assertEqual(doc["key_id"], lines[0]["key_id"])
@@ -193,7 +205,7 @@ class CatalogSeedTest(unittest.TestCase):
             self.assertEqual(r.json()["definition"], dict(want["workflow"], params=defaults, messages=want["messages"]))
         # a parameter value is checked against the shipped spec
         r = api(self.port, "POST", f"{base}/installations", self.operator,
-                {"template": "demo-partner/change-request-routing", "version": "1.0.0",
+                {"template": "demo-partner/change-request-routing", "version": V["change-request-routing"],
                  "params": {"cab_cost_threshold": -1, "currency": "usd"}, "workflow_name": "changes"})
         self.assertEqual(r.status, 400, r.body)
         self.assertEqual([e["path"] for e in r.json()["errors"]], ["/params/cab_cost_threshold", "/params/currency"])
@@ -204,9 +216,9 @@ class CatalogSeedTest(unittest.TestCase):
             shutil.copy(os.path.join(SHIPPED_DIR, n + ".json"), d)
         # a valid new version, that must not be published alongside broken files
         newer = shipped("client-onboarding")
-        newer["version"] = "1.1.0"
+        newer["version"] = NEWER
         newer["parameters"]["kickoff_within_days"]["default"] = 5
-        with open(os.path.join(d, "client-onboarding-1.1.json"), "w") as f:
+        with open(os.path.join(d, "client-onboarding-newer.json"), "w") as f:
             json.dump(newer, f)
         # tampered: a step pointing nowhere, and a threshold that is not an integer
         broken = shipped("billing-readiness")
@@ -234,15 +246,15 @@ class CatalogSeedTest(unittest.TestCase):
             json.dump(edited, f)
         lines = self.seed_ok(d)
         state = {(l["template"], l["version"]): l for l in lines}
-        self.assertEqual(state[("demo-partner/client-onboarding", "1.1.0")]["state"], "published")
+        self.assertEqual(state[("demo-partner/client-onboarding", NEWER)]["state"], "published")
         self.assertEqual(sum(l["state"] == "published" for l in lines), 1, lines)
-        self.assertIn("new version", state[("demo-partner/change-request-routing", "1.0.0")]["note"])
+        self.assertIn("new version", state[("demo-partner/change-request-routing", V["change-request-routing"])]["note"])
         keys, versions, _ = self.counts()
         self.assertEqual((keys, versions), (before[0] + 1, before[1] + 1))
-        doc = self.version_doc("client-onboarding", "1.1.0")
+        doc = self.version_doc("client-onboarding", NEWER)
         self.verify(doc)
-        self.assertEqual(doc["key_id"], state[("demo-partner/client-onboarding", "1.1.0")]["key_id"])
-        self.assertEqual(self.catalog()["demo-partner/client-onboarding"]["latest_version"], "1.1.0")
+        self.assertEqual(doc["key_id"], state[("demo-partner/client-onboarding", NEWER)]["key_id"])
+        self.assertEqual(self.catalog()["demo-partner/client-onboarding"]["latest_version"], NEWER)
 
     def test_5_usage(self):
         r = subprocess.run([BIN, "seed-catalog", "--config", self.cfg, "--bogus"], capture_output=True, text=True)
@@ -302,7 +314,7 @@ class ShippedRunTest(RunReads, unittest.TestCase):
         r = subprocess.run([BIN, "seed-catalog", "--config", cfg], capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
         for name in ("change-request-routing", "billing-readiness"):
-            r = env.call("POST", "/installations", {"template": f"demo-partner/{name}", "version": "1.0.0"})
+            r = env.call("POST", "/installations", {"template": f"demo-partner/{name}", "version": V[name]})
             assert r.status == 201, r.body
         time.sleep(2.3)  # past the workers' cache of tenant facts (policies, branding)
 

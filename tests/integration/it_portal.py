@@ -26,6 +26,33 @@ CHANGE_FLOW = {
     ],
 }
 
+# A type with a form, split over two workflows (a form is the union of its
+# workflows' fields), and milestones on the steps the client may follow.
+ACCESS_FLOW = {
+    "trigger": {"event": "portal.request.access"},
+    "request": {"title": "Access request", "description": "Ask for access to a system.",
+                "fields": [
+                    {"name": "system", "type": "string", "required": True, "title": "System"},
+                    {"name": "level", "type": "string", "enum": ["read", "write"], "default": "read"},
+                    {"name": "days", "type": "integer", "minimum": 1, "maximum": 90, "default": 30},
+                ]},
+    "steps": [
+        {"id": "log", "type": "transform", "milestone": "Request logged", "output": {"ok": "true"}},
+        {"id": "ask", "type": "approval", "assignee_role": "change_approver", "sla": "PT4H",
+         "on_timeout": "reject", "title": "Grant {{ data.request.level }} access to {{ data.request.system }}?"},
+        {"id": "grant", "type": "transform", "milestone": "Access granted", "output": {"ok": "true"}},
+    ],
+}
+ACCESS_AUDIT_FLOW = {
+    "trigger": {"event": "portal.request.access"},
+    "request": {"title": "Ignored: the first form gives the title",
+                "fields": [
+                    {"name": "system", "type": "integer"},
+                    {"name": "justification", "type": "string", "required": True, "title": "Why"},
+                ]},
+    "steps": [{"id": "record", "type": "transform", "milestone": "Recorded for audit", "output": {"ok": "true"}}],
+}
+
 
 def portal(port, method, path, host=None, token=None, body=None, headers=None):
     h = dict(headers or {})
@@ -58,6 +85,9 @@ class PortalTest(unittest.TestCase):
             r = api(cls.port, "POST", f"/v1/tenants/{c['id']}/domains/{d}/confirm", cls.msp_tok)
             assert r.status == 200, r.body
             r = api(cls.port, "PUT", f"/v1/tenants/{c['id']}/workflows/portal-change", cls.msp_tok, CHANGE_FLOW)
+            assert r.status in (200, 201), r.body
+        for name, flow in (("access", ACCESS_FLOW), ("access-audit", ACCESS_AUDIT_FLOW)):
+            r = api(cls.port, "PUT", f"/v1/tenants/{cls.contoso['id']}/workflows/{name}", cls.msp_tok, flow)
             assert r.status in (200, 201), r.body
         cls.ann = cls.user(cls.contoso, "ann@contoso.example", ["client_user", "change_approver"])
         cls.cat = cls.user(cls.contoso, "cat@contoso.example", ["client_admin"])
@@ -200,7 +230,8 @@ class PortalTest(unittest.TestCase):
         self.assertEqual(r.status, 201, r.body)
         req = r.json()
         self.assertEqual((req["type"], req["fields"]["summary"]), ("change", "Add a guest VLAN"))
-        self.assertEqual(set(req), {"id", "type", "fields", "state", "created_at", "approvals"})
+        self.assertEqual(set(req), {"id", "type", "fields", "state", "created_at", "approvals", "milestones"})
+        self.assertEqual(req["milestones"], [])
         req = self.wait_request(req["id"], ("awaiting_approval",))
         self.assertEqual(req["approvals"][0]["title"], "Approve change: Add a guest VLAN")
         # the event reached the workflow with the request's id and requester
@@ -209,7 +240,8 @@ class PortalTest(unittest.TestCase):
             f"WHERE type = 'portal.request.change' AND data -> 'request' ->> 'id' = '{req['id']}'"))
         self.assertEqual(data["request"]["id"], req["id"])
         self.assertEqual(data["request"]["requester"]["email"], "ann@contoso.example")
-        tasks = self.call("GET", "/portal/v1/tasks?state=open", token=self.ann_tok).json()["items"]
+        tasks = [t for t in self.call("GET", "/portal/v1/tasks?state=open", token=self.ann_tok).json()["items"]
+                 if t["request_id"] == req["id"]]
         self.assertEqual(len(tasks), 1)
         task = tasks[0]
         self.assertEqual(task["request_id"], req["id"])
@@ -236,7 +268,7 @@ class PortalTest(unittest.TestCase):
         st = st.json()
         self.assertGreaterEqual(st["requests"]["completed"], 1)
         self.assertEqual(st["sla"], "on_track")
-        self.assertEqual(set(st), {"requests", "open_requests", "approvals", "sla"})
+        self.assertEqual(set(st), {"requests", "open_requests", "approvals", "sla", "recent_milestones"})
         # nothing of the run's inside leaks
         for r in PortalTest.seen:
             self.assertNotIn(b"internal-connector-detail-xyz", r.body)
@@ -260,6 +292,120 @@ class PortalTest(unittest.TestCase):
         eve_tok = self.login("portal.contoso.example", "eve@contoso.example")
         self.assertEqual(self.call("GET", "/portal/v1/requests", token=eve_tok).json()["items"], [])
         self.assertEqual(self.call("GET", f"/portal/v1/requests/{r.json()['id']}", token=eve_tok).status, 404)
+
+    # ---- forms, idempotency, milestones ----
+
+    def count_requests(self):
+        return int(self.env.psql(f"SELECT count(*) FROM {self.env.tenant_schema(self.contoso['id'])}.portal_requests"))
+
+    def decide_open(self, rid, decision):
+        """ann decides the open task of request rid (once it is there)."""
+        self.wait_request(rid, ("awaiting_approval",), token=self.cat_tok)  # the admin sees every request
+        task = [t for t in self.call("GET", "/portal/v1/tasks?state=open", token=self.ann_tok).json()["items"]
+                if t["request_id"] == rid][0]
+        r = self.call("POST", f"/portal/v1/tasks/{task['id']}/decision", token=self.ann_tok,
+                      body={"decision": decision})
+        self.assertEqual(r.status, 200, r.body)
+
+    def test_request_types_and_forms(self):
+        r = self.call("GET", "/portal/v1/request-types", token=self.ann_tok)
+        self.assertEqual(r.status, 200, r.body)
+        types = {t["type"]: t for t in r.json()["items"]}
+        self.assertEqual(sorted(types), ["access", "change"])
+        self.assertEqual((types["change"]["title"], types["change"]["fields"]), ("change", []))
+        acc = types["access"]
+        self.assertEqual((acc["title"], acc["description"]), ("Access request", "Ask for access to a system."))
+        # the union of both workflows' forms, in order; the first one's "system" wins
+        self.assertEqual([f["name"] for f in acc["fields"]], ["system", "level", "days", "justification"])
+        self.assertEqual(acc["fields"][0], {"name": "system", "type": "string", "required": True, "title": "System"})
+        # Fabrikam's portal has no access type; path form answers the same
+        r = self.call("GET", "/portal/v1/request-types", "portal.fabrikam.example", self.bob_tok)
+        self.assertEqual([t["type"] for t in r.json()["items"]], ["change"])
+        r = self.call("GET", "/portal/v1/c/contoso/request-types", "127.0.0.1", self.ann_tok)
+        self.assertEqual(sorted(t["type"] for t in r.json()["items"]), ["access", "change"])
+        self.assertEqual(self.call("GET", "/portal/v1/request-types").status, 401)
+        # bad fields: every problem at its path, nothing stored
+        before = self.count_requests()
+        r = self.call("POST", "/portal/v1/requests", token=self.ann_tok, body={"type": "access", "fields": {
+            "system": 5, "level": "root", "days": 0, "extra": 1}})
+        self.assertEqual((r.status, r.json()["code"]), (400, "validation_failed"), r.body)
+        self.assertEqual(sorted(e["path"] for e in r.json()["errors"]),
+                         ["/fields/days", "/fields/extra", "/fields/justification", "/fields/level", "/fields/system"])
+        self.assertEqual(self.count_requests(), before)
+        # a workflow's form is checked when it is stored
+        bad = dict(ACCESS_FLOW, request={"title": "x", "fields": [{"name": "id", "type": "string"},
+                                                                  {"name": "n", "type": "integer", "minimum": "1"}]})
+        r = api(self.port, "PUT", f"/v1/tenants/{self.contoso['id']}/workflows/bad-form", self.msp_tok, bad)
+        self.assertEqual(r.status, 400, r.body)
+        self.assertEqual([e["path"] for e in r.json()["errors"]],
+                         ["/request/fields/0/name", "/request/fields/1/minimum"])
+        bad = dict(CHANGE_FLOW, trigger={"event": "crm.deal.won"}, request={"title": "x", "fields": []})
+        r = api(self.port, "PUT", f"/v1/tenants/{self.contoso['id']}/workflows/bad-form", self.msp_tok, bad)
+        self.assertEqual([e["path"] for e in r.json()["errors"]], ["/request"])
+
+    def test_idempotent_request_and_milestones(self):
+        before = self.count_requests()
+        body = {"type": "access", "fields": {"system": "erp", "justification": "month end"}}
+        key = {"Idempotency-Key": "form-7f3a"}
+        r = self.call("POST", "/portal/v1/requests", token=self.ann_tok, body=body, headers=key)
+        self.assertEqual(r.status, 201, r.body)
+        req = r.json()
+        # the stored fields carry the form's defaults
+        self.assertEqual(req["fields"], {"system": "erp", "justification": "month end", "level": "read", "days": 30})
+        again = self.call("POST", "/portal/v1/requests", token=self.ann_tok, body=body, headers=key)
+        self.assertEqual(again.status, 200, again.body)
+        self.assertEqual(again.json()["id"], req["id"])
+        r = self.call("POST", "/portal/v1/requests", token=self.ann_tok,
+                      body={"type": "access", "fields": {"system": "crm", "justification": "x"}}, headers=key)
+        self.assertEqual((r.status, r.json()["code"]), (422, "idempotency_key_reused"))
+        self.assertEqual(self.count_requests(), before + 1)
+        schema = self.env.tenant_schema(self.contoso["id"])
+        self.assertEqual(self.env.psql(f"SELECT count(*) FROM {schema}.runs r JOIN {schema}.portal_requests q "
+                                       f"ON r.id = ANY (q.run_ids) WHERE q.id = '{req['id']}'"), "2")
+        # the key is the caller's: another user's same key is a new request
+        self.user(self.contoso, "fay@contoso.example", ["client_user"])
+        fay = self.login("portal.contoso.example", "fay@contoso.example")
+        r = self.call("POST", "/portal/v1/requests", token=fay, body=body, headers=key)
+        self.assertEqual(r.status, 201, r.body)
+        self.assertNotEqual(r.json()["id"], req["id"])
+        self.decide_open(r.json()["id"], "reject")
+        self.assertEqual(self.call("POST", "/portal/v1/requests", token=fay, body=body,
+                                   headers={"Idempotency-Key": "\u00e9"}).status, 400)
+
+        def stones(q):
+            return {m["title"]: m["state"] for m in q["milestones"]}
+        q = self.wait_request(req["id"], ("awaiting_approval",))
+        self.assertEqual(stones(q), {"Request logged": "reached", "Access granted": "pending",
+                                     "Recorded for audit": "reached"})
+        self.decide_open(req["id"], "approve")
+        q = self.wait_request(req["id"], ("completed",))
+        self.assertEqual(stones(q), {"Request logged": "reached", "Access granted": "reached",
+                                     "Recorded for audit": "reached"})
+        self.assertTrue(all(m["reached_at"] for m in q["milestones"]))
+        st = self.call("GET", "/portal/v1/status", token=self.ann_tok).json()
+        recent = [(m["title"], m["request_id"], m["request_type"]) for m in st["recent_milestones"]]
+        self.assertEqual(recent[0], ("Access granted", req["id"], "access"))
+        # a rejected one: the milestone after the approval is skipped
+        r = self.call("POST", "/portal/v1/requests", token=self.ann_tok,
+                      body={"type": "access", "fields": {"system": "hr", "justification": "curious"}})
+        rid = r.json()["id"]
+        self.decide_open(rid, "reject")
+        q = self.wait_request(rid, ("rejected",))
+        self.assertEqual(stones(q)["Access granted"], "skipped")
+        self.assertIsNone([m for m in q["milestones"] if m["title"] == "Access granted"][0]["reached_at"])
+
+    def test_gateway_refusals_under_the_portal_carry_its_headers(self):
+        for m, path in (("GET", "/portal/v1/nothing-here"), ("DELETE", "/portal/v1/branding"),
+                        ("GET", "/portal/v1/c/contoso/requests/a/b/c")):
+            r = self.call(m, path)
+            self.assertIn(r.status, (404, 405), (m, path, r.body))
+            self.assertEqual(r.headers.get("x-content-type-options"), "nosniff", path)
+            self.assertIn("frame-ancestors 'none'", r.headers.get("content-security-policy", ""), path)
+            self.assertNotIn("server", r.headers)
+        # the admin API keeps its own headers
+        r = request(self.port, "GET", "/v1/nothing-here")
+        self.assertEqual(r.status, 404)
+        self.assertNotIn("frame-ancestors", r.headers.get("content-security-policy", ""))
 
     # ---- isolation ----
 

@@ -474,6 +474,41 @@ static void test_ai_and_messages(void)
 	     !eng_def_message_name_ok("") && !eng_def_message_name_ok("A"), "message names");
 }
 
+static void test_forms_and_milestones(void)
+{
+	json_t *def, *specs;
+
+	T_OK(validates("{'trigger': {'event': 'portal.request.change'}, 'request': {'title': 'Change', 'description': 'd',"
+		       " 'fields': [{'name': 'summary', 'type': 'string', 'required': true, 'title': 'Summary'},"
+		       " {'name': 'cost', 'type': 'integer', 'minimum': 0, 'default': 0}]},"
+		       " 'steps': [{'id': 'a', 'type': 'transform', 'milestone': 'Logged', 'output': {'x': '1'}}]}"),
+	     "a request form and a milestone");
+	bad("form fields: names, duplicates, reserved names, specs",
+	    "{'trigger': {'event': 'portal.request.x'}, 'request': {'fields': [{'name': 'Bad', 'type': 'string'},"
+	    " {'name': 'a', 'type': 'string'}, {'name': 'a', 'type': 'string'}, {'name': 'requester', 'type': 'string'},"
+	    " {'type': 'string'}, {'name': 'b', 'type': 'integer', 'pattern': 'x', 'colour': 1}, 7], 'extra': 1},"
+	    " 'steps': [{'id': 'a', 'type': 'transform', 'output': {'x': '1'}}]}",
+	    "/request", "/request/fields/0/name", "/request/fields/2/name", "/request/fields/3/name", "/request/fields/4",
+	    "/request/fields/5/colour", "/request/fields/5/pattern", "/request/fields/6", "/request/extra", NULL);
+	bad("a form needs a portal trigger; a milestone is a short title",
+	    "{'trigger': {'event': 'crm.deal.won'}, 'request': {'title': 'x', 'fields': []},"
+	    " 'steps': [{'id': 'a', 'type': 'transform', 'milestone': '', 'output': {'x': '1'}}]}",
+	    "/request", "/steps/0/milestone", NULL);
+
+	/* a type's form: the union of its workflows' fields, the first name wins */
+	specs = json_object();
+	def = J("{'request': {'fields': [{'name': 'a', 'type': 'string'}, {'name': 'b', 'type': 'integer'}]}}");
+	T_OK(eng_def_form_specs(specs, def) == 0, "first form");
+	json_decref(def);
+	def = J("{'request': {'fields': [{'name': 'b', 'type': 'string'}, {'name': 'c', 'type': 'boolean'}]}}");
+	T_OK(eng_def_form_specs(specs, def) == 0 && json_object_size(specs) == 3 &&
+	     strcmp(json_string_value(json_object_get(json_object_get(specs, "b"), "type")), "integer") == 0 &&
+	     !json_object_get(json_object_get(specs, "a"), "name"),
+	     "the union of two forms, each spec without its name");
+	json_decref(def);
+	json_decref(specs);
+}
+
 int main(void)
 {
 	test_valid();
@@ -485,5 +520,6 @@ int main(void)
 	test_reads();
 	test_params();
 	test_ai_and_messages();
+	test_forms_and_milestones();
 	return t_done();
 }
