@@ -85,6 +85,8 @@ static const char *reason(int status)
 	case 201: return "Created";
 	case 202: return "Accepted";
 	case 204: return "No Content";
+	case 304: return "Not Modified";
+	case 308: return "Permanent Redirect";
 	case 400: return "Bad Request";
 	case 401: return "Unauthorized";
 	case 403: return "Forbidden";
@@ -461,7 +463,7 @@ static void respond(gw_req_t *r, int status, const char *ctype, const void *body
 	gw_worker_t *w = r->w;
 	struct timespec now;
 	uint64_t us;
-	char head[512];
+	char head[512], clen[48];
 	int n;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
@@ -477,8 +479,15 @@ static void respond(gw_req_t *r, int status, const char *ctype, const void *body
 			    c->nreq + 1 >= w->srv->cfg->max_requests_per_conn))
 		r->keep_alive = false;
 	date_refresh(w);
-	n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\n%sX-Request-Id: %s\r\nContent-Length: %zu\r\n%s%s%s%s",
-		     status, reason(status), w->date, r->id, len,
+	/* a 304 has no content, and its Content-Length would have to be the
+	 * 200's (RFC 9110 8.6): none at all is simpler and what caches expect */
+	clen[0] = '\0';
+	if (status == 304)
+		len = 0;
+	else
+		snprintf(clen, sizeof(clen), "Content-Length: %zu\r\n", len);
+	n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\n%sX-Request-Id: %s\r\n%s%s%s%s%s",
+		     status, reason(status), w->date, r->id, clen,
 		     ctype ? "Content-Type: " : "", ctype ? ctype : "", ctype ? "\r\n" : "",
 		     r->keep_alive ? "" : "Connection: close\r\n");
 	{

@@ -202,6 +202,15 @@ static void branding(gw_req_t *req, const PGresult *res)
 	gw_respond_json(req, 200, out);
 }
 
+/* Is resolve_sql's one row a portal to serve?  A Host that is another
+ * client's portal never serves this one's path; a suspended client, or a
+ * client of a suspended msp, has no portal. */
+static bool portal_live(const PGresult *res)
+{
+	return (PQgetisnull(res, 0, 5) || strcmp(PQgetvalue(res, 0, 5), PQgetvalue(res, 0, 0)) == 0) &&
+	       strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+}
+
 static void resolved(const PGresult *res, const mf_err_t *err, void *arg)
 {
 	pa_req_t *p = arg;
@@ -227,9 +236,7 @@ static void resolved(const PGresult *res, const mf_err_t *err, void *arg)
 		return;
 	}
 	snprintf(p->tenant_id, sizeof(p->tenant_id), "%s", PQgetvalue(res, 0, 0));
-	/* a Host that is another client's portal never serves this one's path */
-	if ((!PQgetisnull(res, 0, 5) && strcmp(PQgetvalue(res, 0, 5), p->tenant_id) != 0) ||
-	    strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
+	if (!portal_live(res)) {
 		free(p);
 		not_found(req);
 		return;
@@ -304,6 +311,57 @@ static void portal_enter(gw_req_t *req, void *arg)
 	params[1] = slug;
 	if (mf_pg_query(w->pg, resolve_sql, 2, params, resolved, p) < 0) {
 		free(p);
+		gw_respond_error(req, 503, "over_capacity", "too busy; retry");
+	}
+}
+
+/* ---- the page's lookup (pa.h, web.c) ---- */
+
+struct pa_find {
+	gw_req_t *req;
+	pa_found_fn found;
+	void *arg;
+};
+
+static void find_resolved(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	struct pa_find f = *(struct pa_find *)arg;
+
+	free(arg);
+	if (err) {
+		gw_respond_problem(f.req, err);
+		return;
+	}
+	f.found(f.req, PQntuples(res) == 1 && portal_live(res) ? PQgetvalue(res, 0, 0) : NULL, f.arg);
+}
+
+void pa_portal_find(gw_req_t *req, pa_found_fn found, void *arg)
+{
+	mf_worker_t *w = gw_req_worker_data(req);
+	const char *slug = gw_req_param(req, "portal"), *h = gw_req_header(req, "host");
+	const char *params[2];
+	char host[256];
+	struct pa_find *f;
+
+	if (w == NULL || w->pg == NULL) {
+		gw_respond_error(req, 503, "not_ready", "the portal is not available yet");
+		return;
+	}
+	if (slug && !slug_ok(slug)) {
+		found(req, NULL, arg);
+		return;
+	}
+	host_of(h, h ? strlen(h) : 0, host);
+	f = malloc(sizeof(*f));
+	if (f == NULL) {
+		gw_respond_error(req, 503, "over_capacity", "out of memory; retry");
+		return;
+	}
+	*f = (struct pa_find){ req, found, arg };
+	params[0] = host;
+	params[1] = slug;
+	if (mf_pg_query(w->pg, resolve_sql, 2, params, find_resolved, f) < 0) {
+		free(f);
 		gw_respond_error(req, 503, "over_capacity", "too busy; retry");
 	}
 }
@@ -407,5 +465,7 @@ int pa_routes_add(pa_t *pa, gw_router_t *api)
 				return -1;
 		}
 	}
+	if (pa_web_routes(pa, api) < 0)
+		return -1;
 	return pa_domains_routes(pa, api);
 }
