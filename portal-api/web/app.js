@@ -282,7 +282,8 @@
 			var kind = f.type || "string";
 			if (Array.isArray(f["enum"])) {
 				input = el("select", { id: id, "data-testid": id });
-				if (!f.required)
+				// a blank choice only where leaving the field out means something
+				if (!f.required && f["default"] === undefined)
 					input.appendChild(el("option", { value: "" }, ""));
 				f["enum"].forEach(function (v, i) {
 					var o = el("option", { value: String(i) }, String(v));
@@ -591,6 +592,15 @@
 			clear(list);
 			open.forEach(function (r) { list.appendChild(requestItem(r)); });
 			show($("status-open-empty"), !open.length);
+			var recent = $("status-milestones"), ms = Array.isArray(s.recent_milestones) ? s.recent_milestones : [];
+			clear(recent);
+			ms.forEach(function (m) {
+				var li = el("li", { "data-request-id": m.request_id });
+				li.appendChild(el("span", { "class": "ms-title" }, m.title || ""));
+				li.appendChild(el("span", { "class": "meta" }, " " + label(m.request_type) + " \u00b7 " + fmtTime(m.reached_at)));
+				recent.appendChild(li);
+			});
+			show($("status-milestones-empty"), !ms.length);
 		}, function () {});
 	}
 

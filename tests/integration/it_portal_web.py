@@ -36,12 +36,12 @@ SLUG = "tailwind"
 EMAIL = "ada@tailwind.example"
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; "
             "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
-# CHANGE_FLOW with the form the portal renders and a milestone per step;
-# an engine that does not know "request" or "milestone" gets CHANGE_FLOW
+# CHANGE_FLOW with the form the portal renders and a milestone per step
 FORM = {"title": "Change request", "description": "A change to your systems",
-        "fields": {"summary": {"type": "string", "title": "Summary", "required": True},
-                   "estimated_cost": {"type": "integer", "title": "Estimated cost", "minimum": 0},
-                   "urgency": {"type": "string", "title": "Urgency", "enum": ["low", "high"], "default": "low"}}}
+        "fields": [{"name": "summary", "type": "string", "title": "Summary", "required": True},
+                   {"name": "estimated_cost", "type": "integer", "title": "Estimated cost", "minimum": 0},
+                   {"name": "urgency", "type": "string", "title": "Urgency", "enum": ["low", "high"],
+                    "default": "low"}]}
 ELEMENT = "element-6066-11e4-a52e-4f735466cecf"  # the W3C web element identifier
 
 
@@ -197,10 +197,7 @@ class PortalPageTest(unittest.TestCase):
         flow["steps"] = [dict(base.CHANGE_FLOW["steps"][0], milestone="Approved"),
                          dict(base.CHANGE_FLOW["steps"][1], milestone="Done")]
         r = api(cls.port, "PUT", f"/v1/tenants/{cid}/workflows/portal-change", cls.msp_tok, flow)
-        cls.with_form = r.status in (200, 201)
-        if not cls.with_form:
-            r = api(cls.port, "PUT", f"/v1/tenants/{cid}/workflows/portal-change", cls.msp_tok, base.CHANGE_FLOW)
-            assert r.status in (200, 201), r.body
+        assert r.status in (200, 201), r.body
         r = api(cls.port, "POST", f"/v1/tenants/{cid}/users", cls.msp_tok,
                 {"email": EMAIL, "password": base.PW, "roles": ["client_user", "change_approver"]})
         assert r.status == 201, r.body
@@ -325,41 +322,39 @@ class PortalPageTest(unittest.TestCase):
                   "!!document.getElementById('field-summary')", what="request form")
         self.assertTrue(b.js("return !!sessionStorage.getItem('portal.token:/portal/v1/c/" + SLUG + "')"))
 
-        # the request form: the type's own fields when the portal lists types
-        has_types = b.wait_js("return document.getElementById('request-type').options.length > 0 && "
-                              "Array.from(document.getElementById('request-type').options).map(o => o.value)",
-                              what="request types")
-        self.assertIn("change", has_types)
-        typed_form = bool(b.js("return !!document.getElementById('field-estimated_cost')"))
-        if self.with_form:
-            self.assertTrue(typed_form, "the workflow's request form is rendered")
+        # the request form: the workflow's own fields, from /request-types
+        types = b.wait_js("return document.getElementById('request-type').options.length > 0 && "
+                          "Array.from(document.getElementById('request-type').options).map(o => o.textContent)",
+                          what="request types")
+        self.assertEqual(types, ["Change request"])
+        b.wait_js("return !!document.getElementById('field-estimated_cost')", what="the type's form")
+        self.assertEqual(b.js("return document.querySelector('label[for=field-summary]').textContent"), "Summary *")
+        self.assertEqual(b.js("return document.getElementById('field-estimated_cost').type"), "number")
+        self.assertEqual(b.js("return Array.from(document.getElementById('field-urgency').options)"
+                              ".map(o => o.textContent)"), ["low", "high"])
         # a required field left empty is shown next to the field
         b.click("[data-testid=request-submit]")
         err = b.wait_js("var e = document.getElementById('error-summary'); return !e.hidden && e.textContent",
                         what="field error")
         self.assertIn("Required", err)
         b.type("#field-summary", "Open port 443 <b>now</b>")
-        if typed_form:
-            # the server's validation, next to the field (RFC 9457 errors[]), where it checks the form
-            b.type("#field-estimated_cost", "-5")
-            b.click("[data-testid=request-submit]")
-            got = b.wait_js("var e = document.getElementById('error-estimated_cost'), "
-                            "c = document.getElementById('request-created'); "
-                            "return (!e.hidden && 'error') || (!c.hidden && 'created')", what="an answer")
-            if got == "created":
-                print("# the portal took a negative estimated_cost: no server-side form validation")
-            b.type("#field-estimated_cost", "250")
-            b.js("var s = document.getElementById('field-urgency'); s.selectedIndex = 1; "
-                 "s.dispatchEvent(new Event('change'))")
-        else:
-            b.type("#field-details", "Firewall rule for the new web server")
+        # the server's validation, next to the field (RFC 9457 errors[])
+        b.type("#field-estimated_cost", "-5")
+        b.click("[data-testid=request-submit]")
+        err = b.wait_js("var e = document.getElementById('error-estimated_cost'); return !e.hidden && e.textContent",
+                        what="the server's field error")
+        self.assertTrue(err)
+        self.assertEqual(b.js("return document.getElementById('field-estimated_cost')"
+                              ".getAttribute('aria-invalid')"), "true")
+        b.type("#field-estimated_cost", "250")
+        b.js("var s = document.getElementById('field-urgency'); s.selectedIndex = 1; "
+             "s.dispatchEvent(new Event('change'))")
         b.click("[data-testid=request-submit]")
         rid = b.wait_js("var e = document.getElementById('request-created'); "
                         "return !e.hidden && e.getAttribute('data-request-id')", what="request created")
-        if typed_form:
-            r = api(self.port, "GET", f"/portal/v1/c/{SLUG}/requests/{rid}", self.token_of(b))
-            self.assertEqual(r.json()["fields"], {"summary": "Open port 443 <b>now</b>", "estimated_cost": 250,
-                                                  "urgency": "high"})
+        r = api(self.port, "GET", f"/portal/v1/c/{SLUG}/requests/{rid}", self.token_of(b))
+        self.assertEqual(r.json()["fields"], {"summary": "Open port 443 <b>now</b>", "estimated_cost": 250,
+                                              "urgency": "high"})
 
         # approve it where the approvals are
         b.click("[data-testid=nav-approvals]")
@@ -378,11 +373,18 @@ class PortalPageTest(unittest.TestCase):
         b.wait_js("var e = document.getElementById('request-' + arguments[0]); "
                   "return e && e.getAttribute('data-state') === 'completed'", rid, what="request completed",
                   timeout=25)
+        self.assertEqual(b.js("return Array.from(document.querySelectorAll("
+                              "'#request-' + arguments[0] + ' .milestones li')).map(l => [l.className, "
+                              "l.querySelector('.ms-title').textContent])", rid),
+                         [["ms-reached", "Approved"], ["ms-reached", "Done"]])
         b.click("[data-testid=nav-status]")
         b.wait_js("return document.getElementById('status-sla').getAttribute('data-sla')", what="status")
         done = b.wait_js("var e = document.querySelector('[data-testid=count-completed]'); "
                          "return e && e.textContent", what="completed count")
         self.assertGreaterEqual(int(done), 1)
+        recent = b.wait_js("return Array.from(document.querySelectorAll('#status-milestones .ms-title'))"
+                           ".map(e => e.textContent)", what="recent milestones")
+        self.assertEqual(sorted(recent), ["Approved", "Done"])  # newest first; these two may share a time
         self.assertEqual(b.js("return document.querySelectorAll('b').length"), 0)
         self.assert_no_product_name(b)
 
