@@ -480,9 +480,10 @@ static void respond(gw_req_t *r, int status, const char *ctype, const void *body
 		r->keep_alive = false;
 	date_refresh(w);
 	/* a 304 has no content, and its Content-Length would have to be the
-	 * 200's (RFC 9110 8.6): none at all is simpler and what caches expect */
+	 * 200's (RFC 9110 8.6): none at all is simpler and what caches expect;
+	 * a 204 must not carry one (RFC 9110 8.6) */
 	clen[0] = '\0';
-	if (status == 304)
+	if (status == 304 || status == 204)
 		len = 0;
 	else
 		snprintf(clen, sizeof(clen), "Content-Length: %zu\r\n", len);

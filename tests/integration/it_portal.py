@@ -161,6 +161,7 @@ class PortalTest(unittest.TestCase):
         r = self.call("OPTIONS", "/portal/v1/requests", headers={
             "Origin": "https://portal.contoso.example", "Access-Control-Request-Method": "POST"})
         self.assertEqual(r.status, 204, r.body)
+        self.assertNotIn("content-length", r.headers)   # RFC 9110 8.6: never on a 204
         self.assertIn("POST", r.headers.get("access-control-allow-methods", ""))
         self.assertIn("Authorization", r.headers.get("access-control-allow-headers", ""))
         r = self.call("OPTIONS", "/portal/v1/requests", headers={
