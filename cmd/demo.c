@@ -701,8 +701,9 @@ static int publish(mf_demo_t *d, mf_err_t *err)
 	if (rc == 0) {
 		flockfile(stdout);
 		printf("%s\n", one);
-		printf("demo: Contoso's portal of Northwind IT, with deal %s %s\n", DEAL_ID,
-		       strcmp(d->run_state, "waiting") == 0 ? "waiting for the finance approval" : d->run_state);
+		printf("demo: Northwind IT's client Contoso; the run of deal %s is %s%s\n", DEAL_ID,
+		       d->run_state[0] ? d->run_state : "not started yet",
+		       strcmp(d->run_state, "waiting") == 0 ? " (for the finance approval)" : "");
 		printf("  portal         %s  (path form %s)\n", json_string_value(json_object_get(s, "portal_url")),
 		       json_string_value(json_object_get(s, "portal_path_url")));
 		printf("  portal API     %s  (path form %s)\n", json_string_value(json_object_get(s, "portal_api")),
