@@ -271,6 +271,7 @@ static reply_t llm(const call_t *c)
 	json_t *msgs = json_object_get(c->body, "messages"), *answer, *model;
 	const char *sys, *user;
 	char *content;
+	int in_tokens, out_tokens;
 	reply_t r;
 
 	if (!(c->n == 3 && strcmp(c->method, "POST") == 0 && strcmp(c->segs[0], "v1") == 0 &&
@@ -288,12 +289,14 @@ static reply_t llm(const call_t *c)
 		return ok(503, NULL);
 	model = json_object_get(c->body, "model");
 	model = json_is_string(model) ? json_incref(model) : json_string("demo-llm");
+	/* a token is about four characters: plausible counts, nothing more */
+	in_tokens = (int)((strlen(sys) + (user ? strlen(user) : 0)) / 4);
+	out_tokens = (int)(strlen(content) / 4);
 	r = ok(200, json_pack("{s:o,s:s,s:I,s:o,s:[{s:i,s:s,s:{s:s,s:s}}],s:{s:i,s:i,s:i}}", "id",
 			      new_id(c->p, "chatcmpl"), "object", "chat.completion", "created", (json_int_t)time(NULL),
-			      "model", model, "choices", "index", 0, "finish_reason",
-			      "stop", "message", "role", "assistant", "content", content, "usage", "prompt_tokens",
-			      (int)(strlen(sys) + (user ? strlen(user) : 0)) / 4, "completion_tokens",
-			      (int)strlen(content) / 4, "total_tokens", 0));
+			      "model", model, "choices", "index", 0, "finish_reason", "stop", "message", "role",
+			      "assistant", "content", content, "usage", "prompt_tokens", in_tokens, "completion_tokens",
+			      out_tokens, "total_tokens", in_tokens + out_tokens));
 	free(content);
 	return r;
 }
