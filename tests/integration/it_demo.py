@@ -5,7 +5,8 @@ approval, approves it, and the run creates the project in the mock PSA and
 links it on the mock CRM deal (the peers' GET /calls); the client user sees
 no approval, the msp admin cannot use the client portal.  A second start
 on the same state makes nothing twice: same tenants, users, passwords,
-installations, and one run for the deal."""
+installations, and one run for the deal; a third without demo.json makes
+the users again with new passwords and still one run."""
 import json
 import os
 import stat
@@ -191,6 +192,22 @@ class DemoTest(unittest.TestCase):
         # the same password still signs in
         r = self.login("client_approver", port=self.srv.port, demo=again)
         self.assertEqual(r.status, 200, r.body)
+
+        # without demo.json: the users are made again with new passwords, the
+        # deal's event is replayed under its Idempotency-Key (no second run)
+        self.assertEqual(self.srv.stop(), 0)
+        self.srv = None
+        os.unlink(os.path.join(self.state, "demo.json"))
+        self.srv, third = start(self.state)
+        admin = self.admin()
+        self.assertEqual((third["client"], third["deal"]["run_id"]), (d["client"], d["deal"]["run_id"]))
+        self.assertNotEqual(third["logins"]["client_approver"]["password"], d["logins"]["client_approver"]["password"])
+        r = api(self.srv.port, "GET", f"/v1/tenants/{cid}/runs?workflow=opportunity-to-project", admin)
+        self.assertEqual([x["id"] for x in r.json()["items"]], [d["deal"]["run_id"]])
+        r = api(self.srv.port, "GET", f"/v1/tenants/{cid}/users", admin)
+        self.assertEqual(len(r.json()["items"]), 2, r.body)
+        self.assertEqual(self.login("client_approver", port=self.srv.port, demo=third).status, 200)
+        self.assertEqual(self.login("client_approver", port=self.srv.port, demo=again).status, 401)
 
 
 if __name__ == "__main__":
