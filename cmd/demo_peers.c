@@ -12,7 +12,6 @@
  * its state needs a lock; stopping is a write to an eventfd that the loop
  * watches, the cross-thread message STYLE.md prescribes.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
