@@ -2,7 +2,7 @@
  * main.c - the mspflow command line: parses the subcommand and its flags,
  * loads the configuration, and hands over to serve / dev / migrate.
  *
- *   mspflow dev [--listen H:P] [--admin-listen H:P] [--state DIR] [--config FILE]
+ *   mspflow dev [--listen H:P] [--admin-listen H:P] [--state DIR] [--config FILE] [--demo]
  *   mspflow serve --config FILE [--listen H:P] [--admin-listen H:P]
  *   mspflow migrate --config FILE
  *   mspflow bootstrap --config FILE
@@ -32,6 +32,8 @@
 #include <sodium.h>
 
 #include "catalog/catalog.h"
+#include "cmd/demo.h"
+#include "cmd/demo_peers.h"
 #include "cmd/devdb.h"
 #include "cmd/serve.h"
 #include "connectors/egress.h"
@@ -53,10 +55,14 @@ static void usage(FILE *out)
 		"usage: mspflow <command> [options]\n"
 		"\n"
 		"commands:\n"
-		"  dev [--listen H:P] [--admin-listen H:P] [--state DIR] [--config FILE]\n"
+		"  dev [--listen H:P] [--admin-listen H:P] [--state DIR] [--config FILE] [--demo]\n"
 		"        embedded default: a private PostgreSQL under DIR (default ./.mspflow),\n"
 		"        migrated, the shipped templates seeded (seed-catalog), and the\n"
-		"        server in the foreground\n"
+		"        server in the foreground; --demo adds mock CRM/PSA/ERP/RMM/LLM\n"
+		"        systems on a loopback port, an msp \"Northwind IT\" with a client\n"
+		"        \"Contoso\" (portal contoso.localhost), portal users, the templates\n"
+		"        installed and one deal waiting for approval; prints the logins and\n"
+		"        writes them to DIR/demo.json\n"
 		"  serve --config FILE [--listen H:P] [--admin-listen H:P]\n"
 		"        production server against database_url\n"
 		"  worker --config FILE [--listen H:P] [--admin-listen H:P]\n"
@@ -515,26 +521,29 @@ static int dev_credentials(const mf_config_t *cfg, struct dev_creds *dc)
 	return rc;
 }
 
-/* Once the port is known: STATE/credentials.json (0600) and stdout. */
-static void dev_on_serving(int port, void *arg)
+/* The API's URL as a local client reaches it. */
+static void dev_base_url(const mf_config_t *cfg, int port, char url[320])
 {
-	struct dev_creds *dc = arg;
-	char host[256], *text, *tmp;
-	const char *listen = dc->cfg->listen, *colon = strrchr(listen, ':');
-	json_t *j;
-	int fd;
-	bool ok;
+	char host[256];
+	const char *listen = cfg->listen, *colon = strrchr(listen, ':');
 
 	snprintf(host, sizeof(host), "%.*s", (int)(colon - listen), listen);
 	if (strcmp(host, "0.0.0.0") == 0 || host[0] == '\0')
 		snprintf(host, sizeof(host), "127.0.0.1");
-	{
-		char url[320];
+	snprintf(url, 320, "http://%s:%d", host, port);
+}
 
-		snprintf(url, sizeof(url), "http://%s:%d", host, port);
-		j = json_pack("{s:s,s:s,s:s}", "base_url", url, "client_id", dc->client_id,
-			      "client_secret", dc->secret);
-	}
+/* Once the port is known: STATE/credentials.json (0600) and stdout. */
+static void dev_on_serving(int port, void *arg)
+{
+	struct dev_creds *dc = arg;
+	char url[320], *text, *tmp;
+	json_t *j;
+	int fd;
+	bool ok;
+
+	dev_base_url(dc->cfg, port, url);
+	j = json_pack("{s:s,s:s,s:s}", "base_url", url, "client_id", dc->client_id, "client_secret", dc->secret);
 	text = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
 	if (text == NULL)
@@ -562,6 +571,26 @@ static void dev_on_serving(int port, void *arg)
 	free(text);
 }
 
+/* --demo: the credentials as always, then the demo's seeding, which
+ * needs the API's port. */
+struct dev_demo {
+	struct dev_creds *dc;
+	mf_demo_t *demo;
+};
+
+static void demo_on_serving(int port, void *arg)
+{
+	struct dev_demo *dd = arg;
+	char url[320];
+
+	dev_on_serving(port, dd->dc);
+	dev_base_url(dd->dc->cfg, port, url);
+	if (mf_demo_start(dd->demo, url, dd->dc->client_id, dd->dc->secret) < 0) {
+		mf_error("dev", "cannot start the demo's seeding");
+		fprintf(stderr, "mspflow: cannot start the demo's seeding\n");
+	}
+}
+
 static int cmd_dev(int argc, char **argv)
 {
 	struct cli cli = { 0 };
@@ -570,8 +599,20 @@ static int cmd_dev(int argc, char **argv)
 	mf_devdb_t *db = NULL;
 	char *conninfo = NULL;
 	struct dev_creds dc = { 0 };
-	int rc = 1;
+	mf_peers_t *peers = NULL;
+	struct dev_demo dd = { .dc = &dc };
+	mf_serve_hooks_t hooks = { .on_serving = dev_on_serving, .arg = &dc };
+	bool demo = false;
+	int rc = 1, n = 0;
 
+	/* --demo is the one flag without a value: taken out before the rest */
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--demo") == 0)
+			demo = true;
+		else
+			argv[n++] = argv[i];
+	}
+	argc = n;
 	if (parse_flags(argc, argv, F_CONFIG | F_LISTEN | F_ADMIN | F_STATE, &cli) < 0)
 		return 2;
 	if (load_config(&cfg, &cli) < 0)
@@ -593,12 +634,26 @@ static int cmd_dev(int argc, char **argv)
 	if (seed_catalog(&cfg, NULL, NULL) < 0)
 		mf_warn("dev", "the shipped templates were not seeded; starting without them");
 	dc.cfg = &cfg;
-	if (mf_serve(&cfg, &(mf_serve_hooks_t){ .on_serving = dev_on_serving, .arg = &dc }, &err) < 0) {
+	if (demo) {
+		/* the peers first: the connectors the seeding writes need their port */
+		peers = mf_peers_start(&err);
+		dd.demo = peers ? mf_demo_new(&cfg, mf_peers_port(peers), &err) : NULL;
+		if (dd.demo == NULL) {
+			mf_error("dev", "cannot prepare the demo", MF_S("error", err.detail));
+			fprintf(stderr, "mspflow: cannot prepare the demo: %s\n", err.detail);
+			goto out;
+		}
+		hooks = (mf_serve_hooks_t){ .on_serving = demo_on_serving, .arg = &dd };
+	}
+	if (mf_serve(&cfg, &hooks, &err) < 0) {
 		mf_error("dev", "server stopped with an error", MF_S("error", err.detail));
 		goto out;
 	}
 	rc = 0;
 out:
+	/* the seeding talks to the server and the peers: it goes first */
+	mf_demo_free(dd.demo);
+	mf_peers_stop(peers);
 	mf_devdb_stop(db);
 	free(conninfo);
 	free(dc.path);
