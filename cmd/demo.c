@@ -541,15 +541,32 @@ out:
 	return rc;
 }
 
+/* The catalog's latest version of a template id (borrowed from cat), or NULL. */
+static const char *latest_version(const json_t *cat, const char *id)
+{
+	size_t i;
+	json_t *e;
+
+	json_array_foreach(json_object_get(cat, "items"), i, e)
+		if (json_is_string(json_object_get(e, "id")) && strcmp(json_string_value(json_object_get(e, "id")), id) == 0)
+			return json_string_value(json_object_get(e, "latest_version"));
+	return NULL;
+}
+
 static int installs(mf_demo_t *d, mf_err_t *err)
 {
 	char path[160];
-	json_t *list = NULL;
+	json_t *list = NULL, *cat = NULL;
 	int rc = 0;
 
 	snprintf(path, sizeof(path), "/v1/tenants/%s/installations?limit=500", d->client_id);
 	if (want(d, "GET", path, NULL, NULL, &list, err, 200, 0) < 0)
 		return -1;
+	/* the versions the seed published: the shipped templates' own */
+	if (want(d, "GET", "/v1/catalog/templates?limit=500", NULL, NULL, &cat, err, 200, 0) < 0) {
+		json_decref(list);
+		return -1;
+	}
 	snprintf(path, sizeof(path), "/v1/tenants/%s/installations", d->client_id);
 	for (size_t i = 0; rc == 0 && i < sizeof(demo_installs) / sizeof(demo_installs[0]); i++) {
 		const struct demo_install *in = &demo_installs[i];
@@ -564,7 +581,11 @@ static int installs(mf_demo_t *d, mf_err_t *err)
 		if (have)
 			continue;
 		snprintf(tpl, sizeof(tpl), "demo-partner/%s", in->name);
-		body = json_pack("{s:s,s:s,s:o,s:s}", "template", tpl, "version", "1.0.0", "params",
+		if (latest_version(cat, tpl) == NULL) {
+			rc = mf_err_set(err, 409, "template_not_found", "%s is not in the catalog", tpl);
+			break;
+		}
+		body = json_pack("{s:s,s:s,s:o,s:s}", "template", tpl, "version", latest_version(cat, tpl), "params",
 				 json_loads(in->params, 0, NULL), "workflow_name", in->name);
 		rc = body ? want(d, "POST", path, body, NULL, NULL, err, 201, 0)
 			  : mf_err_set(err, 500, "out_of_memory", "out of memory");
@@ -573,6 +594,7 @@ static int installs(mf_demo_t *d, mf_err_t *err)
 			mf_info("demo", "template installed", MF_S("tenant_id", d->client_id), MF_S("template", tpl));
 	}
 	json_decref(list);
+	json_decref(cat);
 	return rc;
 }
 

@@ -93,6 +93,10 @@ class DemoTest(unittest.TestCase):
         for u in d["logins"].values():
             self.assertNotIn(u["password"], log)
 
+        # the printed portal URLs serve the portal page, by domain and by path
+        r = request(port, "GET", "/portal/", headers={"Host": f"{DOMAIN}:{port}"})
+        self.assertEqual((r.status, r.headers.get("content-type", "").split(";")[0]), (200, "text/html"), r.body)
+        self.assertEqual(request(port, "GET", "/portal/c/contoso/").status, 200)
         # the brand, then the approver's sign-in by domain and by path
         r = self.portal("GET", "/branding")
         self.assertEqual(r.status, 200, r.body)
