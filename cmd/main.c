@@ -177,7 +177,9 @@ static int run_migrations(const mf_config_t *cfg, bool print_summary)
 		fprintf(stderr, "mspflow: database_url is not set (config file or MSPFLOW_DATABASE_URL)\n");
 		return -1;
 	}
-	conn = PQconnectdb(cfg->database_url);
+	/* the migrations hold a session advisory lock: never through a
+	 * transaction-mode pooler (direct_database_url) */
+	conn = PQconnectdb(mf_config_direct_url(cfg));
 	if (PQstatus(conn) != CONNECTION_OK) {
 		/* libpq's message names host and database, never the password */
 		mf_error("migrate", "cannot connect to PostgreSQL", MF_S("error", PQerrorMessage(conn)));

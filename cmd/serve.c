@@ -505,7 +505,8 @@ static void prepare_keys(const mf_config_t *cfg, tn_t *tn, mf_master_t *m)
 			MF_S("error", "set master_key_file or MSPFLOW_MASTER_KEY (mspflow keygen makes one)"));
 		return;
 	}
-	c = PQconnectdb(cfg->database_url);
+	/* a session advisory lock: not through a transaction-mode pooler */
+	c = PQconnectdb(mf_config_direct_url(cfg));
 	if (PQstatus(c) != CONNECTION_OK) {
 		mf_warn("serve", "database unreachable at start; the key ring loads later");
 	} else if (tn_keys_ensure(c, master, &err) < 0 || tn_keys_seed(tn, c, &err) < 0) {

@@ -33,6 +33,7 @@ static const struct cfg_row rows[] = {
 	ROW(listen, CFG_STR, "127.0.0.1:8080", 0, 0, "API listener, host:port (port 0 picks a free port)"),
 	ROW(admin_listen, CFG_STR, "127.0.0.1:9464", 0, 0, "admin listener for /metrics, host:port; empty disables it"),
 	ROW(database_url, CFG_STR, "", 0, 0, "PostgreSQL conninfo or URI (serve, migrate); `mspflow dev` sets it"),
+	ROW(direct_database_url, CFG_STR, "", 0, 0, "conninfo that reaches PostgreSQL without a transaction-mode pooler (PgBouncer): used for the LISTEN connections, `mspflow migrate` and the signing-key lock at start (docs/scale-out.md); empty = database_url"),
 	ROW(workers, CFG_INT, "0", 0, 256, "worker threads, each with its own event loop; 0 = one per core"),
 	ROW(max_connections, CFG_INT, "4096", 1, 1000000, "open client connections over all workers; more are answered 503"),
 	ROW(max_header_bytes, CFG_INT, "16384", 1024, 1048576, "request line plus headers; larger heads get 431"),
@@ -329,6 +330,11 @@ int mf_config_validate(const mf_config_t *cfg, mf_err_t *err)
 		return mf_err_set(err, 400, "invalid_config", "log_level: \"%s\" is not debug|info|warn|error",
 				  cfg->log_level);
 	return 0;
+}
+
+const char *mf_config_direct_url(const mf_config_t *cfg)
+{
+	return cfg->direct_database_url && cfg->direct_database_url[0] ? cfg->direct_database_url : cfg->database_url;
 }
 
 void mf_config_free(mf_config_t *cfg)

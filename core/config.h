@@ -20,6 +20,7 @@ typedef struct mf_config {
 	char *listen;			/* host:port of the API listener */
 	char *admin_listen;		/* host:port of the admin (metrics) listener, "" = off */
 	char *database_url;		/* libpq conninfo or URI */
+	char *direct_database_url;	/* bypasses a transaction-mode pooler; "" = database_url */
 	int workers;			/* worker threads; 0 = number of cores */
 	int max_connections;		/* open client connections, all workers together */
 	int max_header_bytes;		/* request line + headers */
@@ -83,6 +84,10 @@ int mf_config_set(mf_config_t *cfg, const char *key, const char *value, mf_err_t
 /* Checks cross-field constraints (ranges were checked by set). */
 int mf_config_validate(const mf_config_t *cfg, mf_err_t *err) __attribute__((warn_unused_result));
 void mf_config_free(mf_config_t *cfg);
+/* The conninfo for session-scoped work that a transaction-mode pooler
+ * (PgBouncer) cannot carry: LISTEN and session advisory locks.
+ * direct_database_url when set, else database_url. */
+const char *mf_config_direct_url(const mf_config_t *cfg);
 /* Markdown table of every key, type, default and meaning. */
 void mf_config_print_reference(FILE *out);
 

@@ -1052,7 +1052,7 @@ eng_outbox_t *eng_outbox_new(eng_worker_t *ew, mf_err_t *err)
 		mf_warn("engine", "this worker cannot deliver webhooks (no vault or connector state)",
 			MF_I("worker", ew->w->index));
 	}
-	o->listen = eng_listen_new(base, cfg->database_url, "mspflow_webhooks", on_notify, o);
+	o->listen = eng_listen_new(base, mf_config_direct_url(cfg), "mspflow_webhooks", on_notify, o);
 	return o;
 }
 

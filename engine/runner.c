@@ -2014,7 +2014,7 @@ eng_runner_t *eng_runner_new(eng_worker_t *ew, mf_err_t *err)
 		mf_err_set(err, 500, "out_of_memory", "out of memory");
 		return NULL;
 	}
-	r->listen = eng_listen_new(base, cfg->database_url, ENG_CHANNEL, on_notify, r);
+	r->listen = eng_listen_new(base, mf_config_direct_url(cfg), ENG_CHANNEL, on_notify, r);
 	return r;
 }
 

@@ -9,7 +9,7 @@ import time
 import unittest
 import uuid
 
-from mfengine import EngineEnv
+from mfengine import EngineEnv, peer_keys, succeeded_steps
 from mfharness import Server
 from mfidentity import wait_until
 from mfmock import MockServer, Reply
@@ -58,21 +58,16 @@ class EngineCrashTest(unittest.TestCase):
                 time.sleep(0.5)
             self.assertEqual(env.states(), {"succeeded": RUNS})
 
-            keys = {}
-            with mock.lock:
-                for rec in mock.requests:
-                    keys.setdefault(rec.header("Idempotency-Key"), set()).add(rec.path)
+            keys = peer_keys(mock)
             expected = {f"{r}:s{i}" for r in ids for i in range(1, STEPS + 1)}
             self.assertEqual(set(keys) - {None}, expected, "every (run, step) reached the peer")
             self.assertTrue(all(len(p) == 1 for p in keys.values()), "one key names one step's call")
             print(f"# {len(mock.requests)} calls for {len(expected)} distinct keys")
 
             # each run's timeline: its five steps succeeded, once each
-            rows = env.psql(f"SELECT run_id, step, count(*) FROM {env.schema}.run_steps "
-                            "WHERE state = 'succeeded' GROUP BY 1, 2")
-            per = [l.split("|") for l in rows.splitlines()]
+            per = succeeded_steps(env)
             self.assertEqual(len(per), RUNS * STEPS)
-            self.assertTrue(all(c == "1" for _, _, c in per))
+            self.assertTrue(all(c == 1 for c in per.values()))
             self.assertEqual(env.psql("SELECT count(*) FROM platform.run_queue"), "0")
         finally:
             rcs = env.close()

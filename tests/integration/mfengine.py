@@ -89,6 +89,23 @@ class EngineEnv:
         return {k: int(v) for k, v in (l.split("|") for l in out.splitlines() if l)}
 
 
+def peer_keys(mock):
+    """{Idempotency-Key: set of paths} over every request the mock peer
+    received: a key naming one path once is one step's effect."""
+    keys = {}
+    with mock.lock:
+        for rec in mock.requests:
+            keys.setdefault(rec.header("Idempotency-Key"), set()).add(rec.path)
+    return keys
+
+
+def succeeded_steps(env, tid=None):
+    """{(run_id, step): number of succeeded timeline rows}."""
+    schema = env.tenant_schema(tid) if tid else env.schema
+    rows = env.psql(f"SELECT run_id, step, count(*) FROM {schema}.run_steps WHERE state = 'succeeded' GROUP BY 1, 2")
+    return {(r, s): int(c) for r, s, c in (l.split("|") for l in rows.splitlines() if l)}
+
+
 class RunReads:
     """Reads of runs and tasks for a unittest.TestCase over the tenant
     routes: through self.call(method, path) when the test has one, else
