@@ -12,10 +12,10 @@ ENGINE_CONFIG = {"egress_allow": "127.0.0.1/32, ::1/128", "engine_poll_ms": 200,
 
 
 class EngineEnv:
-    def __init__(self, config=None, servers=1):
+    def __init__(self, config=None, servers=1, pg=None):
         c = dict(ENGINE_CONFIG)
         c.update(config or {})
-        self.p = Platform(config=c, servers=servers)
+        self.p = Platform(config=c, servers=servers, pg=pg)
         self.port = self.p.port
         platform_id = self.p.admin["tenant_id"]
         r = api(self.port, "PUT", f"/v1/tenants/{platform_id}/policy", self.p.admin_token,
