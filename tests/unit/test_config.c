@@ -42,6 +42,10 @@ int main(void)
 	setenv("MSPFLOW_DATABASE_URL", "postgresql:///x", 1);
 	T_OK(mf_config_apply_env(&c, &err) == 0 && c.workers == 7, "environment overrides the file");
 	T_STREQ(c.database_url, "postgresql:///x", "MSPFLOW_DATABASE_URL (CONTRACT 1)");
+	T_STREQ(mf_config_direct_url(&c), "postgresql:///x", "no direct_database_url: the pooled URL serves LISTEN too");
+	T_OK(mf_config_set(&c, "direct_database_url", "host=/run/pg", &err) == 0, "direct_database_url is a key");
+	T_STREQ(mf_config_direct_url(&c), "host=/run/pg", "direct_database_url wins for session work");
+	T_STREQ(c.database_url, "postgresql:///x", "and leaves the pool's URL alone");
 	setenv("MSPFLOW_WORKERS", "lots", 1);
 	T_OK(mf_config_apply_env(&c, &err) < 0, "a bad environment value is an error");
 	unsetenv("MSPFLOW_WORKERS");
