@@ -23,6 +23,7 @@
 #include "core/log.h"
 #include "core/masterkey.h"
 #include "core/migrate.h"
+#include "core/otlp.h"
 #include "core/pg.h"
 #include "core/worker.h"
 #include "engine/engine.h"
@@ -312,7 +313,8 @@ static void handle_metrics(gw_req_t *req, void *arg)
 
 	if (gw_server_metrics(gw_req_server(req), &out) < 0 || add_pg_metrics(&out) < 0 ||
 	    add_identity_metrics(&out) < 0 || add_vault_metrics(&out) < 0 || add_connector_metrics(&out) < 0 ||
-	    add_engine_metrics(&out) < 0) {
+	    add_engine_metrics(&out) < 0 || eng_metrics_render(&out) < 0 || cx_metrics_render(&out) < 0 ||
+	    mf_otlp_metrics(&out) < 0) {
 		mf_buf_free(&out);
 		gw_respond_error(req, 500, "internal_error", "metrics unavailable");
 		return;
@@ -351,6 +353,9 @@ static void *worker_init(int index, struct event_base *base, void *arg)
 	w->index = index;
 	w->base = base;
 	w->cfg = cfg;
+	/* first, so every module's spans on this thread find it */
+	w->otlp = mf_otlp_new(base, cfg);
+	mf_otlp_thread_set(w->otlp);
 	if (cfg->database_url[0]) {
 		mf_pg_options_t po = {
 			.conninfo = cfg->database_url,
@@ -422,6 +427,7 @@ static void worker_fini(void *data)
 	eng_worker_free(w->eng);
 	tn_worker_free(w->tn);
 	cx_vault_worker_free(w->vault);
+	mf_otlp_free(w->otlp);
 	free(w);
 }
 

@@ -40,7 +40,10 @@
 #include "connectors/cx.h"
 #include "connectors/redact.h"
 #include "connectors/vault.h"
+#include "core/buf.h"
 #include "core/log.h"
+#include "core/metrics.h"
+#include "core/otlp.h"
 #include "core/trace.h"
 #include "core/worker.h"
 #include "policies/policy.h"
@@ -197,6 +200,8 @@ struct cx_op {
 	size_t body_len;
 	char idem[96];
 	char traceparent[MF_TRACE_HEADER_SIZE];
+	char span_parent[17];		/* the caller's span ("" = none): the call span's parent */
+	unsigned long long start_ns;	/* wall clock, for the span */
 	cx_entry_t *ent;
 	struct event *timer;
 	cx_http_call_t *http;
@@ -1152,6 +1157,90 @@ static json_t *summary_json(cx_op_t *op, const cx_http_response_t *res)
 	return s;
 }
 
+/* ---- metrics and spans of calls ----
+ * By the connector's kind, which is how it authenticates (connectors have
+ * no system type), and the call's outcome: both small fixed sets, so the
+ * series stay few whatever the tenants do.  Process-wide relaxed atomics:
+ * every worker adds, /metrics reads. */
+enum { K_NONE, K_HEADER, K_OAUTH, K_UNKNOWN, K_N };
+enum { OC_OK, OC_HTTP_ERROR, OC_TIMEOUT, OC_REFUSED, OC_UNREACHABLE, OC_RATE_LIMITED, OC_ERROR, OC_N };
+static const char *const kind_names[K_N] = { "none", "header", "oauth2", "unknown" };
+static const char *const outcome_names[OC_N] = {
+	"ok", "http_error", "timeout", "refused", "unreachable", "rate_limited", "error",
+};
+static unsigned long long call_counts[K_N][OC_N];
+static mf_hist_t call_hist[K_N];
+
+static int call_kind(const cx_op_t *op)
+{
+	if (op->ent == NULL || op->ent->state != ENT_READY)
+		return K_UNKNOWN;
+	return op->ent->auth == AUTH_OAUTH ? K_OAUTH : op->ent->auth == AUTH_HEADER ? K_HEADER : K_NONE;
+}
+
+static int call_outcome(const cx_result_t *r)
+{
+	if (r->error == NULL)
+		return r->status >= 400 ? OC_HTTP_ERROR : OC_OK;
+	if (strcmp(r->error, "timeout") == 0)
+		return OC_TIMEOUT;
+	if (strcmp(r->error, "egress_refused") == 0)
+		return OC_REFUSED;
+	if (strcmp(r->error, "unreachable") == 0)
+		return OC_UNREACHABLE;
+	if (strcmp(r->error, "rate_limited") == 0)
+		return OC_RATE_LIMITED;
+	return r->status >= 400 ? OC_HTTP_ERROR : OC_ERROR;
+}
+
+static void call_observe(const cx_op_t *op, const cx_result_t *r)
+{
+	int k = call_kind(op), oc = call_outcome(r);
+	mf_trace_t t;
+	json_t *a;
+
+	__atomic_fetch_add(&call_counts[k][oc], 1, __ATOMIC_RELAXED);
+	mf_hist_observe(&call_hist[k], r->duration_ms > 0 ? (unsigned long long)r->duration_ms * 1000ULL : 0);
+	if (!mf_otlp_enabled() || mf_trace_parse(&t, op->traceparent, strlen(op->traceparent), NULL) < 0)
+		return;
+	/* the span is the one the outgoing traceparent names as parent */
+	a = json_array();
+	mf_otlp_attr_str(a, "mspflow.connector.kind", kind_names[k]);
+	mf_otlp_attr_str(a, "mspflow.connector.outcome", outcome_names[oc]);
+	mf_otlp_attr_str(a, "http.request.method", op->method);
+	if (r->status)
+		mf_otlp_attr_int(a, "http.response.status_code", r->status);
+	mf_otlp_attr_int(a, "mspflow.connector.attempts", r->attempts);
+	mf_otlp_attr_str(a, "mspflow.tenant_id", op->tenant_id);
+	mf_otlp_attr_str(a, "error.type", r->error);
+	mf_otlp_span(t.trace_id, t.parent_id, op->span_parent, "connector call", MF_SPAN_CLIENT, op->start_ns,
+		     mf_otlp_now_ns(), oc != OC_OK, a);
+}
+
+int cx_metrics_render(mf_buf_t *out)
+{
+	int rc = 0;
+
+	rc |= mf_buf_adds(out, "# HELP mspflow_connector_requests_total Connector calls by connector kind (how it "
+			       "authenticates: none, header, oauth2; unknown when the connector could not be loaded) and outcome.\n"
+			       "# TYPE mspflow_connector_requests_total counter\n");
+	for (int k = 0; k < K_N; k++)
+		for (int oc = 0; oc < OC_N; oc++)
+			rc |= mf_buf_addf(out, "mspflow_connector_requests_total{kind=\"%s\",outcome=\"%s\"} %llu\n",
+					  kind_names[k], outcome_names[oc],
+					  __atomic_load_n(&call_counts[k][oc], __ATOMIC_RELAXED));
+	rc |= mf_buf_adds(out, "# HELP mspflow_connector_request_duration_seconds Whole connector calls (waits and "
+			       "retries included), by connector kind.\n"
+			       "# TYPE mspflow_connector_request_duration_seconds histogram\n");
+	for (int k = 0; k < K_N; k++) {
+		char labels[32];
+
+		snprintf(labels, sizeof(labels), "kind=\"%s\"", kind_names[k]);
+		rc |= mf_hist_render(out, "mspflow_connector_request_duration_seconds", labels, &call_hist[k]);
+	}
+	return rc ? -1 : 0;
+}
+
 static void op_finish(cx_op_t *op, const cx_http_response_t *res)
 {
 	cx_result_t r = { 0 };
@@ -1182,6 +1271,7 @@ static void op_finish(cx_op_t *op, const cx_http_response_t *res)
 		mf_info("connectors", "call", MF_S("tenant_id", op->tenant_id), MF_S("connector", op->name),
 			MF_S("method", op->method), MF_I("status", r.status), MF_I("attempts", op->attempts),
 			MF_I("duration_ms", r.duration_ms));
+	call_observe(op, &r);
 	op->cb(&r, op->arg);
 	if (op->rl_pending) {
 		/* the limiter still owes an answer (shutdown): keep the op until it comes */
@@ -1254,10 +1344,13 @@ cx_op_t *cx_call(cx_worker_t *xw, const cx_call_opts_t *o, cx_call_cb cb, void *
 		mf_trace_new(&k);
 		memcpy(op->idem, k.trace_id, sizeof(k.trace_id));
 	}
-	if (o->traceparent && mf_trace_parse(&in, o->traceparent, strlen(o->traceparent), NULL) == 0)
+	if (o->traceparent && mf_trace_parse(&in, o->traceparent, strlen(o->traceparent), NULL) == 0) {
 		mf_trace_child(&in, &child);
-	else
+		memcpy(op->span_parent, in.parent_id, sizeof(op->span_parent));
+	} else {
 		mf_trace_new(&child);
+	}
+	op->start_ns = mf_otlp_now_ns();
 	if (mf_trace_format(&child, op->traceparent, sizeof(op->traceparent)) < 0)
 		op->traceparent[0] = '\0';
 	op->max_attempts = o->max_attempts;

@@ -102,5 +102,9 @@ typedef struct cx_stats {
 	cx_http_stats_t http;
 } cx_stats_t;
 void cx_worker_stats(const cx_worker_t *xw, cx_stats_t *out);
+/* Prometheus text of the calls by connector kind and outcome and their
+ * latency (process-wide; any thread). */
+struct mf_buf;
+int cx_metrics_render(struct mf_buf *out) __attribute__((warn_unused_result));
 
 #endif

@@ -80,6 +80,10 @@ static const struct cfg_row rows[] = {
 	ROW(engine_max_runs, CFG_INT, "512", 1, 100000, "runs a worker thread holds in memory at once (claims stop above it)"),
 	ROW(webhook_retry_base_ms, CFG_INT, "5000", 100, 3600000, "wait before the second attempt of an outbound webhook delivery; each later wait doubles (up to an hour, plus jitter, at least the receiver's Retry-After)"),
 	ROW(webhook_max_attempts, CFG_INT, "12", 1, 100, "attempts of one outbound webhook delivery before it is marked failed"),
+	ROW(otlp_endpoint, CFG_STR, "", 0, 0, "OTLP/HTTP collector base URL (spans are POSTed as JSON to <endpoint>/v1/traces); empty = no spans are recorded (docs/telemetry.md)"),
+	ROW(otlp_service_name, CFG_STR, "mspflow", 0, 0, "service.name of the exported spans"),
+	ROW(otlp_flush_ms, CFG_INT, "1000", 10, 600000, "how often each worker sends the spans it has queued (sooner once otlp_max_queue / 4 are waiting)"),
+	ROW(otlp_max_queue, CFG_INT, "2048", 16, 1000000, "spans a worker queues at most; more are dropped (and counted) while the collector is slow or down"),
 };
 
 #define NROWS (sizeof(rows) / sizeof(rows[0]))

@@ -67,6 +67,10 @@ typedef struct mf_config {
 	int engine_max_runs;		/* runs in memory per worker thread */
 	int webhook_retry_base_ms;	/* first wait before an outbound webhook is retried */
 	int webhook_max_attempts;	/* attempts of one delivery before it fails */
+	char *otlp_endpoint;		/* OTLP/HTTP collector; "" = no spans */
+	char *otlp_service_name;
+	int otlp_flush_ms;		/* export period per worker */
+	int otlp_max_queue;		/* spans queued per worker before drops */
 } mf_config_t;
 
 /* Fills cfg with the defaults.  Returns 0 or -1 (out of memory). */

@@ -87,6 +87,9 @@ static void matched(eng_req_t *r, const PGresult *res)
 	snprintf(source, sizeof(source), "api:%s", r->call->actor);
 	tenant = json_pack("{s:s}", "id", r->call->tenant_id);
 	runs = tenant ? eng_runs_for_event(res, r->id, r->text[0], data, tenant) : NULL;
+	/* the runs continue the request's trace (docs/telemetry.md) */
+	if (runs)
+		eng_runs_set_trace(runs, gw_req_trace(r->call->req));
 	event = json_pack("{s:s,s:s,s:O,s:s,s:s*,s:s}", "id", r->id, "type", r->text[0], "data", data, "source",
 			  source, "idempotency_key", r->text[2], "request_hash", r->text[1]);
 	if (runs && event) {

@@ -306,6 +306,8 @@ static void got_latest(eng_req_t *r, const PGresult *res)
 	if (entry)
 		snprintf(r->id, sizeof(r->id), "%s", json_string_value(json_object_get(entry, "id")));
 	runs = entry ? json_pack("[o]", entry) : NULL;	/* steals entry, even when it fails */
+	if (runs)
+		eng_runs_set_trace(runs, gw_req_trace(r->call->req));
 	text = runs ? json_dumps(runs, JSON_COMPACT) : NULL;
 	json_decref(runs);
 	if (text == NULL) {

@@ -74,6 +74,15 @@ json_t *eng_runs_for_event(const PGresult *triggers, const char *event_id, const
 json_t *eng_run_entry(const char *name, int version, const json_t *def, const json_t *input,
 		      const char *event_id, const char *type, const json_t *data);
 
+/* A run's trace for its ctx ("trace", see runner.c): a new span of the
+ * trace of parent (the starting request's; its parent_id, the request's
+ * span, becomes the run span's parent) or, with parent NULL, of a new
+ * trace; started now.  New reference, NULL when out of memory. */
+json_t *eng_trace_json(const mf_trace_t *parent);
+/* Puts eng_trace_json(parent) into the ctx of each entry of runs (as
+ * eng_runs_for_event / eng_run_entry make them); one span per run. */
+void eng_runs_set_trace(json_t *runs, const mf_trace_t *parent);
+
 /* ---- the client portal's view (api_portal.c, docs/portal.md) ----
  * Called by portal-api/ from a guarded handler whose tenant is the client
  * the portal belongs to; each answers the request.  They show requests,
@@ -105,5 +114,10 @@ typedef struct eng_stats {
 	int wh_in_flight;
 } eng_stats_t;
 void eng_worker_stats(const eng_worker_t *ew, eng_stats_t *out);
+/* Prometheus text of the engine's process-wide metrics: queue depth and
+ * dead letters (refreshed by worker 0 every 15 s), claim latency, step
+ * latency by type, lease expiries, runs started.  Any thread. */
+struct mf_buf;
+int eng_metrics_render(struct mf_buf *out) __attribute__((warn_unused_result));
 
 #endif

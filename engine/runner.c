@@ -35,7 +35,11 @@
 #include "core/render.h"
 #include "engine/ai.h"
 #include "core/duration.h"
+#include "core/buf.h"
 #include "core/log.h"
+#include "core/metrics.h"
+#include "core/otlp.h"
+#include "core/trace.h"
 #include "core/worker.h"
 #include "engine/definition.h"
 #include "engine/eng.h"
@@ -99,6 +103,7 @@ struct run {
 	int ai_invalid;
 	char ai_complaint[256];		/* what was wrong with the last answer */
 	char need_type[130];		/* P_TRIGGERS: the event type */
+	char step_span[17];		/* the span of the call under way ("" = none) */
 	char sql[512];			/* its statement (the pool keeps a pointer to the text) */
 };
 
@@ -128,7 +133,7 @@ struct eng_runner {
 	run_t *runs;
 	int nruns;
 	run_t *apply_head, **apply_tail;
-	struct event *claim_ev, *poll_ev, *renew_ev, *flush_ev, *sweep_ev;
+	struct event *claim_ev, *poll_ev, *renew_ev, *flush_ev, *sweep_ev, *gauge_ev;
 	eng_listen_t *listen;
 	bool claiming, claim_again;
 	bool closing;			/* shutting down: callbacks only free */
@@ -222,6 +227,94 @@ static const char *str(const json_t *o, const char *k)
 }
 
 /* Appends a timeline row; returns it (borrowed) for later changes. */
+/* ---- telemetry: metrics (process-wide relaxed atomics, read by
+ * /metrics on any thread) and spans (core/otlp.h) ----
+ * A run's trace lives in its ctx as "trace": {"id", "span", "parent",
+ * "start"}: the trace id, the run's own span id, its parent (the span of
+ * the request that started it, "" = none) and when it started (Unix ns, a
+ * string).  The routes that start runs put it there (eng_runs_set_trace);
+ * a run without one gets it when first loaded.  Steps' spans are children
+ * of the run's span, so every worker that advances the run continues the
+ * same trace. */
+static const char *const step_types[] = { "transform", "decide", "emit", "http", "message", "ai", "approval",
+					  "wait", "other" };
+#define N_STEP_TYPES (sizeof(step_types) / sizeof(step_types[0]))
+static mf_hist_t step_hist[N_STEP_TYPES];
+static mf_hist_t claim_hist;
+static unsigned long long n_lease_expiries, n_started;
+/* refreshed by worker 0 of each process every GAUGE_MS; -1 = not known yet */
+#define GAUGE_MS 15000
+enum { G_READY, G_SCHEDULED, G_LEASED, G_EXPIRED, G_DLQ_RUNS, G_DLQ_DELIVERIES, G_N };
+static long long gauges[G_N] = { -1, -1, -1, -1, -1, -1 };
+
+static unsigned long long ns_of(double t)
+{
+	return t > 0 ? (unsigned long long)(t * 1e9) : 0;
+}
+
+static const json_t *run_trace(const run_t *run)
+{
+	const json_t *t = json_object_get(run->ctx, "trace");
+
+	return json_is_string(json_object_get(t, "id")) && json_is_string(json_object_get(t, "span")) ? t : NULL;
+}
+
+/* One step attempt ended (or began waiting): its latency and its span. */
+static void step_observe(run_t *run, const json_t *step, const char *state, double started)
+{
+	const char *type = str(step, "type");
+	const json_t *t;
+	double now = eng_wall_now();
+	size_t k;
+	mf_trace_t sp;
+	json_t *a;
+
+	for (k = 0; k < N_STEP_TYPES - 1 && (type == NULL || strcmp(type, step_types[k]) != 0); k++)
+		;
+	if (strcmp(state, "waiting") != 0)
+		mf_hist_observe(&step_hist[k], now > started ? (unsigned long long)((now - started) * 1e6) : 0);
+	if (!mf_otlp_enabled() || (t = run_trace(run)) == NULL) {
+		run->step_span[0] = '\0';
+		return;
+	}
+	if (run->step_span[0] == '\0') {
+		mf_trace_new(&sp);
+		memcpy(run->step_span, sp.parent_id, sizeof(run->step_span));
+	}
+	a = json_array();
+	mf_otlp_attr_str(a, "mspflow.step.id", str(step, "id"));
+	mf_otlp_attr_str(a, "mspflow.step.type", step_types[k]);
+	mf_otlp_attr_int(a, "mspflow.step.attempt", run->attempt + 1);
+	mf_otlp_attr_str(a, "mspflow.step.outcome", state);
+	mf_otlp_attr_str(a, "mspflow.run_id", run->id);
+	mf_otlp_attr_str(a, "mspflow.tenant_id", run->tenant_id);
+	mf_otlp_span(str(t, "id"), run->step_span, str(t, "span"), "step", MF_SPAN_INTERNAL, ns_of(started),
+		     ns_of(now), strcmp(state, "failed") == 0, a);
+	run->step_span[0] = '\0';
+}
+
+/* The run reached an end state: its span, from its start to now. */
+static void run_observe(const run_t *run, const char *state)
+{
+	const json_t *t = run_trace(run);
+	const char *start = str(t, "start");
+	char name[96];
+	json_t *a;
+
+	if (!mf_otlp_enabled() || t == NULL)
+		return;
+	a = json_array();
+	mf_otlp_attr_str(a, "mspflow.run_id", run->id);
+	mf_otlp_attr_str(a, "mspflow.workflow", run->workflow);
+	mf_otlp_attr_int(a, "mspflow.workflow.version", run->version);
+	mf_otlp_attr_str(a, "mspflow.run.state", state);
+	mf_otlp_attr_str(a, "mspflow.tenant_id", run->tenant_id);
+	snprintf(name, sizeof(name), "run %s", run->workflow);
+	mf_otlp_span(str(t, "id"), str(t, "span"), str(t, "parent"), name, MF_SPAN_INTERNAL,
+		     start ? strtoull(start, NULL, 10) : mf_otlp_now_ns(), mf_otlp_now_ns(), strcmp(state, "failed") == 0,
+		     a);
+}
+
 static json_t *add_row(run_t *run, const json_t *step, const char *state, double started, json_t *output,
 		       json_t *error)
 {
@@ -231,6 +324,7 @@ static json_t *add_row(run_t *run, const json_t *step, const char *state, double
 				strcmp(state, "waiting") == 0 ? json_null() : iso_json(eng_wall_now()), "output",
 				output ? output : json_null(), "error", error ? error : json_null());
 
+	step_observe(run, step, state, started);
 	if (row == NULL || json_array_append_new(run->rows, row) < 0)
 		return NULL;
 	run->dirty = true;
@@ -250,6 +344,10 @@ static void set_state(run_t *run, const char *state)
 {
 	if (strcmp(run->state, state) == 0)
 		return;
+	if (strcmp(state, "running") == 0 && strcmp(run->state, "pending") == 0)
+		__atomic_fetch_add(&n_started, 1, __ATOMIC_RELAXED);
+	if (strcmp(state, "succeeded") == 0 || strcmp(state, "failed") == 0 || strcmp(state, "cancelled") == 0)
+		run_observe(run, state);
 	audit(run, strcmp(state, "running") == 0 && strcmp(run->state, "pending") == 0 ? "run.started"
 		   : strcmp(state, "succeeded") == 0 ? "run.succeeded"
 		   : strcmp(state, "failed") == 0 ? "run.failed"
@@ -1453,7 +1551,7 @@ static void start_call(run_t *run)
 {
 	const json_t *step = cur_step(run);
 	mf_err_t err;
-	char *path = NULL, *q = NULL, *full = NULL, *body = NULL, key[120];
+	char *path = NULL, *q = NULL, *full = NULL, *body = NULL, key[120], tp[MF_TRACE_HEADER_SIZE];
 	json_t *b = NULL;
 	cx_http_header_t hdr[1] = { { "Content-Type", "application/json" } };
 	cx_call_opts_t o = { 0 };
@@ -1501,6 +1599,20 @@ static void start_call(run_t *run)
 	o.body_len = body ? strlen(body) : 0;
 	o.idempotency_key = key;
 	o.max_attempts = 1;	/* the step's retry policy decides */
+	/* the call's span is a child of this attempt's step span */
+	{
+		const json_t *t = run_trace(run);
+		mf_trace_t sp;
+
+		if (t) {
+			mf_trace_new(&sp);
+			memcpy(run->step_span, sp.parent_id, sizeof(run->step_span));
+			snprintf(sp.trace_id, sizeof(sp.trace_id), "%s", str(t, "id"));
+			sp.flags = MF_TRACE_SAMPLED;
+			if (mf_trace_format(&sp, tp, sizeof(tp)) == 0)
+				o.traceparent = tp;
+		}
+	}
 	run->phase = P_CALL;
 	run->op = cx_call(run->r->w->cx, &o, call_done, run, &err);
 	free(path);
@@ -1824,6 +1936,8 @@ static void load_done(const PGresult *res, const mf_err_t *err, void *arg)
 		}
 		if (!json_object_get(run->ctx, "tenant"))
 			json_object_set_new(run->ctx, "tenant", json_pack("{s:s}", "id", run->tenant_id));
+		if (run_trace(run) == NULL)	/* started without one (portal, emit, older run) */
+			json_object_set_new(run->ctx, "trace", eng_trace_json(NULL));
 		if (strcmp(run->state, "succeeded") == 0 || strcmp(run->state, "failed") == 0 ||
 		    strcmp(run->state, "cancelled") == 0) {
 			park(run, false, 0);
@@ -1888,6 +2002,16 @@ static void claim_done(const PGresult *res, const mf_err_t *err, void *arg)
 	}
 	r->n_claims++;
 	r->n_claimed += (unsigned long long)n;
+	for (int i = 0; i < n; i++) {
+		/* columns 4 and 5: the queue before this claim (see on_claim) */
+		if (!PQgetisnull(res, i, 4)) {
+			double waited = atof(PQgetvalue(res, i, 4));
+
+			mf_hist_observe(&claim_hist, waited > 0 ? (unsigned long long)(waited * 1e6) : 0);
+		}
+		if (!PQgetisnull(res, i, 5) && PQgetvalue(res, i, 5)[0] == 't')
+			__atomic_fetch_add(&n_lease_expiries, 1, __ATOMIC_RELAXED);
+	}
 	/* a full batch may have left work behind; a wake-up during the claim
 	 * may be for work the claim's snapshot did not see */
 	r->claim_again = r->claim_again || n >= r->cfg->engine_batch;
@@ -1945,7 +2069,17 @@ static void on_claim(evutil_socket_t fd, short what, void *arg)
 		return;
 	r->claim_again = false;
 	r->claiming = true;
-	if (mf_pg_query(r->w->pg, "SELECT run_id, tenant_id, schema_name, claims FROM platform.eng_claim($1::uuid, $2::int, $3::int)",
+	/* The join reads run_queue with the statement's snapshot, taken
+	 * before eng_claim (a volatile function) changed the rows: so it sees
+	 * each claimed run's due_at and owner as they were.  A run that was
+	 * ready since due_at waited until now for a worker; one that had an
+	 * owner was taken over after its lease expired.  A row the snapshot
+	 * missed (enqueued meanwhile) yields NULLs and is not measured. */
+	if (mf_pg_query(r->w->pg,
+			"WITH c AS (SELECT * FROM platform.eng_claim($1::uuid, $2::int, $3::int)) "
+			"SELECT c.run_id, c.tenant_id, c.schema_name, c.claims, "
+			"extract(epoch FROM clock_timestamp() - q.due_at)::float8, q.owner IS NOT NULL "
+			"FROM c LEFT JOIN platform.run_queue q ON q.run_id = c.run_id",
 			3, p, claim_done, r) < 0)
 		r->claiming = false;
 }
@@ -1971,6 +2105,90 @@ static void on_renew(evutil_socket_t fd, short what, void *arg)
 		mf_debug("engine", "lease renewal not sent");
 }
 
+static void gauges_done(const PGresult *res, const mf_err_t *err, void *arg)
+{
+	if (err) {
+		mf_warn("engine", "cannot count the queue and dead letters", MF_S("error", err->detail));
+		return;
+	}
+	if (PQntuples(res) != 1 || PQnfields(res) != G_N)
+		return;
+	for (int i = 0; i < G_N; i++)
+		__atomic_store_n(&gauges[i], PQgetisnull(res, 0, i) ? 0 : atoll(PQgetvalue(res, 0, i)), __ATOMIC_RELAXED);
+}
+
+/* The queue's depth by state and the dead letters, for /metrics.  The
+ * queue is small by design (runs with work or a timer).  Dead letters
+ * live in every tenant's schema: query_to_xml runs one count per schema
+ * inside the server (schema names quoted by format %I), in one round
+ * trip; runs are counted through runs_state_idx, deliveries (no index
+ * on state) are read whole, hence a periodic gauge and not a scrape. */
+static const char gauges_sql[] =
+	"SELECT count(*) FILTER (WHERE owner IS NULL AND due_at <= now()), "
+	"count(*) FILTER (WHERE owner IS NULL AND due_at > now()), "
+	"count(*) FILTER (WHERE owner IS NOT NULL AND due_at > now()), "
+	"count(*) FILTER (WHERE owner IS NOT NULL AND due_at <= now()), "
+	"(SELECT coalesce(sum((xpath('/row/n/text()', query_to_xml(format("
+	"'SELECT count(*) AS n FROM %I.runs WHERE state = ''failed''', t.schema_name), false, true, '')))[1]::text::bigint), 0) "
+	" FROM platform.tenants t WHERE t.schema_name IS NOT NULL AND t.deleted_at IS NULL "
+	" AND to_regclass(format('%I.runs', t.schema_name)) IS NOT NULL), "
+	"(SELECT coalesce(sum((xpath('/row/n/text()', query_to_xml(format("
+	"'SELECT count(*) AS n FROM %I.deliveries WHERE state = ''failed''', t.schema_name), false, true, '')))[1]::text::bigint), 0) "
+	" FROM platform.tenants t WHERE t.schema_name IS NOT NULL AND t.deleted_at IS NULL "
+	" AND to_regclass(format('%I.deliveries', t.schema_name)) IS NOT NULL) "
+	"FROM platform.run_queue";
+
+static void on_gauges(evutil_socket_t fd, short what, void *arg)
+{
+	eng_runner_t *r = arg;
+
+	if (mf_pg_pool_up(r->w->pg) && mf_pg_query(r->w->pg, gauges_sql, 0, NULL, gauges_done, NULL) < 0)
+		mf_debug("engine", "gauges not sent");
+}
+
+int eng_metrics_render(mf_buf_t *out)
+{
+	static const char *const gnames[G_N] = { "ready", "scheduled", "leased", "expired" };
+	int rc = 0;
+
+	rc |= mf_buf_adds(out, "# HELP mspflow_engine_queue_depth Runs in the platform run queue by state (ready: due "
+			       "and unclaimed; scheduled: a timer; leased: held by a worker; expired: held past the lease), "
+			       "as last counted by this process (every 15 s).\n# TYPE mspflow_engine_queue_depth gauge\n");
+	for (int i = 0; i < G_DLQ_RUNS; i++) {
+		long long v = __atomic_load_n(&gauges[i], __ATOMIC_RELAXED);
+
+		if (v >= 0)
+			rc |= mf_buf_addf(out, "mspflow_engine_queue_depth{state=\"%s\"} %lld\n", gnames[i], v);
+	}
+	rc |= mf_buf_adds(out, "# HELP mspflow_engine_dead_letters Dead letters over all tenants: runs in state failed and "
+			       "outbound webhook deliveries that ran out of attempts (every 15 s).\n"
+			       "# TYPE mspflow_engine_dead_letters gauge\n");
+	if (__atomic_load_n(&gauges[G_DLQ_RUNS], __ATOMIC_RELAXED) >= 0)
+		rc |= mf_buf_addf(out, "mspflow_engine_dead_letters{kind=\"run\"} %lld\n"
+				       "mspflow_engine_dead_letters{kind=\"webhook_delivery\"} %lld\n",
+				  __atomic_load_n(&gauges[G_DLQ_RUNS], __ATOMIC_RELAXED),
+				  __atomic_load_n(&gauges[G_DLQ_DELIVERIES], __ATOMIC_RELAXED));
+	rc |= mf_buf_addf(out, "# HELP mspflow_engine_lease_expiries_total Runs claimed after the lease of the worker "
+			       "holding them had expired (a worker died or stalled).\n"
+			       "# TYPE mspflow_engine_lease_expiries_total counter\nmspflow_engine_lease_expiries_total %llu\n"
+			       "# HELP mspflow_engine_runs_started_total Runs that began executing (pending to running).\n"
+			       "# TYPE mspflow_engine_runs_started_total counter\nmspflow_engine_runs_started_total %llu\n",
+			  __atomic_load_n(&n_lease_expiries, __ATOMIC_RELAXED), __atomic_load_n(&n_started, __ATOMIC_RELAXED));
+	rc |= mf_buf_adds(out, "# HELP mspflow_engine_claim_latency_seconds Time from a run becoming due (or its lease "
+			       "expiring) to a worker claiming it.\n# TYPE mspflow_engine_claim_latency_seconds histogram\n");
+	rc |= mf_hist_render(out, "mspflow_engine_claim_latency_seconds", "", &claim_hist);
+	rc |= mf_buf_adds(out, "# HELP mspflow_engine_step_duration_seconds Step attempts by step type, from start to "
+			       "outcome (an http step's includes its call).\n"
+			       "# TYPE mspflow_engine_step_duration_seconds histogram\n");
+	for (size_t k = 0; k < N_STEP_TYPES; k++) {
+		char labels[32];
+
+		snprintf(labels, sizeof(labels), "type=\"%s\"", step_types[k]);
+		rc |= mf_hist_render(out, "mspflow_engine_step_duration_seconds", labels, &step_hist[k]);
+	}
+	return rc ? -1 : 0;
+}
+
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
 {
 	eng_runner_t *r = arg;
@@ -1988,6 +2206,7 @@ eng_runner_t *eng_runner_new(eng_worker_t *ew, mf_err_t *err)
 	struct timeval poll = { cfg->engine_poll_ms / 1000, (cfg->engine_poll_ms % 1000) * 1000 };
 	struct timeval renew = { cfg->engine_lease_ms / 3000, (cfg->engine_lease_ms / 3 % 1000) * 1000 };
 	struct timeval sweep = { SWEEP_MS / 1000, 0 };
+	struct timeval gauge = { GAUGE_MS / 1000, 0 };
 	struct event_base *base = ew->w->base;
 
 	if (r == NULL || ew->w->pg == NULL) {
@@ -2007,14 +2226,17 @@ eng_runner_t *eng_runner_new(eng_worker_t *ew, mf_err_t *err)
 	r->poll_ev = event_new(base, -1, EV_PERSIST, on_poll, r);
 	r->renew_ev = event_new(base, -1, EV_PERSIST, on_renew, r);
 	r->sweep_ev = ew->w->index == 0 ? event_new(base, -1, EV_PERSIST, on_sweep, r) : NULL;
+	r->gauge_ev = ew->w->index == 0 ? event_new(base, -1, EV_PERSIST, on_gauges, r) : NULL;
 	if (r->claim_ev == NULL || r->flush_ev == NULL || r->poll_ev == NULL || r->renew_ev == NULL ||
 	    event_add(r->poll_ev, &poll) < 0 || event_add(r->renew_ev, &renew) < 0 ||
-	    (r->sweep_ev && event_add(r->sweep_ev, &sweep) < 0)) {
+	    (r->sweep_ev && event_add(r->sweep_ev, &sweep) < 0) || (r->gauge_ev && event_add(r->gauge_ev, &gauge) < 0)) {
 		eng_runner_free(r);
 		mf_err_set(err, 500, "out_of_memory", "out of memory");
 		return NULL;
 	}
 	r->listen = eng_listen_new(base, mf_config_direct_url(cfg), ENG_CHANNEL, on_notify, r);
+	if (r->gauge_ev)
+		event_active(r->gauge_ev, EV_TIMEOUT, 0);	/* a first count at start */
 	return r;
 }
 
@@ -2065,6 +2287,8 @@ void eng_runner_free(eng_runner_t *r)
 		event_free(r->renew_ev);
 	if (r->sweep_ev)
 		event_free(r->sweep_ev);
+	if (r->gauge_ev)
+		event_free(r->gauge_ev);
 	free(r);
 }
 

@@ -3,9 +3,11 @@
  * eng_event (platform/0006_engine.sql) insert for them.  Pure: the caller
  * runs eng_triggers_sql in its own transaction and passes the rows here.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/otlp.h"
 #include "engine/definition.h"
 #include "engine/engine.h"
 #include "engine/expr.h"
@@ -105,4 +107,31 @@ oom:
 	json_decref(runs);
 	json_decref(scope);
 	return NULL;
+}
+
+json_t *eng_trace_json(const mf_trace_t *parent)
+{
+	mf_trace_t t;
+	char start[24];
+
+	if (parent && mf_trace_valid(parent))
+		mf_trace_child(parent, &t);
+	else
+		mf_trace_new(&t);
+	snprintf(start, sizeof(start), "%llu", mf_otlp_now_ns());
+	return json_pack("{s:s, s:s, s:s, s:s}", "id", t.trace_id, "span", t.parent_id, "parent",
+			 parent && mf_trace_valid(parent) ? parent->parent_id : "", "start", start);
+}
+
+void eng_runs_set_trace(json_t *runs, const mf_trace_t *parent)
+{
+	size_t i;
+	json_t *entry;
+
+	json_array_foreach(runs, i, entry) {
+		json_t *ctx = json_object_get(entry, "ctx");
+
+		if (json_is_object(ctx))
+			json_object_set_new(ctx, "trace", eng_trace_json(parent));
+	}
 }

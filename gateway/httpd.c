@@ -26,6 +26,7 @@
 
 #include "core/json.h"
 #include "core/log.h"
+#include "core/otlp.h"
 #include "core/trace.h"
 #include "gateway/httpd.h"
 
@@ -69,6 +70,7 @@ struct gw_req {
 	 * request nobody asks about costs no random bytes. */
 	mf_trace_t trace;
 	unsigned char trace_state;	/* TR_* */
+	char caller_span[17];		/* the caller's span (TR_RECEIVED), else "" */
 	char remote[48];		/* peer address, kept after the client goes */
 	void *data;			/* gw_req_set_data */
 	void (*data_free)(void *);
@@ -229,6 +231,7 @@ static void req_trace_receive(gw_req_t *r)
 	const gw_hdr_t *found = NULL;
 
 	r->trace_state = TR_NONE;
+	r->caller_span[0] = '\0';
 	for (int i = 0; i < r->nhdrs; i++) {
 		if (!gw_strieq(r->hdrs[i].name, r->hdrs[i].name_len, "traceparent"))
 			continue;
@@ -236,8 +239,10 @@ static void req_trace_receive(gw_req_t *r)
 			return;
 		found = &r->hdrs[i];
 	}
-	if (found && mf_trace_parse(&r->trace, found->value, found->value_len, NULL) == 0)
+	if (found && mf_trace_parse(&r->trace, found->value, found->value_len, NULL) == 0) {
 		r->trace_state = TR_RECEIVED;
+		memcpy(r->caller_span, r->trace.parent_id, sizeof(r->caller_span));
+	}
 }
 
 static const mf_trace_t *req_trace(gw_req_t *r)
@@ -457,6 +462,25 @@ void gw_worker_flush_log(gw_worker_t *w)
 
 static void process_input(gw_conn_t *c);
 
+/* The request's server span (core/otlp.h), API listener only: scrapes
+ * and probes on the admin listener would drown the traces. */
+static void request_span(gw_req_t *r, int status, uint64_t us)
+{
+	const mf_trace_t *t = req_trace(r);
+	unsigned long long end = mf_otlp_now_ns();
+	json_t *a = json_array();
+	char name[160];
+
+	snprintf(name, sizeof(name), "%s %s", r->method ? r->method : "-", r->route ? r->route->pattern : "unmatched");
+	mf_otlp_attr_str(a, "http.request.method", r->method);
+	mf_otlp_attr_str(a, "http.route", r->route ? r->route->pattern : NULL);
+	mf_otlp_attr_int(a, "http.response.status_code", status);
+	mf_otlp_attr_str(a, "mspflow.request_id", r->id);
+	mf_otlp_attr_str(a, "mspflow.tenant_id", r->tenant[0] ? r->tenant : NULL);
+	mf_otlp_span(t->trace_id, t->parent_id, r->caller_span, name, MF_SPAN_SERVER, end - us * 1000ULL, end,
+		     status >= 500, a);
+}
+
 static void respond(gw_req_t *r, int status, const char *ctype, const void *body, size_t len)
 {
 	gw_conn_t *c = r->conn;
@@ -469,6 +493,8 @@ static void respond(gw_req_t *r, int status, const char *ctype, const void *body
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	us = (uint64_t)(now.tv_sec - r->t0.tv_sec) * 1000000u + (uint64_t)((now.tv_nsec - r->t0.tv_nsec) / 1000);
 	gw_metrics_record(w, r->admin, r->route ? r->route->id : -1, status, us);
+	if (!r->admin && mf_otlp_enabled())
+		request_span(r, status, us);
 	if (w->srv->cfg->access_log)
 		access_log(r, status, len, us);
 	if (c == NULL) {		/* client gone: nothing to send */
