@@ -133,7 +133,8 @@ struct eng_runner {
 	run_t *runs;
 	int nruns;
 	run_t *apply_head, **apply_tail;
-	struct event *claim_ev, *poll_ev, *renew_ev, *flush_ev, *sweep_ev, *gauge_ev;
+	struct event *claim_ev, *poll_ev, *renew_ev, *flush_ev, *sweep_ev;
+	struct event *gauge_ev;		/* worker 0: one-shot, re-armed when a count ends */
 	eng_listen_t *listen;
 	bool claiming, claim_again;
 	bool closing;			/* shutting down: callbacks only free */
@@ -242,8 +243,10 @@ static const char *const step_types[] = { "transform", "decide", "emit", "http",
 static mf_hist_t step_hist[N_STEP_TYPES];
 static mf_hist_t claim_hist;
 static unsigned long long n_lease_expiries, n_started;
-/* refreshed by worker 0 of each process every GAUGE_MS; -1 = not known yet */
-#define GAUGE_MS 15000
+/* refreshed by worker 0 of each process every engine_gauge_ms (the first
+ * count right at start); -1 = not known yet, and the series is left out
+ * rather than reported as a false 0 */
+#define GAUGE_RETRY_MS 200	/* while the pool has no connection yet */
 enum { G_READY, G_SCHEDULED, G_LEASED, G_EXPIRED, G_DLQ_RUNS, G_DLQ_DELIVERIES, G_N };
 static long long gauges[G_N] = { -1, -1, -1, -1, -1, -1 };
 
@@ -2105,16 +2108,27 @@ static void on_renew(evutil_socket_t fd, short what, void *arg)
 		mf_debug("engine", "lease renewal not sent");
 }
 
+static void gauges_arm(eng_runner_t *r, int ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	if (!r->closing && event_add(r->gauge_ev, &tv) < 0)
+		mf_warn("engine", "cannot schedule the next queue count");
+}
+
+/* The next count is scheduled when this one ends, so a slow database
+ * never has two of them queued on the pool. */
 static void gauges_done(const PGresult *res, const mf_err_t *err, void *arg)
 {
-	if (err) {
+	eng_runner_t *r = arg;
+
+	if (err)
 		mf_warn("engine", "cannot count the queue and dead letters", MF_S("error", err->detail));
-		return;
-	}
-	if (PQntuples(res) != 1 || PQnfields(res) != G_N)
-		return;
-	for (int i = 0; i < G_N; i++)
-		__atomic_store_n(&gauges[i], PQgetisnull(res, 0, i) ? 0 : atoll(PQgetvalue(res, 0, i)), __ATOMIC_RELAXED);
+	else if (PQntuples(res) == 1 && PQnfields(res) == G_N)
+		for (int i = 0; i < G_N; i++)
+			__atomic_store_n(&gauges[i], PQgetisnull(res, 0, i) ? 0 : atoll(PQgetvalue(res, 0, i)),
+					 __ATOMIC_RELAXED);
+	gauges_arm(r, r->cfg->engine_gauge_ms);
 }
 
 /* The queue's depth by state and the dead letters, for /metrics.  The
@@ -2138,12 +2152,24 @@ static const char gauges_sql[] =
 	" AND to_regclass(format('%I.deliveries', t.schema_name)) IS NOT NULL) "
 	"FROM platform.run_queue";
 
+/* Not a persistent timer: event_active() on one that is pending pushes
+ * its next run a whole period further (libevent reschedules relative to
+ * the missed deadline), and a start-up count skipped for want of a
+ * connection then left the gauges unknown for two periods. */
 static void on_gauges(evutil_socket_t fd, short what, void *arg)
 {
 	eng_runner_t *r = arg;
 
-	if (mf_pg_pool_up(r->w->pg) && mf_pg_query(r->w->pg, gauges_sql, 0, NULL, gauges_done, NULL) < 0)
+	if (r->closing)
+		return;
+	if (!mf_pg_pool_up(r->w->pg)) {
+		gauges_arm(r, r->cfg->engine_gauge_ms < GAUGE_RETRY_MS ? r->cfg->engine_gauge_ms : GAUGE_RETRY_MS);
+		return;
+	}
+	if (mf_pg_query(r->w->pg, gauges_sql, 0, NULL, gauges_done, r) < 0) {
 		mf_debug("engine", "gauges not sent");
+		gauges_arm(r, r->cfg->engine_gauge_ms);
+	}
 }
 
 int eng_metrics_render(mf_buf_t *out)
@@ -2153,7 +2179,7 @@ int eng_metrics_render(mf_buf_t *out)
 
 	rc |= mf_buf_adds(out, "# HELP mspflow_engine_queue_depth Runs in the platform run queue by state (ready: due "
 			       "and unclaimed; scheduled: a timer; leased: held by a worker; expired: held past the lease), "
-			       "as last counted by this process (every 15 s).\n# TYPE mspflow_engine_queue_depth gauge\n");
+			       "as last counted by this process (every engine_gauge_ms; absent until the first count).\n# TYPE mspflow_engine_queue_depth gauge\n");
 	for (int i = 0; i < G_DLQ_RUNS; i++) {
 		long long v = __atomic_load_n(&gauges[i], __ATOMIC_RELAXED);
 
@@ -2161,7 +2187,7 @@ int eng_metrics_render(mf_buf_t *out)
 			rc |= mf_buf_addf(out, "mspflow_engine_queue_depth{state=\"%s\"} %lld\n", gnames[i], v);
 	}
 	rc |= mf_buf_adds(out, "# HELP mspflow_engine_dead_letters Dead letters over all tenants: runs in state failed and "
-			       "outbound webhook deliveries that ran out of attempts (every 15 s).\n"
+			       "outbound webhook deliveries that ran out of attempts (every engine_gauge_ms; absent until the first count).\n"
 			       "# TYPE mspflow_engine_dead_letters gauge\n");
 	if (__atomic_load_n(&gauges[G_DLQ_RUNS], __ATOMIC_RELAXED) >= 0)
 		rc |= mf_buf_addf(out, "mspflow_engine_dead_letters{kind=\"run\"} %lld\n"
@@ -2206,7 +2232,7 @@ eng_runner_t *eng_runner_new(eng_worker_t *ew, mf_err_t *err)
 	struct timeval poll = { cfg->engine_poll_ms / 1000, (cfg->engine_poll_ms % 1000) * 1000 };
 	struct timeval renew = { cfg->engine_lease_ms / 3000, (cfg->engine_lease_ms / 3 % 1000) * 1000 };
 	struct timeval sweep = { SWEEP_MS / 1000, 0 };
-	struct timeval gauge = { GAUGE_MS / 1000, 0 };
+	struct timeval now = { 0, 0 };	/* a first count right at start */
 	struct event_base *base = ew->w->base;
 
 	if (r == NULL || ew->w->pg == NULL) {
@@ -2226,17 +2252,16 @@ eng_runner_t *eng_runner_new(eng_worker_t *ew, mf_err_t *err)
 	r->poll_ev = event_new(base, -1, EV_PERSIST, on_poll, r);
 	r->renew_ev = event_new(base, -1, EV_PERSIST, on_renew, r);
 	r->sweep_ev = ew->w->index == 0 ? event_new(base, -1, EV_PERSIST, on_sweep, r) : NULL;
-	r->gauge_ev = ew->w->index == 0 ? event_new(base, -1, EV_PERSIST, on_gauges, r) : NULL;
+	r->gauge_ev = ew->w->index == 0 ? evtimer_new(base, on_gauges, r) : NULL;
 	if (r->claim_ev == NULL || r->flush_ev == NULL || r->poll_ev == NULL || r->renew_ev == NULL ||
+	    (ew->w->index == 0 && (r->sweep_ev == NULL || r->gauge_ev == NULL)) ||
 	    event_add(r->poll_ev, &poll) < 0 || event_add(r->renew_ev, &renew) < 0 ||
-	    (r->sweep_ev && event_add(r->sweep_ev, &sweep) < 0) || (r->gauge_ev && event_add(r->gauge_ev, &gauge) < 0)) {
+	    (r->sweep_ev && event_add(r->sweep_ev, &sweep) < 0) || (r->gauge_ev && event_add(r->gauge_ev, &now) < 0)) {
 		eng_runner_free(r);
 		mf_err_set(err, 500, "out_of_memory", "out of memory");
 		return NULL;
 	}
 	r->listen = eng_listen_new(base, mf_config_direct_url(cfg), ENG_CHANNEL, on_notify, r);
-	if (r->gauge_ev)
-		event_active(r->gauge_ev, EV_TIMEOUT, 0);	/* a first count at start */
 	return r;
 }
 

@@ -48,7 +48,7 @@ class TelemetryTest(RunReads, unittest.TestCase):
         cls.peer = MockServer({"/hook": lambda rec: Reply(200, {"ok": True}, delay=0.05)})
         cls.env = env = EngineEnv(config={
             "otlp_endpoint": f"http://127.0.0.1:{cls.collector.port}/", "otlp_service_name": "mspflow-test",
-            "otlp_flush_ms": 100})
+            "otlp_flush_ms": 100, "engine_gauge_ms": 200})
         env.connector("peer", f"http://localhost:{cls.peer.port}")
         r = env.call("PUT", "/workflows/traced", {"trigger": {"event": "tele.go"}, "steps": [
             {"id": "prep", "type": "transform", "output": {"n": "data.n + 1"}},
@@ -149,7 +149,7 @@ class TelemetryTest(RunReads, unittest.TestCase):
             self.assertGreater(value(after, name, **labels), value(before, name, **labels) or 0, (name, labels))
         self.assertIsNotNone(value(after, "mspflow_engine_lease_expiries_total"))
         self.assertTrue(wait_until(lambda: value(metrics(admin), "mspflow_engine_dead_letters", kind="run")
-                                   is not None, 20, 0.5), "the dead-letter gauge is published")
+                                   is not None, 5, 0.1), "the dead-letter gauge is published")
         m = metrics(admin)
         self.assertIsNotNone(value(m, "mspflow_engine_queue_depth", state="ready"))
         self.assertIsNotNone(value(m, "mspflow_engine_dead_letters", kind="webhook_delivery"))
@@ -164,30 +164,38 @@ class TelemetryTest(RunReads, unittest.TestCase):
         self.assertEqual(r.status, 202, r.body)
         self.wait_state(r.json()["run_ids"][0], "failed")
         failed = int(self.env.psql(f"SELECT count(*) FROM {self.env.schema}.runs WHERE state = 'failed'"))
+        # engine_gauge_ms is 200 here: the count follows within a few periods
         self.assertTrue(wait_until(lambda: value(metrics(admin), "mspflow_engine_dead_letters", kind="run") == failed,
-                                   20, 0.5), (failed, value(metrics(admin), "mspflow_engine_dead_letters", kind="run")))
+                                   5, 0.1), (failed, value(metrics(admin), "mspflow_engine_dead_letters", kind="run")))
 
     def test_off_by_default_and_a_dead_collector_costs_nothing(self):
-        off = self.env.p.add_server({"otlp_endpoint": ""})
+        # gateways only (engine_enabled 0): were they to claim runs, another
+        # test's run could be executed here and its spans sent elsewhere
+        off = self.env.p.add_server({"otlp_endpoint": "", "engine_enabled": 0})
         # a port nothing listens on
         probe = MockServer({})
         dead_port = probe.port
         probe.close()
         dead = self.env.p.add_server({"otlp_endpoint": f"http://127.0.0.1:{dead_port}", "otlp_flush_ms": 50,
-                                      "otlp_max_queue": 16})
-        for srv in (off, dead):
-            t0 = time.monotonic()
-            for _ in range(40):
-                r = api(srv.port, "GET", f"/v1/tenants/{self.env.tid}/runs?limit=1", self.env.msp_tok)
-                self.assertEqual(r.status, 200, r.body)
-            self.assertLess(time.monotonic() - t0, 10)
-        m = metrics(off.admin_port)
-        self.assertEqual(value(m, "mspflow_otlp_exports_total"), 0, "no export without otlp_endpoint")
-        self.assertEqual(value(m, "mspflow_otlp_spans_total", result="exported"), 0)
-        ok = wait_until(lambda: (value(metrics(dead.admin_port), "mspflow_otlp_spans_total",
-                                       result="dropped_export_failed") or 0) > 0, 15, 0.2)
-        self.assertTrue(ok, metrics(dead.admin_port)[-1500:])
-        self.assertEqual(api(dead.port, "GET", "/healthz").status, 200)
+                                      "otlp_max_queue": 16, "engine_enabled": 0})
+        try:
+            for srv in (off, dead):
+                t0 = time.monotonic()
+                for _ in range(40):
+                    r = api(srv.port, "GET", f"/v1/tenants/{self.env.tid}/runs?limit=1", self.env.msp_tok)
+                    self.assertEqual(r.status, 200, r.body)
+                self.assertLess(time.monotonic() - t0, 10)
+            m = metrics(off.admin_port)
+            self.assertEqual(value(m, "mspflow_otlp_exports_total"), 0, "no export without otlp_endpoint")
+            self.assertEqual(value(m, "mspflow_otlp_spans_total", result="exported"), 0)
+            ok = wait_until(lambda: (value(metrics(dead.admin_port), "mspflow_otlp_spans_total",
+                                           result="dropped_export_failed") or 0) > 0, 15, 0.2)
+            self.assertTrue(ok, metrics(dead.admin_port)[-1500:])
+            self.assertEqual(api(dead.port, "GET", "/healthz").status, 200)
+        finally:
+            for srv in (off, dead):
+                self.assertEqual(srv.stop(), 0, "a clean exit with a dead collector")
+                self.env.p.servers.remove(srv)
 
     def test_dashboard_queries_only_exported_metrics(self):
         with open(os.path.join(ROOT, "infra", "grafana", "mspflow-dashboard.json")) as f:
