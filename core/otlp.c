@@ -31,7 +31,9 @@ struct mf_otlp {
 	char *url;			/* <endpoint>/v1/traces */
 	json_t *queue;			/* spans waiting */
 	int max_queue;
-	struct event *flush_ev, *curl_timer;
+	struct event *flush_ev;		/* every otlp_flush_ms */
+	struct event *kick_ev;		/* a flush now (many spans waiting) */
+	struct event *curl_timer;
 	CURLM *multi;
 	CURL *easy;			/* the POST in flight, or NULL */
 	struct curl_slist *headers;
@@ -213,10 +215,13 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
 
 /* ---- flushing ---- */
 
+/* Through an event of its own: event_active() on the pending periodic
+ * timer would move its next tick a whole period past the missed deadline,
+ * so a burst could hold back the spans that trickle in after it. */
 static void schedule_flush(mf_otlp_t *o)
 {
 	if (o->easy == NULL)
-		event_active(o->flush_ev, EV_TIMEOUT, 0);
+		event_active(o->kick_ev, EV_TIMEOUT, 0);
 }
 
 static void on_flush(evutil_socket_t fd, short what, void *arg)
@@ -294,10 +299,11 @@ mf_otlp_t *mf_otlp_new(struct event_base *base, const mf_config_t *cfg)
 	memcpy(o->url + n, "/v1/traces", sizeof("/v1/traces"));
 	o->queue = json_array();
 	o->flush_ev = event_new(base, -1, EV_PERSIST, on_flush, o);
+	o->kick_ev = event_new(base, -1, 0, on_flush, o);
 	o->curl_timer = evtimer_new(base, on_curl_timer, o);
 	o->multi = curl_multi_init();
 	o->headers = curl_slist_append(NULL, "Content-Type: application/json");
-	if (o->queue == NULL || o->flush_ev == NULL || o->curl_timer == NULL || o->multi == NULL ||
+	if (o->queue == NULL || o->flush_ev == NULL || o->kick_ev == NULL || o->curl_timer == NULL || o->multi == NULL ||
 	    o->headers == NULL || event_add(o->flush_ev, &tv) < 0)
 		goto oom;
 	curl_multi_setopt(o->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
@@ -335,6 +341,8 @@ void mf_otlp_free(mf_otlp_t *o)
 	}
 	if (o->flush_ev)
 		event_free(o->flush_ev);
+	if (o->kick_ev)
+		event_free(o->kick_ev);
 	if (o->curl_timer)
 		event_free(o->curl_timer);
 	curl_slist_free_all(o->headers);

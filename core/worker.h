@@ -21,8 +21,8 @@ typedef struct mf_worker {
 	struct cx_vault_worker *vault;
 	struct cx_worker *cx;		/* connector calls (connectors/connectors.h) */
 	struct eng_worker *eng;		/* workflow engine (engine/engine.h) */
-	struct pa *pa;
-	struct mf_otlp *otlp;		/* span exporter (core/otlp.h), NULL when off */			/* the client portal (portal-api/portal.h; shared, read-only) */
+	struct pa *pa;			/* the client portal (portal-api/portal.h; shared, read-only) */
+	struct mf_otlp *otlp;		/* span exporter (core/otlp.h), NULL when off */
 } mf_worker_t;
 
 #endif

@@ -115,7 +115,7 @@ typedef struct eng_stats {
 } eng_stats_t;
 void eng_worker_stats(const eng_worker_t *ew, eng_stats_t *out);
 /* Prometheus text of the engine's process-wide metrics: queue depth and
- * dead letters (refreshed by worker 0 every 15 s), claim latency, step
+ * dead letters (refreshed by worker 0 every engine_gauge_ms), claim latency, step
  * latency by type, lease expiries, runs started.  Any thread. */
 struct mf_buf;
 int eng_metrics_render(struct mf_buf *out) __attribute__((warn_unused_result));
