@@ -30,11 +30,8 @@ class Collector(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        try:
-            n = sum(len(ss["spans"]) for rs in json.loads(body)["resourceSpans"] for ss in rs["scopeSpans"])
-        except (ValueError, KeyError):
-            n = 0
-        spans_seen[0] += n
+        # counted, not parsed: the collector shares the CPUs with the server
+        spans_seen[0] += body.count(b'"spanId"')
         spans_seen[1] += 1
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
