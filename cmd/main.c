@@ -9,6 +9,7 @@
  *   mspflow seed-catalog --config FILE [--dir DIR]
  *   mspflow rotate-keys --config FILE
  *   mspflow vault rotate-master --config FILE
+ *   mspflow audit verify|prune (--tenant ID|SLUG | --all) --config FILE
  *   mspflow keygen | routes | config-reference | version | help
  *
  * Exit codes: 0 success, 1 failure, 2 usage error.
@@ -31,6 +32,7 @@
 #include <openssl/crypto.h>
 #include <sodium.h>
 
+#include "audit/audit.h"
 #include "catalog/catalog.h"
 #include "cmd/demo.h"
 #include "cmd/demo_peers.h"
@@ -82,6 +84,11 @@ static void usage(FILE *out)
 		"  vault rotate-master --config FILE\n"
 		"        re-wrap every tenant data key and signing key under a new master key\n"
 		"        (master_key_file: generated and written; a key list: its first key)\n"
+		"  audit verify (--tenant ID|SLUG | --all) --config FILE\n"
+		"        recompute the audit hash chain from the last checkpoint; exit 0 intact\n"
+		"        (a JSON summary), 1 tampered (one JSON line per problem), 3 not checked\n"
+		"  audit prune (--tenant ID|SLUG | --all) --config FILE\n"
+		"        seal and delete audit entries past the tenant's retention.audit\n"
 		"  keygen              print a new master key\n"
 		"  routes              print every route: listener, method, path\n"
 		"  config-reference    print every configuration key (Markdown)\n"
@@ -715,6 +722,8 @@ int main(int argc, char **argv)
 		return cmd_rotate_keys(argc - 2, argv + 2);
 	if (strcmp(cmd, "vault") == 0)
 		return cmd_vault(argc - 2, argv + 2);
+	if (strcmp(cmd, "audit") == 0)
+		return audit_main(argc - 2, argv + 2);
 	if (strcmp(cmd, "keygen") == 0)
 		return cmd_keygen();
 	if (strcmp(cmd, "routes") == 0)

@@ -3,6 +3,7 @@
  */
 #include <stdlib.h>
 
+#include "audit/audit.h"
 #include "core/worker.h"
 #include "engine/eng.h"
 
@@ -43,7 +44,9 @@ eng_worker_t *eng_worker_new(eng_t *e, struct mf_worker *w, bool run_engine, mf_
 	if (run_engine) {
 		ew->runner = eng_runner_new(ew, err);
 		ew->outbox = ew->runner ? eng_outbox_new(ew, err) : NULL;
-		if (ew->runner == NULL || ew->outbox == NULL) {
+		/* the maintenance that is no step of a run: audit retention */
+		ew->pruner = w->index == 0 ? audit_pruner_new(w) : NULL;
+		if (ew->runner == NULL || ew->outbox == NULL || (w->index == 0 && ew->pruner == NULL)) {
 			eng_worker_free(ew);
 			return NULL;
 		}
@@ -54,6 +57,8 @@ eng_worker_t *eng_worker_new(eng_t *e, struct mf_worker *w, bool run_engine, mf_
 void eng_worker_close(eng_worker_t *ew)
 {
 	if (ew) {
+		audit_pruner_free(ew->pruner);
+		ew->pruner = NULL;
 		eng_runner_close(ew->runner);
 		eng_outbox_close(ew->outbox);
 	}
@@ -63,6 +68,7 @@ void eng_worker_free(eng_worker_t *ew)
 {
 	if (ew == NULL)
 		return;
+	audit_pruner_free(ew->pruner);
 	eng_outbox_free(ew->outbox);
 	eng_runner_free(ew->runner);
 	free(ew);

@@ -141,6 +141,7 @@ enum pol_decision pol_decide(const pol_subject_t *w, const pol_tenant_t *t, enum
 	case POL_EDIT:
 	case POL_API_CLIENTS:
 	case POL_POLICY:
+	case POL_AUDIT:		/* who administers a tenant answers for its record */
 		ok = admin_over(w, t);
 		break;
 	case POL_CREATE_TENANT:
@@ -204,7 +205,7 @@ const char *pol_perm_name(enum pol_perm p)
 {
 	static const char *const names[POL_PERM_COUNT] = {
 		"read", "edit", "create_tenant", "create_client", "lifecycle", "api_clients", "users", "policy",
-		"credentials", "connectors", "workflows", "runs", "templates", "catalog",
+		"credentials", "connectors", "workflows", "runs", "templates", "catalog", "audit",
 	};
 
 	return p < POL_PERM_COUNT ? names[p] : "";

@@ -43,6 +43,7 @@ enum pol_perm {
 	POL_RUNS,		/* start, cancel and retry runs, post events (msps and clients) */
 	POL_TEMPLATES,		/* publish and yank templates, manage signing keys (partners) */
 	POL_CATALOG,		/* read the template catalog (routes without {tenant_id}) */
+	POL_AUDIT,		/* read the audit log */
 	POL_PERM_COUNT
 };
 

@@ -137,7 +137,7 @@ int tn_routes_add(tn_t *tn, gw_router_t *api)
 	if (gw_router_add(api, "GET", "/.well-known/jwks.json", handle_jwks, tn, 0) < 0)
 		return -1;
 	if (tn_tenants_routes(tn, api) < 0 || tn_clients_routes(tn, api) < 0 || tn_users_routes(tn, api) < 0 ||
-	    tn_policy_routes(tn, api) < 0 || tn_branding_routes(tn, api) < 0)
+	    tn_policy_routes(tn, api) < 0 || tn_branding_routes(tn, api) < 0 || tn_audit_routes(tn, api) < 0)
 		return -1;
 	return 0;
 }

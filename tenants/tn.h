@@ -168,6 +168,7 @@ int tn_clients_routes(tn_t *tn, gw_router_t *api) __attribute__((warn_unused_res
 int tn_users_routes(tn_t *tn, gw_router_t *api) __attribute__((warn_unused_result));
 int tn_policy_routes(tn_t *tn, gw_router_t *api) __attribute__((warn_unused_result));
 int tn_branding_routes(tn_t *tn, gw_router_t *api) __attribute__((warn_unused_result));
+int tn_audit_routes(tn_t *tn, gw_router_t *api) __attribute__((warn_unused_result));
 /* api_branding.c: inside a transaction on ctx->conn, makes sure no other
  * live tenant than tenant_id (kept by the caller until then runs) lists
  * one of branding's domains (borrowed; NULL or without domains passes at
