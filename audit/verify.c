@@ -306,7 +306,17 @@ static void mismatch(chain_t *c, const row_t *w)
 			return;
 		}
 	}
-	/* its own prev_hash and hash, under another seq: moved whole */
+	/* its own prev_hash and hash, written under another seq: moved whole
+	 * (to where another moved entry was, or after its predecessor) */
+	for (size_t j = 0; k && j < c->n; j++) {
+		const row_t *o = &c->rows[j];
+
+		if (o != w && o->kept >= 0 && hashes_as(c, k, o->seq, w->prev, w->stored)) {
+			problem(c, "reordered", json_pack("{s:I,s:I}", "seq", w->seq, "moved_from_seq", o->seq),
+				"entry %lld was written as entry %lld", w->seq, o->seq);
+			return;
+		}
+	}
 	m = seq_of_hash(c, w->prev);
 	if (k && m >= 0 && m + 1 != w->seq && hashes_as(c, k, m + 1, w->prev, w->stored)) {
 		problem(c, "reordered", json_pack("{s:I,s:I}", "seq", w->seq, "moved_from_seq", m + 1),

@@ -92,7 +92,7 @@ static void list_audit(tn_ctx_t *ctx)
 	const char *p[7] = { ctx->target.id, NULL, NULL, NULL, NULL, NULL, lim };
 	mf_err_t err;
 
-	if (tn_page_params(ctx, &ctx->limit, cursor, &err) < 0) {
+	if (tn_req_page(ctx->req, &ctx->limit, cursor, &err) < 0) {
 		gw_respond_problem(ctx->req, &err);
 		return;
 	}

@@ -44,7 +44,7 @@ def expected(who, t, perm):
     pa = who["kind"] == "platform" and "platform_admin" in who["roles"]
     if perm == "read":
         return "allow"
-    if perm in ("edit", "api_clients", "policy"):
+    if perm in ("edit", "api_clients", "policy", "audit"):
         return "allow" if admin_over(who, t) else 403
     if perm == "create_client":
         if t["kind"] != "msp":
@@ -137,6 +137,7 @@ class MatrixTest(unittest.TestCase):
             ("GET", f"/v1/tenants/{t}/users/{uuid.uuid4()}", None, "users", 404),
             ("GET", f"/v1/tenants/{t}/policy", None, "policy", 200),
             ("PUT", f"/v1/tenants/{t}/policy", {}, "policy", 200),
+            ("GET", f"/v1/tenants/{t}/audit", None, "audit", 200),
             ("GET", f"/v1/tenants/{t}/access", None, "read", 200),
             ("GET", f"/v1/tenants/{t}/credentials", None, "credentials", 200),
             ("GET", f"/v1/tenants/{t}/credentials/none", None, "credentials", 404),
@@ -156,7 +157,7 @@ class MatrixTest(unittest.TestCase):
             ("POST", f"/v1/tenants/{t}/signing-keys/{uuid.uuid4()}/revoke", None, "templates", 404),
         ] + [("GET", f"/v1/tenants/{t}/access/{perm}", None, "check:" + perm, 204)
              for perm in ("read", "edit", "create_client", "lifecycle", "api_clients", "users", "policy",
-                          "credentials", "connectors", "workflows", "runs", "templates", "catalog")]
+                          "credentials", "connectors", "workflows", "runs", "templates", "catalog", "audit")]
 
     def test_matrix(self):
         missing = self.p.admin_token  # noqa: reference for the 404 body shape below

@@ -118,6 +118,11 @@ int main(void)
 	T_OK(pol_decide(&ca, &A, POL_CATALOG) == POL_FORBIDDEN && pol_decide(&cu, &A, POL_CATALOG) == POL_FORBIDDEN,
 	     "clients do not read the catalog");
 	T_OK(pol_decide(&ma, &A, POL_CATALOG) == POL_FORBIDDEN, "the catalog is read as one's own tenant");
+	T_OK(pol_decide(&ca, &A, POL_AUDIT) == POL_ALLOW && pol_decide(&ma, &A, POL_AUDIT) == POL_ALLOW &&
+	     pol_decide(&pa, &A, POL_AUDIT) == POL_ALLOW, "the audit log: own admin, the msp's admin, the platform");
+	T_OK(pol_decide(&cu, &A, POL_AUDIT) == POL_FORBIDDEN && pol_decide(&mo, &A, POL_AUDIT) == POL_FORBIDDEN,
+	     "client users and msp operators do not read the audit log");
+	T_OK(strcmp(pol_perm_name(POL_AUDIT), "audit") == 0, "the audit permission's name");
 	T_OK(strcmp(pol_perm_name(POL_TEMPLATES), "templates") == 0 && strcmp(pol_perm_name(POL_CATALOG), "catalog") == 0,
 	     "template permission names");
 	T_OK(strcmp(pol_perm_name(POL_WORKFLOWS), "workflows") == 0 && strcmp(pol_perm_name(POL_RUNS), "runs") == 0,
