@@ -4,8 +4,10 @@
  * server's periodic pruning.
  *
  * The chain itself is kept by the database (platform/0010_audit_chain.sql):
- * a trigger links every audit row to its tenant's previous one, whoever
- * writes it.  This module recomputes that chain independently in C, so a
+ * writers insert plain rows, and a chainer (platform.audit_chain) links the
+ * committed ones to their tenant's chain afterwards, off the writers' path.
+ * The server runs it continuously (audit_chainer_new), the command line on
+ * demand.  This module recomputes the chain independently in C, so a
  * verification does not trust the database's own hashing.
  */
 #ifndef AUDIT_AUDIT_H
@@ -33,8 +35,8 @@ typedef struct audit_entry {
  * detail, prev (64 lower-case hex digits). */
 void audit_entry_hash(const audit_entry_t *e, unsigned char out[AUDIT_HASH_BYTES]);
 
-/* `mspflow audit verify|prune ...` (argv after "audit"); returns the exit
- * code: 0 intact / done, 1 tampered / failed, 2 usage. */
+/* `mspflow audit chain|verify|prune ...` (argv after "audit"); returns the
+ * exit code: 0 intact / done, 1 tampered, 2 usage, 3 not checked. */
 int audit_main(int argc, char **argv);
 
 /* Seals and prunes entries past every tenant's retention now and then
@@ -43,5 +45,14 @@ int audit_main(int argc, char **argv);
 typedef struct audit_pruner audit_pruner_t;
 audit_pruner_t *audit_pruner_new(struct mf_worker *w);
 void audit_pruner_free(audit_pruner_t *p);
+
+/* Chains committed, unchained entries of every tenant every half second
+ * (platform.audit_chain_due), on w's loop; NULL when out of memory.
+ * audit_chainer_close stops it and hands it over: it is freed at once, or
+ * when the pool fails the pass on the wire (so close before freeing w's
+ * pool). */
+typedef struct audit_chainer audit_chainer_t;
+audit_chainer_t *audit_chainer_new(struct mf_worker *w);
+void audit_chainer_close(audit_chainer_t *c);
 
 #endif

@@ -1,10 +1,17 @@
 /*
- * verify.c - `mspflow audit verify` and `mspflow audit prune` (audit.h,
- * docs/audit.md).  One-shot commands: blocking libpq is fine here.
+ * verify.c - `mspflow audit chain|verify|prune` (audit.h, docs/audit.md).
+ * One-shot commands: blocking libpq is fine here.
  *
- * verify reads a tenant's newest checkpoint, its chain head and every entry
- * after the checkpoint in one REPEATABLE READ snapshot, recomputes each
- * entry's hash in C (chain.c) and names what is wrong and where:
+ * chain links a tenant's committed, unchained entries now (what the
+ * server's chainer does every half second), waiting for a chainer that
+ * holds the tenant rather than skipping it.  verify and prune run such a
+ * pass first (verify unless --no-chain), so that they see everything
+ * committed before they started as chained.
+ *
+ * verify reads a tenant's newest checkpoint, its chain head, every chained
+ * entry after the checkpoint and the count and age of the unchained ones
+ * in one REPEATABLE READ snapshot, recomputes each entry's hash in C
+ * (chain.c) and names what is wrong and where:
  *   edited       an entry's hash does not cover its stored fields
  *   deleted      seq numbers missing (inside the chain, at its start after
  *                the checkpoint, or at its end below the head)
@@ -14,6 +21,9 @@
  *   broken_link  an intact entry whose prev_hash is no stored hash at all
  *   head_mismatch the head (the next append's predecessor) disagrees with
  *                the last entry
+ *   stale_unchained an entry older than --max-unchained-age (300 s) is not
+ *                chained yet: no chainer is running, and edits to it would
+ *                go unseen
  * Exit 0 intact (one JSON summary line), 1 tampered (one JSON line per
  * problem), 2 usage, 3 could not check (database unreachable...).
  */
@@ -36,6 +46,9 @@
  * than this are reported as edited without looking for their position. */
 #define MAX_KEPT 256
 #define PRUNE_BATCH "100000"
+#define CHAIN_BATCH 10000
+#define CHAIN_BATCH_S "10000"
+#define MAX_UNCHAINED_AGE_S 300
 
 enum { EXIT_INTACT = 0, EXIT_TAMPERED = 1, EXIT_USAGE = 2, EXIT_UNCHECKED = 3 };
 
@@ -60,6 +73,9 @@ typedef struct chain {
 	kept_t kept[MAX_KEPT];
 	int nkept;
 	size_t *by_hash;	/* row indexes sorted by stored hash */
+	long long unchained;
+	double unchained_age_s;	/* of the oldest unchained entry, by its at */
+	double max_unchained_age_s;
 	int problems;
 } chain_t;
 
@@ -186,6 +202,12 @@ static const char *const entries_sql =
 	"detail::text, encode(prev_hash, 'hex'), encode(hash, 'hex') FROM platform.audit_events "
 	"WHERE tenant_id = $1::uuid AND seq > $2::bigint ORDER BY seq";
 
+/* entries the chainer has not linked yet: how many, and how old the oldest
+ * is by its own time (its writer's transaction start) */
+static const char *const unchained_sql =
+	"SELECT count(*), coalesce(extract(epoch FROM now() - min(at)), 0)::float8 FROM platform.audit_events "
+	"WHERE tenant_id = $1::uuid AND hash IS NULL";
+
 /* Checkpoint, head and entries, in one snapshot. */
 static int load(PGconn *conn, chain_t *c)
 {
@@ -216,6 +238,12 @@ static int load(PGconn *conn, chain_t *c)
 		if (!hex32(PQgetvalue(r, 0, 1), c->head_hash))
 			memset(c->head_hash, 0xff, sizeof(c->head_hash));
 	}
+	PQclear(r);
+	r = PQexecParams(conn, unchained_sql, 1, NULL, p, NULL, NULL, 0);
+	if (!res_ok(conn, r, PGRES_TUPLES_OK, "counting unchained entries"))
+		goto out;
+	c->unchained = atoll(PQgetvalue(r, 0, 0));
+	c->unchained_age_s = atof(PQgetvalue(r, 0, 1));
 	PQclear(r);
 	r = NULL;
 	snprintf(seq, sizeof(seq), "%lld", c->cp_seq);
@@ -370,12 +398,18 @@ static void check(chain_t *c)
 						      expected - 1, "head_hash", hexj(c->head_hash)),
 			"the chain head (seq %lld) is not the last entry (seq %lld)", c->head_seq, expected - 1);
 	}
+	if (c->unchained > 0 && c->unchained_age_s > c->max_unchained_age_s)
+		problem(c, "stale_unchained", json_pack("{s:I,s:f,s:f}", "unchained", c->unchained,
+							"oldest_unchained_age_s", c->unchained_age_s,
+							"max_unchained_age_s", c->max_unchained_age_s),
+			"%lld entries are not chained, the oldest for %.0f s: is the chainer running?",
+			c->unchained, c->unchained_age_s);
 }
 
 /* 0 intact, 1 tampered, -1 could not check. */
-static int verify_tenant(PGconn *conn, const char *tenant)
+static int verify_tenant(PGconn *conn, const char *tenant, double max_unchained_age_s)
 {
-	chain_t c = { .tenant = tenant };
+	chain_t c = { .tenant = tenant, .max_unchained_age_s = max_unchained_age_s };
 	int rc = -1;
 
 	if (load(conn, &c) < 0)
@@ -391,12 +425,15 @@ static int verify_tenant(PGconn *conn, const char *tenant)
 	qsort(c.by_hash, c.n, sizeof(*c.by_hash), cmp_hash);
 	check(&c);
 	if (c.problems == 0) {
-		json_t *j = json_pack("{s:s,s:s,s:I,s:o,s:o,s:I,s:o}", "tenant", tenant, "status", "intact",
+		json_t *j = json_pack("{s:s,s:s,s:I,s:o,s:o,s:I,s:o,s:I,s:o}", "tenant", tenant, "status", "intact",
 				      "entries", (json_int_t)c.n,
 				      "first_seq", c.n ? json_integer(c.rows[0].seq) : json_null(),
 				      "last_seq", c.n ? json_integer(c.rows[c.n - 1].seq) : json_null(),
 				      "checkpoint_seq", (json_int_t)c.cp_seq,
-				      "head_hash", c.have_head ? hexj(c.head_hash) : json_null());
+				      "head_hash", c.have_head ? hexj(c.head_hash) : json_null(),
+				      "unchained", (json_int_t)c.unchained,
+				      "oldest_unchained_age_s",
+				      c.unchained ? json_real(c.unchained_age_s) : json_null());
 		char *line = j ? json_dumps(j, JSON_COMPACT) : NULL;
 
 		json_decref(j);
@@ -413,15 +450,54 @@ out:
 	return rc;
 }
 
+/* ---- chain ---- */
+
+/* Chains the tenant's committed entries, a batch per transaction, waiting
+ * for a chainer that holds the tenant; the number chained, or -1. */
+static long long chain_tenant(PGconn *conn, const char *tenant)
+{
+	const char *p[1] = { tenant };
+	long long total = 0, n;
+
+	do {
+		PGresult *r = PQexecParams(conn, "SELECT platform.audit_chain($1::uuid, " CHAIN_BATCH_S ", true)",
+					   1, NULL, p, NULL, NULL, 0);
+
+		if (!res_ok(conn, r, PGRES_TUPLES_OK, "chaining")) {
+			PQclear(r);
+			return -1;
+		}
+		n = atoll(PQgetvalue(r, 0, 0));
+		total += n;
+		PQclear(r);
+	} while (n >= CHAIN_BATCH);
+	return total;
+}
+
+static int print_count(const char *tenant, const char *what, long long n)
+{
+	json_t *j = json_pack("{s:s,s:I}", "tenant", tenant, what, (json_int_t)n);
+	char *line = j ? json_dumps(j, JSON_COMPACT) : NULL;
+
+	json_decref(j);
+	if (line == NULL)
+		return -1;
+	printf("%s\n", line);
+	free(line);
+	return 0;
+}
+
 /* ---- prune ---- */
 
 static int prune_tenant(PGconn *conn, const char *tenant)
 {
 	const char *p[1] = { tenant };
 	long long total = 0, n;
-	json_t *j;
-	char *line;
 
+	/* what is committed gets chained first: only chained entries are
+	 * sealed, and retention should reach all of them */
+	if (chain_tenant(conn, tenant) < 0)
+		return -1;
 	/* each call seals and deletes one batch in its own transaction */
 	do {
 		PGresult *r = PQexecParams(conn, "SELECT platform.audit_prune($1::uuid, "
@@ -436,21 +512,16 @@ static int prune_tenant(PGconn *conn, const char *tenant)
 		total += n;
 		PQclear(r);
 	} while (n > 0);
-	j = json_pack("{s:s,s:I}", "tenant", tenant, "pruned", (json_int_t)total);
-	line = j ? json_dumps(j, JSON_COMPACT) : NULL;
-	json_decref(j);
-	if (line == NULL)
-		return -1;
-	printf("%s\n", line);
-	free(line);
-	return 0;
+	return print_count(tenant, "pruned", total);
 }
 
 /* ---- the command ---- */
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: mspflow audit verify (--tenant ID|SLUG | --all) [--config FILE]\n"
+	fprintf(stderr, "usage: mspflow audit chain (--tenant ID|SLUG | --all) [--config FILE]\n"
+			"       mspflow audit verify (--tenant ID|SLUG | --all) [--no-chain] "
+			"[--max-unchained-age SECONDS] [--config FILE]\n"
 			"       mspflow audit prune (--tenant ID|SLUG | --all) [--config FILE]\n");
 }
 
@@ -472,7 +543,13 @@ static PGresult *tenants(PGconn *conn, const char *tenant)
 	PGresult *r;
 
 	if (tenant == NULL)
-		r = PQexec(conn, "SELECT tenant_id::text FROM platform.audit_heads ORDER BY 1");
+		/* chained or not yet (a loose scan of the unchained index) */
+		r = PQexec(conn, "WITH RECURSIVE due(t) AS ("
+			   "(SELECT tenant_id FROM platform.audit_events WHERE hash IS NULL ORDER BY tenant_id LIMIT 1) "
+			   "UNION ALL SELECT (SELECT a.tenant_id FROM platform.audit_events a WHERE a.hash IS NULL "
+			   "AND a.tenant_id > due.t ORDER BY a.tenant_id LIMIT 1) FROM due WHERE due.t IS NOT NULL) "
+			   "SELECT tenant_id::text FROM platform.audit_heads UNION "
+			   "SELECT t::text FROM due WHERE t IS NOT NULL ORDER BY 1");
 	else if (uuid_shaped(tenant))
 		/* a tenant deleted long ago still has its audit log */
 		r = PQexecParams(conn, "SELECT lower($1)", 1, NULL, p, NULL, NULL, 0);
@@ -507,20 +584,41 @@ static int load_config(mf_config_t *cfg, const char *path)
 int audit_main(int argc, char **argv)
 {
 	const char *config = NULL, *tenant = NULL;
-	bool all = false, verify;
+	bool all = false, chain_first = true;
+	double max_age = MAX_UNCHAINED_AGE_S;
+	enum { CHAIN, VERIFY, PRUNE } cmd;
 	mf_config_t cfg;
 	PGconn *conn;
 	PGresult *ts;
 	int rc = EXIT_INTACT;
 
-	if (argc < 1 || (strcmp(argv[0], "verify") != 0 && strcmp(argv[0], "prune") != 0)) {
+	if (argc < 1) {
 		usage();
 		return EXIT_USAGE;
 	}
-	verify = strcmp(argv[0], "verify") == 0;
+	if (strcmp(argv[0], "chain") == 0) {
+		cmd = CHAIN;
+	} else if (strcmp(argv[0], "verify") == 0) {
+		cmd = VERIFY;
+	} else if (strcmp(argv[0], "prune") == 0) {
+		cmd = PRUNE;
+	} else {
+		usage();
+		return EXIT_USAGE;
+	}
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--all") == 0) {
 			all = true;
+		} else if (cmd == VERIFY && strcmp(argv[i], "--no-chain") == 0) {
+			chain_first = false;
+		} else if (cmd == VERIFY && strcmp(argv[i], "--max-unchained-age") == 0 && i + 1 < argc) {
+			char *end;
+
+			max_age = strtod(argv[++i], &end);
+			if (end == argv[i] || *end != '\0' || !(max_age >= 0 && max_age < 1e9)) {
+				fprintf(stderr, "mspflow: --max-unchained-age takes seconds (a number from 0)\n");
+				return EXIT_USAGE;
+			}
 		} else if ((strcmp(argv[i], "--tenant") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
 			*(argv[i][2] == 't' ? &tenant : &config) = argv[i + 1];
 			i++;
@@ -561,8 +659,18 @@ int audit_main(int argc, char **argv)
 		rc = EXIT_USAGE;
 	}
 	for (int i = 0; ts && rc != EXIT_USAGE && i < PQntuples(ts); i++) {
-		int r = verify ? verify_tenant(conn, PQgetvalue(ts, i, 0)) : prune_tenant(conn, PQgetvalue(ts, i, 0));
+		const char *t = PQgetvalue(ts, i, 0);
+		long long n = 0;
+		int r;
 
+		if (cmd == PRUNE) {
+			r = prune_tenant(conn, t);
+		} else if (cmd == CHAIN) {
+			n = chain_tenant(conn, t);
+			r = n < 0 ? -1 : print_count(t, "chained", n);
+		} else {
+			r = chain_first && chain_tenant(conn, t) < 0 ? -1 : verify_tenant(conn, t, max_age);
+		}
 		if (r < 0)
 			rc = EXIT_UNCHECKED;
 		else if (r > 0 && rc == EXIT_INTACT)

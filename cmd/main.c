@@ -9,7 +9,7 @@
  *   mspflow seed-catalog --config FILE [--dir DIR]
  *   mspflow rotate-keys --config FILE
  *   mspflow vault rotate-master --config FILE
- *   mspflow audit verify|prune (--tenant ID|SLUG | --all) --config FILE
+ *   mspflow audit chain|verify|prune (--tenant ID|SLUG | --all) --config FILE
  *   mspflow keygen | routes | config-reference | version | help
  *
  * Exit codes: 0 success, 1 failure, 2 usage error.
@@ -84,9 +84,14 @@ static void usage(FILE *out)
 		"  vault rotate-master --config FILE\n"
 		"        re-wrap every tenant data key and signing key under a new master key\n"
 		"        (master_key_file: generated and written; a key list: its first key)\n"
-		"  audit verify (--tenant ID|SLUG | --all) --config FILE\n"
-		"        recompute the audit hash chain from the last checkpoint; exit 0 intact\n"
-		"        (a JSON summary), 1 tampered (one JSON line per problem), 3 not checked\n"
+		"  audit chain (--tenant ID|SLUG | --all) --config FILE\n"
+		"        link committed audit entries into their chain now (the server does it\n"
+		"        every half second)\n"
+		"  audit verify (--tenant ID|SLUG | --all) [--no-chain] [--max-unchained-age S]\n"
+		"        --config FILE\n"
+		"        chain, then recompute the audit hash chain from the last checkpoint; exit 0\n"
+		"        intact (a JSON summary), 1 tampered or entries unchained for longer than\n"
+		"        S (300) seconds (one JSON line per problem), 3 not checked\n"
 		"  audit prune (--tenant ID|SLUG | --all) --config FILE\n"
 		"        seal and delete audit entries past the tenant's retention.audit\n"
 		"  keygen              print a new master key\n"

@@ -37,6 +37,7 @@ struct eng_worker {
 	eng_runner_t *runner;		/* NULL when the engine is off here */
 	eng_outbox_t *outbox;		/* webhook deliveries, NULL when off */
 	struct audit_pruner *pruner;	/* audit retention (audit/prune.c): worker 0 of an engine */
+	struct audit_chainer *chainer;	/* the audit chain (audit/chainer.c): worker 0 of an engine */
 };
 
 /* ---- runner.c ---- */

@@ -44,9 +44,14 @@ eng_worker_t *eng_worker_new(eng_t *e, struct mf_worker *w, bool run_engine, mf_
 	if (run_engine) {
 		ew->runner = eng_runner_new(ew, err);
 		ew->outbox = ew->runner ? eng_outbox_new(ew, err) : NULL;
-		/* the maintenance that is no step of a run: audit retention */
-		ew->pruner = w->index == 0 ? audit_pruner_new(w) : NULL;
-		if (ew->runner == NULL || ew->outbox == NULL || (w->index == 0 && ew->pruner == NULL)) {
+		/* the maintenance that is no step of a run: the audit chain
+		 * and its retention */
+		if (w->index == 0) {
+			ew->pruner = audit_pruner_new(w);
+			ew->chainer = audit_chainer_new(w);
+		}
+		if (ew->runner == NULL || ew->outbox == NULL ||
+		    (w->index == 0 && (ew->pruner == NULL || ew->chainer == NULL))) {
 			eng_worker_free(ew);
 			return NULL;
 		}
@@ -59,6 +64,8 @@ void eng_worker_close(eng_worker_t *ew)
 	if (ew) {
 		audit_pruner_free(ew->pruner);
 		ew->pruner = NULL;
+		audit_chainer_close(ew->chainer);
+		ew->chainer = NULL;
 		eng_runner_close(ew->runner);
 		eng_outbox_close(ew->outbox);
 	}
@@ -69,6 +76,7 @@ void eng_worker_free(eng_worker_t *ew)
 	if (ew == NULL)
 		return;
 	audit_pruner_free(ew->pruner);
+	audit_chainer_close(ew->chainer);
 	eng_outbox_free(ew->outbox);
 	eng_runner_free(ew->runner);
 	free(ew);

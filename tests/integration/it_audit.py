@@ -1,23 +1,76 @@
 """The tamper-evident audit log (docs/audit.md): every tenant's entries form a
-hash chain linked by the database whoever writes them, also under concurrent
-writers; GET /v1/tenants/{t}/audit pages it with filters and isolation;
-`mspflow audit verify` catches an edited, a deleted and a reordered entry
-(tampered as the database owner with the append-only trigger disabled);
-pruning past retention seals a checkpoint and verification starts there; the
-application cannot update or delete entries."""
+hash chain, linked after commit by a chainer (the server's, continuously, or
+`mspflow audit chain`), whoever writes them; writers never wait for each
+other, not even across tenants in opposite orders; a late commit is chained
+by a later pass; GET /v1/tenants/{t}/audit pages the chain then the unchained
+tail, with filters and isolation; `mspflow audit verify` catches an edited, a
+deleted and a reordered entry (tampered as the database owner with the
+append-only trigger disabled) and entries nobody chains; pruning past
+retention seals a checkpoint and verification starts there; the application
+cannot update or delete entries."""
 import decimal
 import hashlib
 import json
 import os
 import subprocess
 import threading
+import time
 import unittest
 import urllib.parse
 
 from mfharness import BIN, _tmpdir, write_config
-from mfidentity import Platform, api
+from mfidentity import Platform, api, wait_until
 
 ZERO = "0" * 64
+
+
+class Session:
+    """One psql session kept open, so a transaction can stay open across
+    steps of a test."""
+
+    def __init__(self, pg):
+        self.p = subprocess.Popen([os.path.join(pg.bindir, "psql"), "-X", "-q", "-At", "-h", pg.sock,
+                                   "-p", str(pg.port), "-U", "mspflow", "-d", "mspflow"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True)
+        self.n = 0
+
+    def send(self, sql):
+        """Sends a statement and a marker; wait() reads up to the marker."""
+        self.n += 1
+        self.p.stdin.write(sql.rstrip().rstrip(";") + ";\n\\echo @@done" + str(self.n) + "\n")
+        self.p.stdin.flush()
+
+    def wait(self, timeout=10):
+        out, marker = [], "@@done" + str(self.n)
+        result = {}
+
+        def read():
+            for line in self.p.stdout:
+                if line.strip() == marker:
+                    result["ok"] = True
+                    return
+                out.append(line.rstrip("\n"))
+
+        th = threading.Thread(target=read, daemon=True)
+        th.start()
+        th.join(timeout)
+        if not result:
+            raise AssertionError(f"psql session: no answer within {timeout} s: {out}")
+        if any(x.startswith("ERROR") for x in out):
+            raise RuntimeError("\n".join(out))
+        return "\n".join(out)
+
+    def run(self, sql, timeout=10):
+        self.send(sql)
+        return self.wait(timeout)
+
+    def close(self):
+        """Ends the session (an open transaction rolls back); again: no-op."""
+        if self.p.poll() is None:
+            self.p.stdin.close()
+            self.p.wait(10)
+        self.p.stdout.close()
 
 
 def jsonb_text(v):
@@ -75,11 +128,41 @@ class AuditTest(unittest.TestCase):
         lines = [json.loads(x) for x in r.stdout.splitlines() if x.strip()]
         return r.returncode, lines, r.stderr
 
+    def chain(self, tenant):
+        """`mspflow audit chain`: links what is committed now; how many."""
+        r = subprocess.run([BIN, "audit", "chain", "--tenant", tenant, "--config", self.cfg],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = json.loads(r.stdout)
+        self.assertEqual(out["tenant"], tenant)
+        return out["chained"]
+
+    def insert(self, t, action, extra=""):
+        self.sql(f"INSERT INTO platform.audit_events (tenant_id, actor, action{', at' if extra else ''}) "
+                 f"VALUES ('{t}', 's:tester', '{action}'{', ' + extra if extra else ''})")
+
+    def unchained(self, t):
+        return int(self.sql(f"SELECT count(*) FROM platform.audit_events WHERE tenant_id = '{t}' AND hash IS NULL"))
+
+    def session(self):
+        s = Session(self.p.pg)
+        self.addCleanup(s.close)    # a test that fails leaves no transaction open
+        return s
+
+    def chain_lock(self, t):
+        """A session holding the tenant's chain lock: no chainer (the
+        server's included) links its entries until it closes."""
+        s = self.session()
+        s.run(f"SELECT pg_advisory_lock(hashtextextended('mspflow.audit.chain:{t}', 0))")
+        return s
+
     def new_tenant(self, slug, n=6):
         t = self.p.create_tenant("msp", slug)["id"]
         for i in range(n):
             self.sql("INSERT INTO platform.audit_events (tenant_id, actor, action, target, detail) VALUES "
                      f"('{t}', 's:tester', 'thing.changed', 'thing:{i}', '{{\"n\": {i}, \"note\": \"line\\nbreak\"}}')")
+        self.chain(t)
+        self.assertEqual(self.unchained(t), 0)
         return t
 
     def page(self, tenant, tok, **q):
@@ -109,6 +192,7 @@ class AuditTest(unittest.TestCase):
             r = api(self.p.port, "PUT", f"/v1/tenants/{t}/policy", self.client_tok,
                     {"retention": {"runs": f"P{30 + i}D"}})
             self.assertEqual(r.status, 200, r.body)
+        self.chain(t)
         items = self.all_entries(t, self.msp_tok)   # the client's msp admin reads it
         self.assertGreaterEqual(len(items), 6)
         self.assertEqual([e["seq"] for e in items], list(range(1, len(items) + 1)))
@@ -155,10 +239,14 @@ class AuditTest(unittest.TestCase):
         r = api(self.p.port, "GET", f"/v1/tenants/{t}/access/audit", self.msp_tok)
         self.assertEqual(r.status, 204)
 
-    def test_concurrent_writers_keep_one_chain(self):
+    def test_concurrent_writers_never_wait_and_keep_one_chain(self):
         t = self.p.create_tenant("msp", "aud-busy")["id"]
         tok = self.p.token(t)
         errors = []
+        # an audited transaction of the tenant stays open the whole time:
+        # linking at insert would make every other writer wait for it
+        held = self.session()
+        held.run(f"BEGIN; INSERT INTO platform.audit_events (tenant_id, actor, action) VALUES ('{t}', 's:held', 'held')")
 
         def http_writer(i):
             for j in range(3):
@@ -168,8 +256,7 @@ class AuditTest(unittest.TestCase):
                     errors.append(r.body)
 
         def sql_writer(i):
-            # two entries per transaction, with a pause between them: the
-            # head stays locked across the transaction
+            # two entries per transaction, with a pause between them
             try:
                 self.sql("BEGIN; INSERT INTO platform.audit_events (tenant_id, actor, action) "
                          f"VALUES ('{t}', 's:sql', 'sql.a'); SELECT pg_sleep(0.02); "
@@ -184,21 +271,139 @@ class AuditTest(unittest.TestCase):
         for th in threads:
             th.start()
         for th in threads:
-            th.join()
+            th.join(60)
+        self.assertFalse(any(th.is_alive() for th in threads), "writers waited for the open transaction")
         self.assertEqual(errors, [])
+        held.run("COMMIT")
+        held.close()
         n = int(self.sql(f"SELECT count(*) FROM platform.audit_events WHERE tenant_id = '{t}'"))
-        self.assertEqual(n - before, 20 * 3 + 20 * 2)
+        self.assertEqual(n - before, 20 * 3 + 20 * 2 + 1)
+        self.chain(t)
+        self.assertEqual(self.unchained(t), 0)
         self.assertEqual(self.sql(f"SELECT count(DISTINCT prev_hash) = count(*) AND max(seq) = count(*) "
                                   f"FROM platform.audit_events WHERE tenant_id = '{t}'"), "t")
         rc, lines, err = self.verify(t)
         self.assertEqual(rc, 0, (lines, err))
-        self.assertEqual(lines[0]["entries"], n)
-        self.assertEqual(lines[0]["last_seq"], n)
-        # the two entries of one transaction are next to each other
-        self.assertEqual(self.sql(
-            f"SELECT count(*) FROM platform.audit_events a JOIN platform.audit_events b "
-            f"ON b.tenant_id = a.tenant_id AND b.seq = a.seq + 1 "
-            f"WHERE a.tenant_id = '{t}' AND a.action = 'sql.a' AND b.action = 'sql.b'"), "20")
+        self.assertEqual((lines[0]["entries"], lines[0]["last_seq"], lines[0]["unchained"]), (n, n, 0))
+
+    def test_opposite_orders_across_tenants_do_not_deadlock(self):
+        # what an engine batch does: audit rows of several tenants in one
+        # transaction, in whatever order its runs come
+        x = self.p.create_tenant("msp", "aud-dl-x")["id"]
+        y = self.p.create_tenant("msp", "aud-dl-y")["id"]
+        errors = []
+
+        def tx(first, second):
+            try:
+                self.sql("BEGIN; INSERT INTO platform.audit_events (tenant_id, actor, action) "
+                         f"VALUES ('{first}', 'engine', 'run.created'); SELECT pg_sleep(0.5); "
+                         "INSERT INTO platform.audit_events (tenant_id, actor, action) "
+                         f"VALUES ('{second}', 'engine', 'run.created'); COMMIT")
+            except RuntimeError as e:
+                errors.append(str(e))
+
+        for _ in range(2):
+            threads = [threading.Thread(target=tx, args=(x, y)), threading.Thread(target=tx, args=(y, x))]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join(30)
+        self.assertEqual(errors, [])
+        for t in (x, y):
+            rc, lines, err = self.verify(t)
+            self.assertEqual(rc, 0, (lines, err))
+            self.assertGreaterEqual(lines[0]["entries"], 4)
+
+    def test_late_commit_is_chained_by_a_later_pass(self):
+        t = self.new_tenant("aud-late", n=2)
+        k = int(self.sql(f"SELECT count(*) FROM platform.audit_events WHERE tenant_id = '{t}'"))
+        late = self.session()
+        late.run(f"BEGIN; INSERT INTO platform.audit_events (tenant_id, actor, action) VALUES ('{t}', 's:late', 'late')")
+        self.insert(t, "after.1")
+        self.insert(t, "after.2")
+        self.chain(t)
+        # the later rows are chained, the open one is nobody's to see yet
+        self.assertEqual(self.sql(f"SELECT string_agg(action, ',' ORDER BY seq) FROM platform.audit_events "
+                                  f"WHERE tenant_id = '{t}' AND seq > {k}"), "after.1,after.2")
+        self.assertEqual(self.verify(t)[0], 0)
+        late.run("COMMIT")
+        late.close()
+        self.chain(t)     # (or the server's chainer got it first)
+        self.assertEqual(self.unchained(t), 0)
+        # chain order is the chainer's: the late entry's id is lower, its seq higher
+        self.assertEqual(self.sql(f"SELECT string_agg(action, ',' ORDER BY seq) FROM platform.audit_events "
+                                  f"WHERE tenant_id = '{t}' AND seq > {k}"), "after.1,after.2,late")
+        self.assertEqual(self.sql(f"SELECT (SELECT id FROM platform.audit_events WHERE tenant_id = '{t}' "
+                                  f"AND action = 'late') < (SELECT id FROM platform.audit_events "
+                                  f"WHERE tenant_id = '{t}' AND action = 'after.1')"), "t")
+        rc, lines, err = self.verify(t)
+        self.assertEqual(rc, 0, (lines, err))
+        self.assertEqual((lines[0]["entries"], lines[0]["unchained"]), (k + 3, 0))
+
+    def test_server_chains_by_itself(self):
+        t = self.p.create_tenant("msp", "aud-server")["id"]
+        self.insert(t, "by.server")
+        self.assertTrue(wait_until(lambda: self.unchained(t) == 0, timeout=15), "the server did not chain")
+        self.assertEqual(self.sql(f"SELECT seq FROM platform.audit_events WHERE tenant_id = '{t}' "
+                                  f"AND action = 'by.server'"), self.sql(
+            f"SELECT seq FROM platform.audit_heads WHERE tenant_id = '{t}'"))
+        rc, lines, err = self.verify(t, "--no-chain")
+        self.assertEqual(rc, 0, (lines, err))
+
+    def test_unchained_tail_and_stale_entries(self):
+        t = self.new_tenant("aud-tail", n=4)
+        tok = self.p.token(t)       # (audited too)
+        self.chain(t)
+        k = int(self.sql(f"SELECT count(*) FROM platform.audit_events WHERE tenant_id = '{t}'"))
+        lock = self.chain_lock(t)      # no chainer gets to this tenant: as if none ran
+        try:
+            for i in range(4):
+                self.insert(t, f"tail.{i}")
+            # the API: the chain by seq, then the tail by id, links null
+            first = self.page(t, tok, limit=k + 1)
+            self.assertEqual(first.status, 200, first.body)
+            b = json.loads(first.body, parse_float=decimal.Decimal)
+            self.assertEqual([e["seq"] for e in b["items"]], list(range(1, k + 1)) + [None])
+            self.assertEqual(b["items"][k]["action"], "tail.0")
+            self.assertEqual((b["items"][k]["prev_hash"], b["items"][k]["hash"]), (None, None))
+            mid = self.page(t, tok, limit=2, cursor=b["next_cursor"])
+            b2 = json.loads(mid.body)
+            self.assertEqual([e["action"] for e in b2["items"]], ["tail.1", "tail.2"])
+            # verify without a chain pass: intact, with the tail counted
+            rc, lines, err = self.verify(t, "--no-chain")
+            self.assertEqual(rc, 0, (lines, err))
+            self.assertEqual((lines[0]["entries"], lines[0]["unchained"]), (k, 4))
+            self.assertGreaterEqual(lines[0]["oldest_unchained_age_s"], 0)
+            # an entry unchained for longer than the threshold: the chainer is not running
+            self.insert(t, "tail.old", "now() - interval '10 minutes'")
+            rc, lines, err = self.verify(t, "--no-chain")
+            self.assertEqual(rc, 1, (lines, err))
+            self.assertEqual([(x["problem"], x["unchained"]) for x in lines], [("stale_unchained", 5)])
+            self.assertGreater(lines[0]["oldest_unchained_age_s"], 590)
+            rc, lines, err = self.verify(t, "--no-chain", "--max-unchained-age", "3600")
+            self.assertEqual(rc, 0, (lines, err))
+            self.assertEqual(subprocess.run([BIN, "audit", "verify", "--tenant", t, "--max-unchained-age", "soon",
+                                             "--config", self.cfg], capture_output=True).returncode, 2)
+        finally:
+            lock.close()
+        rc, lines, err = self.verify(t)    # chains first
+        self.assertEqual(rc, 0, (lines, err))
+        self.assertEqual((lines[0]["entries"], lines[0]["unchained"], lines[0]["oldest_unchained_age_s"]),
+                         (k + 5, 0, None))
+        # the reader that stopped in the tail goes on: what was chained since
+        # with a higher id, nothing twice
+        rest = []
+        cursor = b2["next_cursor"]
+        while cursor:
+            r = json.loads(self.page(t, tok, limit=2, cursor=cursor).body)
+            rest += r["items"]
+            cursor = r["next_cursor"]
+        self.assertEqual([(e["action"], e["seq"]) for e in rest], [("tail.3", k + 4), ("tail.old", k + 5)])
+        # read afresh, the whole chain recomputes
+        prev = ZERO
+        for e in self.all_entries(t, tok):
+            self.assertEqual((e["prev_hash"], entry_hash(t, e)), (prev, e["hash"]))
+            prev = e["hash"]
 
     # ---- tampering ----
 
@@ -256,9 +461,9 @@ class AuditTest(unittest.TestCase):
                          [("reordered", 2, 5), ("reordered", 5, 2)])
         # two whole entries change places in the order
         t = self.new_tenant("aud-move")
-        self.owner(f"UPDATE platform.audit_events SET seq = -seq WHERE tenant_id = '{t}' AND seq IN (3, 4); "
-                   f"UPDATE platform.audit_events SET seq = CASE seq WHEN -3 THEN 4 ELSE 3 END "
-                   f"WHERE tenant_id = '{t}' AND seq IN (-3, -4)")
+        self.owner(f"UPDATE platform.audit_events SET seq = seq + 1000 WHERE tenant_id = '{t}' AND seq IN (3, 4); "
+                   f"UPDATE platform.audit_events SET seq = CASE seq WHEN 1003 THEN 4 ELSE 3 END "
+                   f"WHERE tenant_id = '{t}' AND seq IN (1003, 1004)")
         rc, lines, err = self.verify(t)
         self.assertEqual(rc, 1, err)
         self.assertTrue(lines and all(x["problem"] == "reordered" for x in lines), lines)
@@ -267,6 +472,25 @@ class AuditTest(unittest.TestCase):
 
     def test_application_cannot_update_or_delete(self):
         t = self.new_tenant("aud-ro")
+        lock = self.chain_lock(t)
+        try:
+            self.insert(t, "unchained")
+            for q, why in ((f"INSERT INTO platform.audit_events (tenant_id, actor, action, seq, prev_hash, hash) "
+                            f"VALUES ('{t}', 'a', 'b', 99, '\\x{ZERO}', '\\x{ZERO}')", "must be NULL"),
+                           # the one-time fill, but with the content changed
+                           (f"UPDATE platform.audit_events SET seq = 99, prev_hash = '\\x{ZERO}', "
+                            f"hash = '\\x{ZERO}', actor = 's:mallory' WHERE tenant_id = '{t}' AND hash IS NULL",
+                            "append-only"),
+                           # a second fill of a chained entry
+                           (f"UPDATE platform.audit_events SET hash = '\\x{'ab' * 32}' "
+                            f"WHERE tenant_id = '{t}' AND seq = 1", "append-only"),
+                           (f"DELETE FROM platform.audit_events WHERE tenant_id = '{t}' AND hash IS NULL", "sealing")):
+                with self.assertRaises(RuntimeError, msg=q) as cm:
+                    self.sql(q)
+                self.assertIn(why, str(cm.exception))
+        finally:
+            lock.close()
+        self.chain(t)
         # a checkpoint cannot seal a hash the chain does not hold: the
         # entry's own hash is taken
         self.sql(f"INSERT INTO platform.audit_checkpoints (tenant_id, seq, hash, at, pruned) "
@@ -286,6 +510,7 @@ class AuditTest(unittest.TestCase):
             self.assertIn(why, str(cm.exception))
         # sealed entries may go now, and verification starts after the seal
         self.sql(f"DELETE FROM platform.audit_events WHERE tenant_id = '{t}' AND seq <= 2")
+        self.assertEqual(self.unchained(t), 0)
         rc, lines, _ = self.verify(t)
         self.assertEqual(rc, 0, lines)
         self.assertEqual((lines[0]["checkpoint_seq"], lines[0]["first_seq"]), (2, 3))
@@ -298,7 +523,7 @@ class AuditTest(unittest.TestCase):
         self.owner(
             f"UPDATE platform.audit_events SET at = at - interval '3 days' WHERE tenant_id = '{t}' AND seq <= {upto}; "
             "DO $$ DECLARE e record; prev bytea := '\\x" + ZERO + "'; h bytea; BEGIN "
-            f"FOR e IN SELECT * FROM platform.audit_events WHERE tenant_id = '{t}' ORDER BY seq LOOP "
+            f"FOR e IN SELECT * FROM platform.audit_events WHERE tenant_id = '{t}' AND seq IS NOT NULL ORDER BY seq LOOP "
             "h := platform.audit_hash(e.tenant_id, e.seq, e.at, e.actor, e.action, e.target, e.detail, prev); "
             "UPDATE platform.audit_events SET prev_hash = prev, hash = h WHERE id = e.id; prev := h; END LOOP; "
             f"UPDATE platform.audit_heads SET hash = prev WHERE tenant_id = '{t}'; END $$")
@@ -353,6 +578,7 @@ class AuditTest(unittest.TestCase):
         for i in range(4):
             self.sql("INSERT INTO platform.audit_events (tenant_id, actor, action) "
                      f"VALUES ('{client}', 's:x', 'old.{i}')")
+        self.chain(client)
         upto = int(self.sql(f"SELECT max(seq) FROM platform.audit_events WHERE tenant_id = '{client}'")) - 1
         self.backdate(client, upto)
         self.assertGreaterEqual(int(self.sql("SELECT platform.audit_prune_due(1000)")), upto)

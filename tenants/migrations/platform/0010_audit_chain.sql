@@ -1,10 +1,16 @@
 -- The tamper-evident audit log (docs/audit.md): every tenant's audit rows
 -- form a hash chain.  Each row carries its per-tenant sequence number, the
 -- hash of the row before it and its own hash over a fixed byte encoding
--- (audit_hash).  A trigger links every insert, whoever writes it, so the
--- many writers (engine, tenants, catalog, portal...) need not know.  Rows
--- are never updated; they are deleted only once a checkpoint seals them
--- (audit_prune), so retention shortens the chain without breaking it.
+-- (audit_hash).  The many writers (engine, tenants, catalog, portal...)
+-- insert plain rows, as before, and take no lock: a chainer (audit_chain,
+-- run by the server every half second and by `mspflow audit`) links the
+-- committed ones afterwards in short transactions of its own.  Linking at
+-- insert would hold the tenant's head locked until the writer commits,
+-- making every audited transaction of a tenant wait for the one before
+-- (the engine audits inside its hot transactions, several tenants per
+-- batch, in any order: serial, and deadlocks).  Rows are never updated
+-- but for that one fill; they are deleted only once a checkpoint seals
+-- them (audit_prune), so retention shortens the chain without breaking it.
 
 -- One field of the encoding: its length in bytes (decimal), ':', the UTF-8
 -- bytes, '\n'.  The length prefix makes the encoding unambiguous whatever a
@@ -31,100 +37,144 @@ RETURNS bytea LANGUAGE sql STABLE STRICT PARALLEL SAFE AS $$
 		|| platform.audit_field(p_detail::text) || platform.audit_field(encode(p_prev, 'hex')))
 $$;
 
--- Each tenant's chain head: the last entry's seq, time and hash (and the
--- hash before it, which the linking UPDATE returns).  Locking this row is
--- what serialises a tenant's appends: under READ COMMITTED a second
--- writer's UPDATE waits for the first to commit and then re-reads the row,
--- so two transactions never link to the same predecessor.
+-- Each tenant's chain head: the last chained entry's seq and hash, and
+-- when the chainer last moved it.  Only the chainer (audit_chain) writes
+-- it, under the tenant's chain lock.
 CREATE TABLE audit_heads (
-	tenant_id uuid PRIMARY KEY,
-	seq       bigint NOT NULL,
-	at        timestamptz NOT NULL,
-	prev_hash bytea NULL,
-	hash      bytea NOT NULL CHECK (length(hash) = 32)
+	tenant_id  uuid PRIMARY KEY,
+	seq        bigint NOT NULL CHECK (seq >= 0),
+	hash       bytea NOT NULL CHECK (length(hash) = 32),
+	chained_at timestamptz NOT NULL
 );
 
+-- Writers insert plain rows: the chain columns stay NULL until the chainer
+-- fills them after the writer's commit (docs/audit.md, "How entries are
+-- chained").  Rows written before this migration are chained the same way,
+-- in id order.
 ALTER TABLE audit_events
 	ADD COLUMN seq bigint NULL,
 	ADD COLUMN prev_hash bytea NULL,
-	ADD COLUMN hash bytea NULL;
-
--- Rows written before this migration are chained here, per tenant in id
--- order, with the times they carry.
-DO $$
-DECLARE
-	e record;
-	cur uuid := NULL;
-	n bigint;
-	prev bytea;
-	h bytea;
-	last_at timestamptz;
-BEGIN
-	FOR e IN SELECT id, tenant_id, at, actor, action, target, detail FROM platform.audit_events
-		 ORDER BY tenant_id, id
-	LOOP
-		IF cur IS DISTINCT FROM e.tenant_id THEN
-			IF cur IS NOT NULL THEN
-				INSERT INTO platform.audit_heads VALUES (cur, n, last_at, NULL, prev);
-			END IF;
-			cur := e.tenant_id;
-			n := 0;
-			prev := '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea;
-			last_at := '-infinity';
-		END IF;
-		n := n + 1;
-		h := platform.audit_hash(e.tenant_id, n, e.at, e.actor, e.action, e.target, e.detail, prev);
-		UPDATE platform.audit_events SET seq = n, prev_hash = prev, hash = h WHERE id = e.id;
-		prev := h;
-		last_at := greatest(last_at, e.at);
-	END LOOP;
-	IF cur IS NOT NULL THEN
-		INSERT INTO platform.audit_heads VALUES (cur, n, last_at, NULL, prev);
-	END IF;
-END $$;
-
-ALTER TABLE audit_events
-	ALTER COLUMN seq SET NOT NULL,
-	ALTER COLUMN prev_hash SET NOT NULL,
-	ALTER COLUMN hash SET NOT NULL;
--- (tenant_id, seq) replaces (tenant_id, id): one index per insert, as before
+	ADD COLUMN hash bytea NULL,
+	ADD CONSTRAINT audit_events_chained CHECK ((seq IS NULL AND prev_hash IS NULL AND hash IS NULL)
+		OR (seq > 0 AND length(prev_hash) = 32 AND length(hash) = 32));
+-- Partial indexes, so that an insert touches exactly as many indexes as
+-- before (the primary key and the unchained one): the chain order, for the
+-- chained rows only, and the chainer's work list, which stays as short as
+-- the not-yet-chained backlog.
 DROP INDEX audit_events_tenant_idx;
-CREATE UNIQUE INDEX audit_events_chain ON audit_events (tenant_id, seq);
+CREATE UNIQUE INDEX audit_events_chain ON audit_events (tenant_id, seq) WHERE seq IS NOT NULL;
+CREATE INDEX audit_events_unchained ON audit_events (tenant_id, id) WHERE hash IS NULL;
 
--- Links NEW to its tenant's head: seq + 1, at = now (never before the
--- head's time, so times follow the chain), prev_hash = the head's hash.
--- Whatever the writer put in these columns is overwritten.
-CREATE FUNCTION audit_link()
-RETURNS trigger LANGUAGE plpgsql
+-- Chains up to p_max committed, unchained entries of one tenant, in id
+-- order, after its head, in the caller's transaction; returns how many.
+-- The tenant's chain lock (a transaction-level advisory lock) serialises
+-- chainers: with p_wait false a chainer that finds it taken skips the
+-- tenant (0) instead of waiting, so several servers share the work.  Under
+-- READ COMMITTED every statement below sees what was committed when it
+-- started: the head and rows another chainer linked before we got the lock,
+-- and only rows whose writers have committed.  A writer that commits late
+-- is simply chained by a later pass, after entries with higher ids: the
+-- chain's order is the chainer's (seq), not id or time order.
+CREATE FUNCTION audit_chain(p_tenant uuid, p_max int, p_wait boolean DEFAULT false)
+RETURNS int LANGUAGE plpgsql
 SET search_path = platform AS $$
 DECLARE
-	ts timestamptz := clock_timestamp();
+	lk bigint := hashtextextended('mspflow.audit.chain:' || p_tenant::text, 0);
+	n bigint := 0;
+	prev bytea := '\x0000000000000000000000000000000000000000000000000000000000000000';
+	h bytea;
+	e record;
+	ids bigint[] := '{}';
+	seqs bigint[] := '{}';
+	prevs bytea[] := '{}';
+	hashes bytea[] := '{}';
 BEGIN
+	IF p_wait THEN
+		PERFORM pg_advisory_xact_lock(lk);
+	ELSIF NOT pg_try_advisory_xact_lock(lk) THEN
+		RETURN 0;
+	END IF;
+	SELECT hd.seq, hd.hash INTO n, prev FROM audit_heads hd WHERE hd.tenant_id = p_tenant;
+	IF NOT FOUND THEN
+		n := 0;
+		prev := '\x0000000000000000000000000000000000000000000000000000000000000000';
+	END IF;
+	FOR e IN SELECT a.id, a.at, a.actor, a.action, a.target, a.detail FROM audit_events a
+		 WHERE a.tenant_id = p_tenant AND a.hash IS NULL ORDER BY a.id LIMIT p_max
 	LOOP
-		UPDATE audit_heads h
-		SET seq = h.seq + 1, at = greatest(ts, h.at), prev_hash = h.hash,
-		    hash = audit_hash(NEW.tenant_id, h.seq + 1, greatest(ts, h.at), NEW.actor, NEW.action, NEW.target,
-				      NEW.detail, h.hash)
-		WHERE h.tenant_id = NEW.tenant_id
-		RETURNING h.seq, h.at, h.prev_hash, h.hash INTO NEW.seq, NEW.at, NEW.prev_hash, NEW.hash;
-		IF FOUND THEN
-			IF NEW.hash IS NULL THEN
-				RAISE EXCEPTION 'audit entries need a tenant, actor, action, target and detail'
-					USING ERRCODE = 'not_null_violation';
-			END IF;
-			RETURN NEW;
-		END IF;
-		-- the tenant's first entry: a head at seq 0 (a concurrent first
-		-- writer's insert wins; either way the UPDATE then finds it)
-		INSERT INTO audit_heads (tenant_id, seq, at, prev_hash, hash)
-		VALUES (NEW.tenant_id, 0, '-infinity', NULL,
-			'\x0000000000000000000000000000000000000000000000000000000000000000')
-		ON CONFLICT (tenant_id) DO NOTHING;
+		n := n + 1;
+		h := audit_hash(p_tenant, n, e.at, e.actor, e.action, e.target, e.detail, prev);
+		ids := array_append(ids, e.id);
+		seqs := array_append(seqs, n);
+		prevs := array_append(prevs, prev);
+		hashes := array_append(hashes, h);
+		prev := h;
 	END LOOP;
+	IF cardinality(ids) = 0 THEN
+		RETURN 0;
+	END IF;
+	-- one statement for the batch; audit_guard allows exactly this fill
+	UPDATE audit_events a SET seq = u.seq, prev_hash = u.prev, hash = u.hash
+	FROM unnest(ids, seqs, prevs, hashes) AS u(id, seq, prev, hash)
+	WHERE a.id = u.id;
+	INSERT INTO audit_heads AS hd (tenant_id, seq, hash, chained_at)
+	VALUES (p_tenant, n, prev, clock_timestamp())
+	ON CONFLICT (tenant_id) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash, chained_at = EXCLUDED.chained_at;
+	RETURN cardinality(ids);
 END $$;
 
-CREATE TRIGGER audit_events_link BEFORE INSERT ON audit_events
-	FOR EACH ROW EXECUTE FUNCTION audit_link();
+-- Every tenant with unchained entries (a loose scan of the partial index:
+-- one probe per tenant), chained until p_max entries are done in all;
+-- returns how many.  What the server's chainer runs every half second
+-- (audit/chainer.c) and `mspflow audit chain --all`; when it returns
+-- p_max there is more to do.
+CREATE FUNCTION audit_chain_due(p_max int, p_wait boolean DEFAULT false)
+RETURNS bigint LANGUAGE plpgsql
+SET search_path = platform AS $$
+DECLARE
+	t uuid;
+	total bigint := 0;
+BEGIN
+	FOR t IN WITH RECURSIVE due(tenant_id) AS (
+			(SELECT a.tenant_id FROM audit_events a WHERE a.hash IS NULL ORDER BY a.tenant_id LIMIT 1)
+			UNION ALL
+			SELECT (SELECT a.tenant_id FROM audit_events a WHERE a.hash IS NULL AND a.tenant_id > due.tenant_id
+				ORDER BY a.tenant_id LIMIT 1)
+			FROM due WHERE due.tenant_id IS NOT NULL)
+		 SELECT due.tenant_id FROM due WHERE due.tenant_id IS NOT NULL
+	LOOP
+		EXIT WHEN total >= p_max;
+		total := total + audit_chain(t, (p_max - total)::int, p_wait);
+	END LOOP;
+	RETURN total;
+END $$;
+
+-- Writers give only the content: the chain columns are the chainer's.
+-- (The NOT NULL columns refuse a NULL actor, action, target or detail, so
+-- every inserted row can be hashed.)
+CREATE FUNCTION audit_guard()
+RETURNS trigger LANGUAGE plpgsql
+SET search_path = platform AS $$
+BEGIN
+	IF TG_OP = 'INSERT' THEN
+		IF NEW.seq IS NOT NULL OR NEW.prev_hash IS NOT NULL OR NEW.hash IS NOT NULL THEN
+			RAISE EXCEPTION 'audit entries are chained by the database: seq, prev_hash and hash must be NULL'
+				USING ERRCODE = 'insufficient_privilege';
+		END IF;
+		RETURN NEW;
+	END IF;
+	-- UPDATE: only the chainer's one-time fill of an unchained entry
+	IF OLD.hash IS NULL AND NEW.hash IS NOT NULL
+	   AND (NEW.id, NEW.at, NEW.tenant_id, NEW.actor, NEW.action, NEW.target, NEW.detail)
+	       IS NOT DISTINCT FROM (OLD.id, OLD.at, OLD.tenant_id, OLD.actor, OLD.action, OLD.target, OLD.detail) THEN
+		RETURN NEW;
+	END IF;
+	RAISE EXCEPTION 'audit_events is append-only: UPDATE refused (only chaining fills an entry''s seq and hashes, once)'
+		USING ERRCODE = 'insufficient_privilege';
+END $$;
+
+CREATE TRIGGER audit_events_guard BEFORE INSERT OR UPDATE ON audit_events
+	FOR EACH ROW EXECUTE FUNCTION audit_guard();
 
 -- Checkpoints: the last entry a prune sealed before deleting it and the
 -- entries before it.  Verification starts at a tenant's newest one.
@@ -167,14 +217,16 @@ END $$;
 CREATE TRIGGER audit_checkpoints_check BEFORE INSERT ON audit_checkpoints
 	FOR EACH ROW EXECUTE FUNCTION audit_seal_check();
 
--- Append-only: no UPDATE, no TRUNCATE, and a DELETE only of entries a
--- checkpoint has sealed.  Checkpoints are never updated or deleted.
+-- Append-only: no TRUNCATE, a DELETE only of entries a checkpoint has
+-- sealed (never an unchained one), no UPDATE but the chainer's fill
+-- (audit_guard).  Checkpoints are never updated or deleted.
 CREATE FUNCTION audit_refuse()
 RETURNS trigger LANGUAGE plpgsql
 SET search_path = platform AS $$
 BEGIN
 	IF TG_OP = 'DELETE' AND TG_TABLE_NAME = 'audit_events' THEN
-		IF EXISTS (SELECT 1 FROM audit_checkpoints c WHERE c.tenant_id = OLD.tenant_id AND c.seq >= OLD.seq) THEN
+		IF OLD.seq IS NOT NULL AND EXISTS (SELECT 1 FROM audit_checkpoints c
+						   WHERE c.tenant_id = OLD.tenant_id AND c.seq >= OLD.seq) THEN
 			RETURN OLD;
 		END IF;
 		RAISE EXCEPTION 'audit entries are deleted only by sealing them (platform.audit_prune)'
@@ -184,7 +236,7 @@ BEGIN
 		USING ERRCODE = 'insufficient_privilege';
 END $$;
 
-CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events
+CREATE TRIGGER audit_events_append_only BEFORE DELETE ON audit_events
 	FOR EACH ROW EXECUTE FUNCTION audit_refuse();
 CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
 	FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse();
@@ -222,9 +274,10 @@ SET search_path = platform AS $$
 	FROM up
 $$;
 
--- Seals and deletes the tenant's oldest entries: the longest run from the
--- start of what is left whose times are all before p_before, at most
--- p_max of them.  The checkpoint (the last of them: its seq, hash, time,
+-- Seals and deletes the tenant's oldest chained entries: the longest run
+-- from the start of what is left (in seq order) whose times are all before
+-- p_before, at most p_max of them.  Unchained entries are never sealed:
+-- a checkpoint names a chained entry, at or below the head.  The checkpoint (the last of them: its seq, hash, time,
 -- and how many go) is written first, in the same transaction, so the
 -- deletion is exactly what the checkpoint allows.  Returns how many
 -- entries were deleted (0: nothing to do).
@@ -237,7 +290,8 @@ DECLARE
 	n bigint;
 BEGIN
 	PERFORM pg_advisory_xact_lock(hashtextextended('mspflow.audit.seal:' || p_tenant::text, 0));
-	SELECT a.seq INTO from_seq FROM audit_events a WHERE a.tenant_id = p_tenant ORDER BY a.seq LIMIT 1;
+	SELECT a.seq INTO from_seq FROM audit_events a WHERE a.tenant_id = p_tenant AND a.seq IS NOT NULL
+	ORDER BY a.seq LIMIT 1;
 	IF NOT FOUND THEN
 		RETURN 0;
 	END IF;
@@ -252,16 +306,18 @@ BEGIN
 	IF upto < from_seq THEN
 		RETURN 0;
 	END IF;
-	SELECT count(*) INTO n FROM audit_events a WHERE a.tenant_id = p_tenant AND a.seq <= upto;
+	SELECT count(*) INTO n FROM audit_events a WHERE a.tenant_id = p_tenant AND a.seq >= from_seq AND a.seq <= upto;
 	INSERT INTO audit_checkpoints (tenant_id, seq, hash, at, pruned)
 	VALUES (p_tenant, upto, '\x0000000000000000000000000000000000000000000000000000000000000000', now(), n);
-	DELETE FROM audit_events a WHERE a.tenant_id = p_tenant AND a.seq <= upto;
+	DELETE FROM audit_events a WHERE a.tenant_id = p_tenant AND a.seq >= from_seq AND a.seq <= upto;
 	RETURN n;
 END $$;
 
 -- What the server's maintenance runs now and then (audit/prune.c): every
 -- tenant's entries older than its effective retention, sealed and pruned
--- in batches of p_max per tenant.  Returns the number deleted.
+-- in batches of p_max per tenant, after a chain pass (so that nothing
+-- committed stays unchained and out of retention's reach).  Returns the
+-- number deleted.
 CREATE FUNCTION audit_prune_due(p_max int)
 RETURNS bigint LANGUAGE plpgsql
 SET search_path = platform AS $$
@@ -271,8 +327,10 @@ DECLARE
 	oldest timestamptz;
 	cutoff timestamptz;
 BEGIN
+	PERFORM audit_chain_due(p_max);
 	FOR h IN SELECT tenant_id FROM audit_heads LOOP
-		SELECT a.at INTO oldest FROM audit_events a WHERE a.tenant_id = h.tenant_id ORDER BY a.seq LIMIT 1;
+		SELECT a.at INTO oldest FROM audit_events a WHERE a.tenant_id = h.tenant_id AND a.seq IS NOT NULL
+		ORDER BY a.seq LIMIT 1;
 		CONTINUE WHEN oldest IS NULL;
 		cutoff := now() - audit_retention(h.tenant_id);
 		IF oldest < cutoff THEN
