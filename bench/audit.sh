@@ -1,11 +1,14 @@
 #!/bin/sh
-# Audit chain benchmark: committed audited writes/s through the linking
-# trigger (platform/0010_audit_chain.sql) against the same inserts without
-# it, interleaved in one invocation on one throwaway PostgreSQL 15 with its
-# durable defaults (AUDIT_BENCH_FSYNC=off runs it like the test clusters);
-# 16 pgbench clients into one tenant, then spread over 64 tenants.
+# Audit chain benchmark (bench/audit_driver.py): committed audit writes/s
+# into the chained table (platform/0010_audit_chain.sql) with the server's
+# chainer running and without it, against the same inserts into the table
+# as it was before the chain, interleaved in one invocation on one
+# throwaway PostgreSQL 15 with its durable defaults (AUDIT_BENCH_FSYNC=off
+# runs it like the test clusters); 16 pgbench clients into one tenant,
+# then spread over 64 tenants; then the chainer's own rate, rows linked/s,
+# working off a backlog (AUDIT_BENCH_BACKLOG rows, default 100000).
 #
-#   bench/audit.sh [SECONDS]   (default 8 per measurement, 8 measurements)
+#   bench/audit.sh [SECONDS]   (default 8 per measurement, 12 measurements)
 #
 # Results go to bench/results/audit-<time>.json.
 set -eu

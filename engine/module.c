@@ -49,6 +49,8 @@ eng_worker_t *eng_worker_new(eng_t *e, struct mf_worker *w, bool run_engine, mf_
 		if (w->index == 0) {
 			ew->pruner = audit_pruner_new(w);
 			ew->chainer = audit_chainer_new(w);
+			if (ew->pruner == NULL || ew->chainer == NULL)
+				mf_err_set(err, 500, "out_of_memory", "out of memory");
 		}
 		if (ew->runner == NULL || ew->outbox == NULL ||
 		    (w->index == 0 && (ew->pruner == NULL || ew->chainer == NULL))) {

@@ -151,7 +151,8 @@ END $$;
 
 -- Writers give only the content: the chain columns are the chainer's.
 -- (The NOT NULL columns refuse a NULL actor, action, target or detail, so
--- every inserted row can be hashed.)
+-- every inserted row can be hashed.)  On INSERT the trigger's WHEN clause
+-- does the check, so a writer's plain row runs no PL/pgSQL at all.
 CREATE FUNCTION audit_guard()
 RETURNS trigger LANGUAGE plpgsql
 SET search_path = platform AS $$
@@ -173,7 +174,10 @@ BEGIN
 		USING ERRCODE = 'insufficient_privilege';
 END $$;
 
-CREATE TRIGGER audit_events_guard BEFORE INSERT OR UPDATE ON audit_events
+CREATE TRIGGER audit_events_guard_insert BEFORE INSERT ON audit_events
+	FOR EACH ROW WHEN (NEW.seq IS NOT NULL OR NEW.prev_hash IS NOT NULL OR NEW.hash IS NOT NULL)
+	EXECUTE FUNCTION audit_guard();
+CREATE TRIGGER audit_events_guard_update BEFORE UPDATE ON audit_events
 	FOR EACH ROW EXECUTE FUNCTION audit_guard();
 
 -- Checkpoints: the last entry a prune sealed before deleting it and the
