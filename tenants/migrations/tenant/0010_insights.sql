@@ -1,0 +1,299 @@
+-- Insights (docs/insights.md): the facts GET /insights counts, kept
+-- in a per-day rollup by statement triggers so that a window of any
+-- length reads at most a few thousand rollup rows plus the raw facts of
+-- its two partial edge days.
+--
+-- A fact is (at, metric, workflow, dim, bucket, ms): one thing that
+-- happened at `at`; bucket is the latency's histogram bucket (-1 for a
+-- plain count), ms the latency itself.  The same three functions derive
+-- the facts of a row for the triggers (what the rollup holds) and for the
+-- raw reads (edges, exact percentiles), so both always agree.
+--
+-- Every function pins search_path to this schema (FROM CURRENT: the
+-- migration runs with the tenant's schema first), so the triggers work
+-- under platform.eng_apply's search_path and the platform can call
+-- insights_partial of any client schema.
+
+-- Histogram buckets: 0 holds [0, 1) ms, bucket b >= 1 holds
+-- [2^((b-1)/4), 2^(b/4)) ms: four per doubling, a value read back as its
+-- bucket's geometric middle is within 9 % of the truth.
+CREATE FUNCTION insights_bucket(ms float8) RETURNS int
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE WHEN ms IS NULL THEN -1 WHEN ms < 1 THEN 0 ELSE floor(ln(ms) / ln(2.0) * 4)::int + 1 END;
+
+-- The facts of a run: started (created_at), and once it ended, its
+-- cycle time under its end state (finished_at).
+CREATE FUNCTION insights_run_facts(r runs)
+RETURNS TABLE (at timestamptz, metric text, workflow text, dim text, bucket int, ms float8)
+LANGUAGE sql STABLE SET search_path FROM CURRENT
+AS $$
+	SELECT r.created_at, 'started', r.workflow, '', -1, NULL::float8
+	UNION ALL
+	SELECT r.finished_at, 'cycle', r.workflow, r.state, insights_bucket(x.ms), x.ms
+	FROM (SELECT extract(epoch FROM r.finished_at - r.created_at)::float8 * 1000 AS ms) x
+	WHERE r.state IN ('succeeded', 'failed', 'cancelled') AND r.finished_at IS NOT NULL
+$$;
+
+-- The connector a step of a run's workflow version calls (http, ai).
+CREATE FUNCTION insights_connector(p_workflow text, p_version int, p_step text) RETURNS text
+LANGUAGE sql STABLE SET search_path FROM CURRENT
+AS $$
+	SELECT d->>'connector'
+	FROM workflow_versions v, jsonb_array_elements(v.definition->'steps') d
+	WHERE v.workflow = p_workflow AND v.version = p_version AND d->>'id' = p_step
+	LIMIT 1
+$$;
+
+-- The facts of a timeline row, all dated by the attempt's start:
+-- dead_letter (a failed row: the run was dead-lettered) by error code;
+-- ai (an answer's governance outcome); call and call_error (a row with a
+-- connector call summary) by connector name.
+CREATE FUNCTION insights_step_facts(s run_steps)
+RETURNS TABLE (at timestamptz, metric text, workflow text, dim text, bucket int, ms float8)
+LANGUAGE sql STABLE SET search_path FROM CURRENT
+AS $$
+	WITH r AS (SELECT r.workflow, r.version FROM runs r WHERE r.id = s.run_id),
+	c AS (SELECT (s.summary->>'duration_ms')::float8 AS ms,
+		     coalesce((SELECT insights_connector(r.workflow, r.version, s.step) FROM r), '(unknown)') AS name
+	      WHERE s.summary ? 'duration_ms')
+	SELECT s.started_at, 'dead_letter', r.workflow, coalesce(s.error->>'code', 'unknown'), -1, NULL::float8
+	FROM r WHERE s.state = 'failed'
+	UNION ALL
+	SELECT s.started_at, 'ai', r.workflow, s.output->>'outcome', -1, NULL
+	FROM r WHERE s.type = 'ai' AND s.state = 'succeeded' AND s.output->>'outcome' IS NOT NULL
+	UNION ALL
+	SELECT s.started_at, 'call', r.workflow, c.name, insights_bucket(c.ms), c.ms FROM r, c
+	UNION ALL
+	SELECT s.started_at, 'call_error', r.workflow, c.name, -1, NULL FROM r, c
+	WHERE s.error IS NOT NULL OR s.state IN ('failed', 'retrying')
+$$;
+
+-- The facts of a closed task (approved, rejected, expired), dated when it
+-- closed: its decision, or for an expired task its due time.  Under the
+-- role that held it last.
+CREATE FUNCTION insights_task_facts(t tasks)
+RETURNS TABLE (at timestamptz, metric text, workflow text, dim text, bucket int, ms float8)
+LANGUAGE sql STABLE SET search_path FROM CURRENT
+AS $$
+	WITH r AS (SELECT r.workflow FROM runs r WHERE r.id = t.run_id),
+	k AS (SELECT coalesce(t.decided_at, t.due_at) AS at,
+		     t.state IN ('approved', 'rejected') AND t.decided_at > t.due_at AS late,
+		     t.state = 'expired' AS expired,
+		     CASE WHEN t.decided_at IS NOT NULL AND t.state IN ('approved', 'rejected')
+			  THEN extract(epoch FROM t.decided_at - t.created_at)::float8 * 1000 END AS ms
+	      WHERE t.state IN ('approved', 'rejected', 'expired'))
+	SELECT k.at, m.metric, r.workflow, t.assignee_role, m.bucket, m.ms
+	FROM r, k, LATERAL (VALUES
+		('tasks_closed', -1, NULL::float8, true),
+		('approval', insights_bucket(k.ms), k.ms, k.ms IS NOT NULL),
+		('sla_late', -1, NULL, k.late),
+		('sla_expired', -1, NULL, k.expired),
+		('sla_escalated', -1, NULL, t.escalated),
+		('sla_breached', -1, NULL, k.late OR k.expired OR t.escalated)) AS m(metric, bucket, ms, yes)
+	WHERE m.yes
+$$;
+
+-- The rollup: per UTC day, metric, workflow, dimension and bucket, a
+-- count.  shard spreads concurrent writers (the backend's pid) over rows
+-- so that two runners finishing runs of one workflow do not queue on one
+-- counter; readers sum over it.
+CREATE TABLE insights_daily (
+	day      date NOT NULL,
+	metric   text NOT NULL,
+	workflow text NOT NULL,
+	dim      text NOT NULL,
+	bucket   int NOT NULL,
+	shard    smallint NOT NULL,
+	n        bigint NOT NULL,
+	PRIMARY KEY (day, metric, workflow, dim, bucket, shard)
+);
+
+-- Adds (sign +1) or removes (-1) facts; rows locked in key order, so two
+-- writers never deadlock.
+CREATE FUNCTION insights_add(p_facts jsonb) RETURNS void
+LANGUAGE sql SET search_path FROM CURRENT
+AS $$
+	INSERT INTO insights_daily AS d (day, metric, workflow, dim, bucket, shard, n)
+	SELECT x.day, x.metric, x.workflow, x.dim, x.bucket, (pg_backend_pid() % 8)::smallint, sum(x.n)
+	FROM jsonb_to_recordset(p_facts) AS x(day date, metric text, workflow text, dim text, bucket int, n bigint)
+	GROUP BY 1, 2, 3, 4, 5
+	HAVING sum(x.n) <> 0
+	ORDER BY 1, 2, 3, 4, 5
+	ON CONFLICT (day, metric, workflow, dim, bucket, shard) DO UPDATE SET n = d.n + EXCLUDED.n
+$$;
+
+-- The trigger functions: facts of the new rows minus those of the old.
+-- TG_TABLE_NAME picks the fact function; a jsonb hop keeps one insights_add.
+CREATE FUNCTION insights_runs_ins() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+	PERFORM insights_add((SELECT jsonb_agg(jsonb_build_object('day', (f.at AT TIME ZONE 'UTC')::date,
+		'metric', f.metric, 'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', 1)))
+		FROM nt, insights_run_facts(nt) f WHERE f.at IS NOT NULL);
+	RETURN NULL;
+END $$;
+
+CREATE FUNCTION insights_runs_upd() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+	-- only the rows whose end changed (most updates move a run between steps)
+	PERFORM insights_add((SELECT jsonb_agg(jsonb_build_object('day', (f.at AT TIME ZONE 'UTC')::date,
+		'metric', f.metric, 'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', f.n)))
+		FROM (SELECT x.*, 1 AS n FROM nt JOIN ot ON ot.id = nt.id, insights_run_facts(nt) x
+		      WHERE (ot.state, ot.finished_at, ot.created_at, ot.workflow)
+			    IS DISTINCT FROM (nt.state, nt.finished_at, nt.created_at, nt.workflow)
+		      UNION ALL
+		      SELECT x.*, -1 FROM ot JOIN nt ON ot.id = nt.id, insights_run_facts(ot) x
+		      WHERE (ot.state, ot.finished_at, ot.created_at, ot.workflow)
+			    IS DISTINCT FROM (nt.state, nt.finished_at, nt.created_at, nt.workflow)) f
+		WHERE f.at IS NOT NULL);
+	RETURN NULL;
+END $$;
+
+CREATE FUNCTION insights_steps_ins() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+	PERFORM insights_add((SELECT jsonb_agg(jsonb_build_object('day', (f.at AT TIME ZONE 'UTC')::date,
+		'metric', f.metric, 'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', 1)))
+		FROM nt, insights_step_facts(nt) f
+		WHERE (nt.summary IS NOT NULL OR nt.state = 'failed' OR nt.type = 'ai') AND f.at IS NOT NULL);
+	RETURN NULL;
+END $$;
+
+CREATE FUNCTION insights_steps_upd() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+	PERFORM insights_add((SELECT jsonb_agg(jsonb_build_object('day', (f.at AT TIME ZONE 'UTC')::date,
+		'metric', f.metric, 'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', f.n)))
+		FROM (SELECT x.*, 1 AS n FROM nt, insights_step_facts(nt) x
+		      WHERE nt.summary IS NOT NULL OR nt.state = 'failed' OR nt.type = 'ai'
+		      UNION ALL
+		      SELECT x.*, -1 FROM ot, insights_step_facts(ot) x
+		      WHERE ot.summary IS NOT NULL OR ot.state = 'failed' OR ot.type = 'ai') f
+		WHERE f.at IS NOT NULL);
+	RETURN NULL;
+END $$;
+
+CREATE FUNCTION insights_tasks_ins() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+	PERFORM insights_add((SELECT jsonb_agg(jsonb_build_object('day', (f.at AT TIME ZONE 'UTC')::date,
+		'metric', f.metric, 'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', 1)))
+		FROM nt, insights_task_facts(nt) f WHERE nt.state <> 'open' AND f.at IS NOT NULL);
+	RETURN NULL;
+END $$;
+
+CREATE FUNCTION insights_tasks_upd() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+	PERFORM insights_add((SELECT jsonb_agg(jsonb_build_object('day', (f.at AT TIME ZONE 'UTC')::date,
+		'metric', f.metric, 'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', f.n)))
+		FROM (SELECT x.*, 1 AS n FROM nt, insights_task_facts(nt) x WHERE nt.state <> 'open'
+		      UNION ALL
+		      SELECT x.*, -1 FROM ot, insights_task_facts(ot) x WHERE ot.state <> 'open') f
+		WHERE f.at IS NOT NULL);
+	RETURN NULL;
+END $$;
+
+CREATE TRIGGER insights_runs_ins AFTER INSERT ON runs REFERENCING NEW TABLE AS nt
+	FOR EACH STATEMENT EXECUTE FUNCTION insights_runs_ins();
+CREATE TRIGGER insights_runs_upd AFTER UPDATE ON runs REFERENCING OLD TABLE AS ot NEW TABLE AS nt
+	FOR EACH STATEMENT EXECUTE FUNCTION insights_runs_upd();
+CREATE TRIGGER insights_steps_ins AFTER INSERT ON run_steps REFERENCING NEW TABLE AS nt
+	FOR EACH STATEMENT EXECUTE FUNCTION insights_steps_ins();
+CREATE TRIGGER insights_steps_upd AFTER UPDATE ON run_steps REFERENCING OLD TABLE AS ot NEW TABLE AS nt
+	FOR EACH STATEMENT EXECUTE FUNCTION insights_steps_upd();
+CREATE TRIGGER insights_tasks_ins AFTER INSERT ON tasks REFERENCING NEW TABLE AS nt
+	FOR EACH STATEMENT EXECUTE FUNCTION insights_tasks_ins();
+CREATE TRIGGER insights_tasks_upd AFTER UPDATE ON tasks REFERENCING OLD TABLE AS ot NEW TABLE AS nt
+	FOR EACH STATEMENT EXECUTE FUNCTION insights_tasks_upd();
+
+-- An AI review's final row replaces its waiting row (same seq) without a
+-- call summary: keep the call's, so the call stays a fact and in the
+-- timeline.
+CREATE FUNCTION insights_keep_summary() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	NEW.summary := OLD.summary;
+	RETURN NEW;
+END $$;
+CREATE TRIGGER insights_keep_summary BEFORE UPDATE ON run_steps
+	FOR EACH ROW WHEN (NEW.summary IS NULL AND OLD.summary IS NOT NULL) EXECUTE FUNCTION insights_keep_summary();
+
+-- Indexes for the raw reads: the edge days and exact percentiles.
+CREATE INDEX runs_created_idx ON runs (created_at);
+CREATE INDEX runs_finished_idx ON runs (finished_at) WHERE finished_at IS NOT NULL;
+CREATE INDEX run_steps_insights_idx ON run_steps (started_at)
+	WHERE summary IS NOT NULL OR state = 'failed' OR type = 'ai';
+CREATE INDEX tasks_closed_idx ON tasks ((coalesce(decided_at, due_at))) WHERE state IN ('approved', 'rejected', 'expired');
+
+-- The raw facts of [p_from, p_to) (p_wf NULL: every workflow) from the
+-- sources p_src names: 'all', or one distribution's ('cycle', 'approval',
+-- 'call'); the other branches stop at a one-time filter.
+CREATE FUNCTION insights_raw(p_from timestamptz, p_to timestamptz, p_wf text, p_src text)
+RETURNS TABLE (metric text, dim text, bucket int, ms float8)
+LANGUAGE sql STABLE SET search_path FROM CURRENT
+AS $$
+	SELECT f.metric, f.dim, f.bucket, f.ms FROM runs r, insights_run_facts(r) f
+	WHERE p_src = 'all' AND r.created_at >= p_from AND r.created_at < p_to AND f.metric = 'started'
+	  AND (p_wf IS NULL OR r.workflow = p_wf)
+	UNION ALL
+	SELECT f.metric, f.dim, f.bucket, f.ms FROM runs r, insights_run_facts(r) f
+	WHERE p_src IN ('all', 'cycle') AND r.finished_at >= p_from AND r.finished_at < p_to AND f.metric = 'cycle'
+	  AND (p_wf IS NULL OR r.workflow = p_wf)
+	UNION ALL
+	SELECT f.metric, f.dim, f.bucket, f.ms FROM run_steps s, insights_step_facts(s) f
+	WHERE p_src IN ('all', 'call') AND s.started_at >= p_from AND s.started_at < p_to
+	  AND (s.summary IS NOT NULL OR s.state = 'failed' OR s.type = 'ai')
+	  AND (p_src = 'all' OR s.summary IS NOT NULL)
+	  AND (p_wf IS NULL OR f.workflow = p_wf)
+	UNION ALL
+	SELECT f.metric, f.dim, f.bucket, f.ms FROM tasks t, insights_task_facts(t) f
+	WHERE p_src IN ('all', 'approval')
+	  AND coalesce(t.decided_at, t.due_at) >= p_from AND coalesce(t.decided_at, t.due_at) < p_to
+	  AND t.state IN ('approved', 'rejected', 'expired')
+	  AND (p_wf IS NULL OR f.workflow = p_wf)
+$$;
+
+-- What GET /insights needs of this schema for [p_from, p_to): counts per
+-- "metric|dim", and per distribution (cycle, approval, call) its
+-- histogram {"bucket": n} and, while it holds at most p_exact values,
+-- the values themselves (sorted) for exact percentiles.  Whole UTC days
+-- come from the rollup, the partial days at either end from raw facts.
+CREATE FUNCTION insights_partial(p_from timestamptz, p_to timestamptz, p_wf text, p_exact int)
+RETURNS jsonb
+LANGUAGE sql STABLE SET search_path FROM CURRENT
+AS $$
+	WITH b AS (
+		SELECT lo, hi, CASE WHEN lo < hi THEN lo::timestamp AT TIME ZONE 'UTC' ELSE p_to END AS lo_ts,
+		       CASE WHEN lo < hi THEN hi::timestamp AT TIME ZONE 'UTC' ELSE p_to END AS hi_ts
+		FROM (SELECT ((p_from AT TIME ZONE 'UTC') + interval '1 day' - interval '1 microsecond')::date AS lo,
+			     (p_to AT TIME ZONE 'UTC')::date AS hi) x),
+	cells AS (
+		SELECT u.metric, u.dim, u.bucket, sum(u.n) AS n FROM (
+			SELECT d.metric, d.dim, d.bucket, d.n FROM b, insights_daily d
+			WHERE b.lo < b.hi AND d.day >= b.lo AND d.day < b.hi AND (p_wf IS NULL OR d.workflow = p_wf)
+			UNION ALL
+			SELECT x.metric, x.dim, x.bucket, 1 FROM b, insights_raw(p_from, b.lo_ts, p_wf, 'all') x
+			UNION ALL
+			SELECT x.metric, x.dim, x.bucket, 1 FROM b, insights_raw(b.hi_ts, p_to, p_wf, 'all') x
+			WHERE b.hi_ts < p_to) u
+		GROUP BY 1, 2, 3
+		HAVING sum(u.n) <> 0),
+	counts AS (
+		SELECT coalesce(jsonb_object_agg(k, n), '{}') AS j
+		FROM (SELECT metric || '|' || dim AS k, sum(n) AS n FROM cells GROUP BY 1) c),
+	dists AS (
+		SELECT coalesce(jsonb_object_agg(h.metric || '|' || h.dim,
+			jsonb_build_object('n', h.n, 'hist', h.hist, 'values',
+				CASE WHEN h.n <= p_exact THEN (
+					SELECT coalesce(jsonb_agg(x.ms ORDER BY x.ms), '[]')
+					FROM insights_raw(p_from, p_to, p_wf, h.metric) x
+					WHERE x.metric = h.metric AND x.dim = h.dim AND x.ms IS NOT NULL) END)), '{}') AS j
+		FROM (SELECT metric, dim, sum(n) AS n, jsonb_object_agg(bucket::text, n) AS hist
+		      FROM cells WHERE bucket >= 0 GROUP BY 1, 2) h)
+	SELECT jsonb_build_object('counts', counts.j, 'dists', dists.j) FROM counts, dists
+$$;
+
+-- The facts already stored when this migration runs.
+SELECT insights_add(jsonb_agg(jsonb_build_object('day', (f.at AT TIME ZONE 'UTC')::date, 'metric', f.metric,
+	'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', 1)))
+FROM (SELECT f.* FROM runs r, insights_run_facts(r) f
+      UNION ALL SELECT f.* FROM run_steps s, insights_step_facts(s) f
+      WHERE s.summary IS NOT NULL OR s.state = 'failed' OR s.type = 'ai'
+      UNION ALL SELECT f.* FROM tasks t, insights_task_facts(t) f WHERE t.state <> 'open') f
+WHERE f.at IS NOT NULL
+HAVING count(*) > 0;
