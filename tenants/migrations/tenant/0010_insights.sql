@@ -127,8 +127,8 @@ $$;
 CREATE FUNCTION insights_runs_ins() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
 	PERFORM insights_add((SELECT jsonb_agg(jsonb_build_object('day', (f.at AT TIME ZONE 'UTC')::date,
-		'metric', f.metric, 'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', 1)))
-		FROM nt, insights_run_facts(nt) f WHERE f.at IS NOT NULL);
+		'metric', f.metric, 'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', 1))
+		FROM nt, insights_run_facts(nt) f WHERE f.at IS NOT NULL));
 	RETURN NULL;
 END $$;
 
@@ -136,7 +136,7 @@ CREATE FUNCTION insights_runs_upd() RETURNS trigger LANGUAGE plpgsql SET search_
 BEGIN
 	-- only the rows whose end changed (most updates move a run between steps)
 	PERFORM insights_add((SELECT jsonb_agg(jsonb_build_object('day', (f.at AT TIME ZONE 'UTC')::date,
-		'metric', f.metric, 'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', f.n)))
+		'metric', f.metric, 'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', f.n))
 		FROM (SELECT x.*, 1 AS n FROM nt JOIN ot ON ot.id = nt.id, insights_run_facts(nt) x
 		      WHERE (ot.state, ot.finished_at, ot.created_at, ot.workflow)
 			    IS DISTINCT FROM (nt.state, nt.finished_at, nt.created_at, nt.workflow)
@@ -144,48 +144,48 @@ BEGIN
 		      SELECT x.*, -1 FROM ot JOIN nt ON ot.id = nt.id, insights_run_facts(ot) x
 		      WHERE (ot.state, ot.finished_at, ot.created_at, ot.workflow)
 			    IS DISTINCT FROM (nt.state, nt.finished_at, nt.created_at, nt.workflow)) f
-		WHERE f.at IS NOT NULL);
+		WHERE f.at IS NOT NULL));
 	RETURN NULL;
 END $$;
 
 CREATE FUNCTION insights_steps_ins() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
 	PERFORM insights_add((SELECT jsonb_agg(jsonb_build_object('day', (f.at AT TIME ZONE 'UTC')::date,
-		'metric', f.metric, 'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', 1)))
+		'metric', f.metric, 'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', 1))
 		FROM nt, insights_step_facts(nt) f
-		WHERE (nt.summary IS NOT NULL OR nt.state = 'failed' OR nt.type = 'ai') AND f.at IS NOT NULL);
+		WHERE (nt.summary IS NOT NULL OR nt.state = 'failed' OR nt.type = 'ai') AND f.at IS NOT NULL));
 	RETURN NULL;
 END $$;
 
 CREATE FUNCTION insights_steps_upd() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
 	PERFORM insights_add((SELECT jsonb_agg(jsonb_build_object('day', (f.at AT TIME ZONE 'UTC')::date,
-		'metric', f.metric, 'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', f.n)))
+		'metric', f.metric, 'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', f.n))
 		FROM (SELECT x.*, 1 AS n FROM nt, insights_step_facts(nt) x
 		      WHERE nt.summary IS NOT NULL OR nt.state = 'failed' OR nt.type = 'ai'
 		      UNION ALL
 		      SELECT x.*, -1 FROM ot, insights_step_facts(ot) x
 		      WHERE ot.summary IS NOT NULL OR ot.state = 'failed' OR ot.type = 'ai') f
-		WHERE f.at IS NOT NULL);
+		WHERE f.at IS NOT NULL));
 	RETURN NULL;
 END $$;
 
 CREATE FUNCTION insights_tasks_ins() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
 	PERFORM insights_add((SELECT jsonb_agg(jsonb_build_object('day', (f.at AT TIME ZONE 'UTC')::date,
-		'metric', f.metric, 'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', 1)))
-		FROM nt, insights_task_facts(nt) f WHERE nt.state <> 'open' AND f.at IS NOT NULL);
+		'metric', f.metric, 'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', 1))
+		FROM nt, insights_task_facts(nt) f WHERE nt.state <> 'open' AND f.at IS NOT NULL));
 	RETURN NULL;
 END $$;
 
 CREATE FUNCTION insights_tasks_upd() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
 	PERFORM insights_add((SELECT jsonb_agg(jsonb_build_object('day', (f.at AT TIME ZONE 'UTC')::date,
-		'metric', f.metric, 'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', f.n)))
+		'metric', f.metric, 'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', f.n))
 		FROM (SELECT x.*, 1 AS n FROM nt, insights_task_facts(nt) x WHERE nt.state <> 'open'
 		      UNION ALL
 		      SELECT x.*, -1 FROM ot, insights_task_facts(ot) x WHERE ot.state <> 'open') f
-		WHERE f.at IS NOT NULL);
+		WHERE f.at IS NOT NULL));
 	RETURN NULL;
 END $$;
 
