@@ -15,7 +15,7 @@
 
 /* A distribution with at most this many values is answered exactly
  * (values fetched from the raw facts); above it, from the histogram. */
-#define ENG_INS_EXACT 20000
+#define ENG_INS_EXACT 2000
 /* Histogram buckets: 0 is [0, 1) ms, b >= 1 is [2^((b-1)/4), 2^(b/4)) ms. */
 #define ENG_INS_BUCKETS 256
 

@@ -9,10 +9,14 @@
 -- the facts of a row for the triggers (what the rollup holds) and for the
 -- raw reads (edges, exact percentiles), so both always agree.
 --
--- Every function pins search_path to this schema (FROM CURRENT: the
--- migration runs with the tenant's schema first), so the triggers work
--- under platform.eng_apply's search_path and the platform can call
--- insights_partial of any client schema.
+-- Every entry point (trigger functions, insights_add, insights_partial)
+-- pins search_path to this schema (FROM CURRENT: the migration runs with
+-- the tenant's schema first), so the triggers work under
+-- platform.eng_apply's search_path and the platform can call
+-- insights_partial of any client schema.  The fact functions and
+-- insights_raw pin nothing: SQL functions without SET are inlined into
+-- the entry points' queries (planned under their path), which is what
+-- makes a raw read cost a scan rather than a function call per row.
 
 -- Histogram buckets: 0 holds [0, 1) ms, bucket b >= 1 holds
 -- [2^((b-1)/4), 2^(b/4)) ms: four per doubling, a value read back as its
@@ -25,18 +29,20 @@ RETURN CASE WHEN ms IS NULL THEN -1 WHEN ms < 1 THEN 0 ELSE floor(ln(ms) / ln(2.
 -- cycle time under its end state (finished_at).
 CREATE FUNCTION insights_run_facts(r runs)
 RETURNS TABLE (at timestamptz, metric text, workflow text, dim text, bucket int, ms float8)
-LANGUAGE sql STABLE SET search_path FROM CURRENT
+LANGUAGE sql STABLE
 AS $$
-	SELECT r.created_at, 'started', r.workflow, '', -1, NULL::float8
-	UNION ALL
-	SELECT r.finished_at, 'cycle', r.workflow, r.state, insights_bucket(x.ms), x.ms
-	FROM (SELECT extract(epoch FROM r.finished_at - r.created_at)::float8 * 1000 AS ms) x
-	WHERE r.state IN ('succeeded', 'failed', 'cancelled') AND r.finished_at IS NOT NULL
+	SELECT m.at, m.metric, r.workflow, m.dim, m.bucket, m.ms
+	FROM (SELECT extract(epoch FROM r.finished_at - r.created_at)::float8 * 1000 AS ms) x,
+	LATERAL (VALUES
+		(r.created_at, 'started', '', -1, NULL::float8, true),
+		(r.finished_at, 'cycle', r.state, insights_bucket(x.ms), x.ms,
+		 r.state IN ('succeeded', 'failed', 'cancelled') AND r.finished_at IS NOT NULL)) AS m(at, metric, dim, bucket, ms, yes)
+	WHERE m.yes
 $$;
 
 -- The connector a step of a run's workflow version calls (http, ai).
 CREATE FUNCTION insights_connector(p_workflow text, p_version int, p_step text) RETURNS text
-LANGUAGE sql STABLE SET search_path FROM CURRENT
+LANGUAGE sql STABLE
 AS $$
 	SELECT d->>'connector'
 	FROM workflow_versions v, jsonb_array_elements(v.definition->'steps') d
@@ -50,22 +56,21 @@ $$;
 -- connector call summary) by connector name.
 CREATE FUNCTION insights_step_facts(s run_steps)
 RETURNS TABLE (at timestamptz, metric text, workflow text, dim text, bucket int, ms float8)
-LANGUAGE sql STABLE SET search_path FROM CURRENT
+LANGUAGE sql STABLE
 AS $$
-	WITH r AS (SELECT r.workflow, r.version FROM runs r WHERE r.id = s.run_id),
-	c AS (SELECT (s.summary->>'duration_ms')::float8 AS ms,
-		     coalesce((SELECT insights_connector(r.workflow, r.version, s.step) FROM r), '(unknown)') AS name
-	      WHERE s.summary ? 'duration_ms')
-	SELECT s.started_at, 'dead_letter', r.workflow, coalesce(s.error->>'code', 'unknown'), -1, NULL::float8
-	FROM r WHERE s.state = 'failed'
-	UNION ALL
-	SELECT s.started_at, 'ai', r.workflow, s.output->>'outcome', -1, NULL
-	FROM r WHERE s.type = 'ai' AND s.state = 'succeeded' AND s.output->>'outcome' IS NOT NULL
-	UNION ALL
-	SELECT s.started_at, 'call', r.workflow, c.name, insights_bucket(c.ms), c.ms FROM r, c
-	UNION ALL
-	SELECT s.started_at, 'call_error', r.workflow, c.name, -1, NULL FROM r, c
-	WHERE s.error IS NOT NULL OR s.state IN ('failed', 'retrying')
+	SELECT s.started_at, m.metric, r.workflow, m.dim, m.bucket, m.ms
+	FROM runs r,
+	LATERAL (SELECT (s.summary->>'duration_ms')::float8 AS ms,
+			CASE WHEN s.summary ? 'duration_ms'
+			     THEN coalesce(insights_connector(r.workflow, r.version, s.step), '(unknown)') END AS name) c,
+	LATERAL (VALUES
+		('dead_letter', coalesce(s.error->>'code', 'unknown'), -1, NULL::float8, s.state = 'failed'),
+		('ai', s.output->>'outcome', -1, NULL,
+		 s.type = 'ai' AND s.state = 'succeeded' AND s.output->>'outcome' IS NOT NULL),
+		('call', c.name, insights_bucket(c.ms), c.ms, c.name IS NOT NULL),
+		('call_error', c.name, -1, NULL,
+		 c.name IS NOT NULL AND (s.error IS NOT NULL OR s.state IN ('failed', 'retrying')))) AS m(metric, dim, bucket, ms, yes)
+	WHERE r.id = s.run_id AND m.yes
 $$;
 
 -- The facts of a closed task (approved, rejected, expired), dated when it
@@ -73,24 +78,23 @@ $$;
 -- role that held it last.
 CREATE FUNCTION insights_task_facts(t tasks)
 RETURNS TABLE (at timestamptz, metric text, workflow text, dim text, bucket int, ms float8)
-LANGUAGE sql STABLE SET search_path FROM CURRENT
+LANGUAGE sql STABLE
 AS $$
-	WITH r AS (SELECT r.workflow FROM runs r WHERE r.id = t.run_id),
-	k AS (SELECT coalesce(t.decided_at, t.due_at) AS at,
-		     t.state IN ('approved', 'rejected') AND t.decided_at > t.due_at AS late,
-		     t.state = 'expired' AS expired,
-		     CASE WHEN t.decided_at IS NOT NULL AND t.state IN ('approved', 'rejected')
-			  THEN extract(epoch FROM t.decided_at - t.created_at)::float8 * 1000 END AS ms
-	      WHERE t.state IN ('approved', 'rejected', 'expired'))
 	SELECT k.at, m.metric, r.workflow, t.assignee_role, m.bucket, m.ms
-	FROM r, k, LATERAL (VALUES
+	FROM runs r,
+	LATERAL (SELECT coalesce(t.decided_at, t.due_at) AS at,
+			t.state IN ('approved', 'rejected') AND t.decided_at > t.due_at AS late,
+			t.state = 'expired' AS expired,
+			CASE WHEN t.decided_at IS NOT NULL AND t.state IN ('approved', 'rejected')
+			     THEN extract(epoch FROM t.decided_at - t.created_at)::float8 * 1000 END AS ms) k,
+	LATERAL (VALUES
 		('tasks_closed', -1, NULL::float8, true),
 		('approval', insights_bucket(k.ms), k.ms, k.ms IS NOT NULL),
 		('sla_late', -1, NULL, k.late),
 		('sla_expired', -1, NULL, k.expired),
 		('sla_escalated', -1, NULL, t.escalated),
 		('sla_breached', -1, NULL, k.late OR k.expired OR t.escalated)) AS m(metric, bucket, ms, yes)
-	WHERE m.yes
+	WHERE r.id = t.run_id AND t.state IN ('approved', 'rejected', 'expired') AND m.yes
 $$;
 
 -- The rollup: per UTC day, metric, workflow, dimension and bucket, a
@@ -225,7 +229,7 @@ CREATE INDEX tasks_closed_idx ON tasks ((coalesce(decided_at, due_at))) WHERE st
 -- 'call'); the other branches stop at a one-time filter.
 CREATE FUNCTION insights_raw(p_from timestamptz, p_to timestamptz, p_wf text, p_src text)
 RETURNS TABLE (metric text, dim text, bucket int, ms float8)
-LANGUAGE sql STABLE SET search_path FROM CURRENT
+LANGUAGE sql STABLE
 AS $$
 	SELECT f.metric, f.dim, f.bucket, f.ms FROM runs r, insights_run_facts(r) f
 	WHERE p_src = 'all' AND r.created_at >= p_from AND r.created_at < p_to AND f.metric = 'started'
@@ -276,24 +280,41 @@ AS $$
 	counts AS (
 		SELECT coalesce(jsonb_object_agg(k, n), '{}') AS j
 		FROM (SELECT metric || '|' || dim AS k, sum(n) AS n FROM cells GROUP BY 1) c),
+	-- the values of a metric's distributions, read only when all its dims
+	-- hold at most p_exact together: the raw read visits about that many rows
+	small AS (
+		SELECT metric FROM cells WHERE bucket >= 0 GROUP BY 1 HAVING sum(n) <= p_exact),
+	vals AS (
+		SELECT x.metric, x.dim, jsonb_agg(x.ms ORDER BY x.ms) AS v
+		FROM (SELECT * FROM insights_raw(p_from, p_to, p_wf, 'cycle')
+		      WHERE EXISTS (SELECT 1 FROM small WHERE metric = 'cycle')
+		      UNION ALL
+		      SELECT * FROM insights_raw(p_from, p_to, p_wf, 'approval')
+		      WHERE EXISTS (SELECT 1 FROM small WHERE metric = 'approval')
+		      UNION ALL
+		      SELECT * FROM insights_raw(p_from, p_to, p_wf, 'call')
+		      WHERE EXISTS (SELECT 1 FROM small WHERE metric = 'call')) x
+		WHERE x.metric IN (SELECT metric FROM small) AND x.ms IS NOT NULL
+		GROUP BY 1, 2),
 	dists AS (
 		SELECT coalesce(jsonb_object_agg(h.metric || '|' || h.dim,
 			jsonb_build_object('n', h.n, 'hist', h.hist, 'values',
-				CASE WHEN h.n <= p_exact THEN (
-					SELECT coalesce(jsonb_agg(x.ms ORDER BY x.ms), '[]')
-					FROM insights_raw(p_from, p_to, p_wf, h.metric) x
-					WHERE x.metric = h.metric AND x.dim = h.dim AND x.ms IS NOT NULL) END)), '{}') AS j
+				CASE WHEN h.metric IN (SELECT metric FROM small) THEN coalesce(vals.v, '[]') END)), '{}') AS j
 		FROM (SELECT metric, dim, sum(n) AS n, jsonb_object_agg(bucket::text, n) AS hist
-		      FROM cells WHERE bucket >= 0 GROUP BY 1, 2) h)
+		      FROM cells WHERE bucket >= 0 GROUP BY 1, 2) h
+		LEFT JOIN vals ON vals.metric = h.metric AND vals.dim = h.dim)
 	SELECT jsonb_build_object('counts', counts.j, 'dists', dists.j) FROM counts, dists
 $$;
 
--- The facts already stored when this migration runs.
+-- The facts already stored when this migration runs (one statement per
+-- table: the fact functions inline into each).
 SELECT insights_add(jsonb_agg(jsonb_build_object('day', (f.at AT TIME ZONE 'UTC')::date, 'metric', f.metric,
 	'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', 1)))
-FROM (SELECT f.* FROM runs r, insights_run_facts(r) f
-      UNION ALL SELECT f.* FROM run_steps s, insights_step_facts(s) f
-      WHERE s.summary IS NOT NULL OR s.state = 'failed' OR s.type = 'ai'
-      UNION ALL SELECT f.* FROM tasks t, insights_task_facts(t) f WHERE t.state <> 'open') f
-WHERE f.at IS NOT NULL
-HAVING count(*) > 0;
+FROM runs r, insights_run_facts(r) f WHERE f.at IS NOT NULL HAVING count(*) > 0;
+SELECT insights_add(jsonb_agg(jsonb_build_object('day', (f.at AT TIME ZONE 'UTC')::date, 'metric', f.metric,
+	'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', 1)))
+FROM run_steps s, insights_step_facts(s) f
+WHERE (s.summary IS NOT NULL OR s.state = 'failed' OR s.type = 'ai') AND f.at IS NOT NULL HAVING count(*) > 0;
+SELECT insights_add(jsonb_agg(jsonb_build_object('day', (f.at AT TIME ZONE 'UTC')::date, 'metric', f.metric,
+	'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', 1)))
+FROM tasks t, insights_task_facts(t) f WHERE t.state <> 'open' AND f.at IS NOT NULL HAVING count(*) > 0
