@@ -339,11 +339,12 @@ class Insights(unittest.TestCase):
             self.assertEqual(got["sla"]["total"]["tasks_closed"], 1)
             self.assertEqual(got["cycle_time_ms"]["count"], 2)
             self.assertTrue(got["cycle_time_ms"]["exact"])
-            # the rollup holds the live facts (today is a whole day of its own window)
+            # the rollup holds the live facts at each grain
             s = self.env.tenant_schema(tid)
-            n = self.env.psql(f"SELECT coalesce(sum(n), 0) FROM {s}.insights_daily WHERE workflow = 'ins-live' "
-                              f"AND metric = 'call'")
-            self.assertEqual(int(n), 2)
+            n = self.env.psql(f"SELECT string_agg(grain || '=' || n, ',' ORDER BY grain) FROM (SELECT grain, "
+                              f"sum(n) AS n FROM {s}.insights_rollup WHERE workflow = 'ins-live' "
+                              f"AND metric = 'call' GROUP BY 1) x")
+            self.assertEqual(n, "day=2,hour=2,month=2")
         finally:
             mock.close()
 

@@ -1,7 +1,8 @@
 -- Insights (docs/insights.md): the facts GET /insights counts, kept
--- in a per-day rollup by statement triggers so that a window of any
--- length reads at most a few thousand rollup rows plus the raw facts of
--- its two partial edge days.
+-- in a rollup by statement triggers at three grains (UTC hours, days and
+-- months) so that a window of any length reads whole months, then whole
+-- days, then whole hours from the rollup, and only the raw facts of the
+-- (at most two) partial hours at its ends.
 --
 -- A fact is (at, metric, workflow, dim, bucket, ms): one thing that
 -- happened at `at`; bucket is the latency's histogram bucket (-1 for a
@@ -40,15 +41,39 @@ AS $$
 	WHERE m.yes
 $$;
 
--- The connector a step of a run's workflow version calls (http, ai).
-CREATE FUNCTION insights_connector(p_workflow text, p_version int, p_step text) RETURNS text
-LANGUAGE sql STABLE
-AS $$
-	SELECT d->>'connector'
-	FROM workflow_versions v, jsonb_array_elements(v.definition->'steps') d
-	WHERE v.workflow = p_workflow AND v.version = p_version AND d->>'id' = p_step
-	LIMIT 1
-$$;
+-- The connector each http or ai step of each workflow version calls,
+-- kept at write time (versions are immutable) so that a step's facts
+-- find their connector by one index lookup, never by walking the
+-- definition.  Not cascaded: a deleted workflow's runs keep their names.
+CREATE TABLE insights_step_connectors (
+	workflow  text NOT NULL,
+	version   int NOT NULL,
+	step      text NOT NULL,
+	connector text NOT NULL,
+	PRIMARY KEY (workflow, version, step)
+);
+
+CREATE FUNCTION insights_versions_ins() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+	INSERT INTO insights_step_connectors AS c (workflow, version, step, connector)
+	SELECT DISTINCT ON (nt.workflow, nt.version, d->>'id') nt.workflow, nt.version, d->>'id', d->>'connector'
+	FROM nt, jsonb_array_elements(CASE WHEN jsonb_typeof(nt.definition->'steps') = 'array'
+					   THEN nt.definition->'steps' ELSE '[]' END) d
+	WHERE d->>'id' IS NOT NULL AND d->>'connector' IS NOT NULL
+	ORDER BY nt.workflow, nt.version, d->>'id'
+	ON CONFLICT (workflow, version, step) DO UPDATE SET connector = EXCLUDED.connector;
+	RETURN NULL;
+END $$;
+CREATE TRIGGER insights_versions_ins AFTER INSERT ON workflow_versions REFERENCING NEW TABLE AS nt
+	FOR EACH STATEMENT EXECUTE FUNCTION insights_versions_ins();
+CREATE TRIGGER insights_versions_upd AFTER UPDATE ON workflow_versions REFERENCING NEW TABLE AS nt
+	FOR EACH STATEMENT EXECUTE FUNCTION insights_versions_ins();
+INSERT INTO insights_step_connectors (workflow, version, step, connector)
+SELECT DISTINCT ON (v.workflow, v.version, d->>'id') v.workflow, v.version, d->>'id', d->>'connector'
+FROM workflow_versions v, jsonb_array_elements(CASE WHEN jsonb_typeof(v.definition->'steps') = 'array'
+						  THEN v.definition->'steps' ELSE '[]' END) d
+WHERE d->>'id' IS NOT NULL AND d->>'connector' IS NOT NULL
+ORDER BY v.workflow, v.version, d->>'id';
 
 -- The facts of a timeline row, all dated by the attempt's start:
 -- dead_letter (a failed row: the run was dead-lettered) by error code;
@@ -62,7 +87,9 @@ AS $$
 	FROM runs r,
 	LATERAL (SELECT (s.summary->>'duration_ms')::float8 AS ms,
 			CASE WHEN s.summary ? 'duration_ms'
-			     THEN coalesce(insights_connector(r.workflow, r.version, s.step), '(unknown)') END AS name) c,
+			     THEN coalesce((SELECT sc.connector FROM insights_step_connectors sc
+					    WHERE sc.workflow = r.workflow AND sc.version = r.version AND sc.step = s.step),
+					   '(unknown)') END AS name) c,
 	LATERAL (VALUES
 		('dead_letter', coalesce(s.error->>'code', 'unknown'), -1, NULL::float8, s.state = 'failed'),
 		('ai', s.output->>'outcome', -1, NULL,
@@ -97,40 +124,45 @@ AS $$
 	WHERE r.id = t.run_id AND t.state IN ('approved', 'rejected', 'expired') AND m.yes
 $$;
 
--- The rollup: per UTC day, metric, workflow, dimension and bucket, a
--- count.  shard spreads concurrent writers (the backend's pid) over rows
--- so that two runners finishing runs of one workflow do not queue on one
--- counter; readers sum over it.
-CREATE TABLE insights_daily (
-	day      date NOT NULL,
+-- The rollup: per UTC hour, day and month (grain; at is the period's
+-- start), metric, workflow, dimension and bucket, a count.  shard spreads
+-- concurrent writers (the backend's pid) over rows so that two runners
+-- finishing runs of one workflow do not queue on one counter; readers sum
+-- over it.
+CREATE TABLE insights_rollup (
+	grain    text NOT NULL CHECK (grain IN ('hour', 'day', 'month')),
+	at       timestamptz NOT NULL,
 	metric   text NOT NULL,
 	workflow text NOT NULL,
 	dim      text NOT NULL,
 	bucket   int NOT NULL,
 	shard    smallint NOT NULL,
 	n        bigint NOT NULL,
-	PRIMARY KEY (day, metric, workflow, dim, bucket, shard)
+	PRIMARY KEY (grain, at, metric, workflow, dim, bucket, shard)
 );
 
--- Adds (sign +1) or removes (-1) facts; rows locked in key order, so two
--- writers never deadlock.
+-- Adds (sign +1) or removes (-1) facts given by their UTC hour, at each
+-- grain; rows locked in key order, so two writers never deadlock.
 CREATE FUNCTION insights_add(p_facts jsonb) RETURNS void
 LANGUAGE sql SET search_path FROM CURRENT
 AS $$
-	INSERT INTO insights_daily AS d (day, metric, workflow, dim, bucket, shard, n)
-	SELECT x.day, x.metric, x.workflow, x.dim, x.bucket, (pg_backend_pid() % 8)::smallint, sum(x.n)
-	FROM jsonb_to_recordset(p_facts) AS x(day date, metric text, workflow text, dim text, bucket int, n bigint)
-	GROUP BY 1, 2, 3, 4, 5
+	INSERT INTO insights_rollup AS d (grain, at, metric, workflow, dim, bucket, shard, n)
+	SELECT g.grain, CASE WHEN g.grain = 'hour' THEN x.hour
+			     ELSE date_trunc(g.grain, x.hour AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' END,
+	       x.metric, x.workflow, x.dim, x.bucket, (pg_backend_pid() % 8)::smallint, sum(x.n)
+	FROM jsonb_to_recordset(p_facts) AS x(hour timestamptz, metric text, workflow text, dim text, bucket int, n bigint),
+	     (VALUES ('hour'), ('day'), ('month')) AS g(grain)
+	GROUP BY 1, 2, 3, 4, 5, 6
 	HAVING sum(x.n) <> 0
-	ORDER BY 1, 2, 3, 4, 5
-	ON CONFLICT (day, metric, workflow, dim, bucket, shard) DO UPDATE SET n = d.n + EXCLUDED.n
+	ORDER BY 1, 2, 3, 4, 5, 6
+	ON CONFLICT (grain, at, metric, workflow, dim, bucket, shard) DO UPDATE SET n = d.n + EXCLUDED.n
 $$;
 
 -- The trigger functions: facts of the new rows minus those of the old.
 -- TG_TABLE_NAME picks the fact function; a jsonb hop keeps one insights_add.
 CREATE FUNCTION insights_runs_ins() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
-	PERFORM insights_add((SELECT jsonb_agg(jsonb_build_object('day', (f.at AT TIME ZONE 'UTC')::date,
+	PERFORM insights_add((SELECT jsonb_agg(jsonb_build_object('hour', date_bin('1 hour', f.at, '2000-01-01T00:00:00Z'),
 		'metric', f.metric, 'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', 1))
 		FROM nt, insights_run_facts(nt) f WHERE f.at IS NOT NULL));
 	RETURN NULL;
@@ -139,7 +171,7 @@ END $$;
 CREATE FUNCTION insights_runs_upd() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
 	-- only the rows whose end changed (most updates move a run between steps)
-	PERFORM insights_add((SELECT jsonb_agg(jsonb_build_object('day', (f.at AT TIME ZONE 'UTC')::date,
+	PERFORM insights_add((SELECT jsonb_agg(jsonb_build_object('hour', date_bin('1 hour', f.at, '2000-01-01T00:00:00Z'),
 		'metric', f.metric, 'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', f.n))
 		FROM (SELECT x.*, 1 AS n FROM nt JOIN ot ON ot.id = nt.id, insights_run_facts(nt) x
 		      WHERE (ot.state, ot.finished_at, ot.created_at, ot.workflow)
@@ -154,7 +186,7 @@ END $$;
 
 CREATE FUNCTION insights_steps_ins() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
-	PERFORM insights_add((SELECT jsonb_agg(jsonb_build_object('day', (f.at AT TIME ZONE 'UTC')::date,
+	PERFORM insights_add((SELECT jsonb_agg(jsonb_build_object('hour', date_bin('1 hour', f.at, '2000-01-01T00:00:00Z'),
 		'metric', f.metric, 'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', 1))
 		FROM nt, insights_step_facts(nt) f
 		WHERE (nt.summary IS NOT NULL OR nt.state = 'failed' OR nt.type = 'ai') AND f.at IS NOT NULL));
@@ -163,7 +195,7 @@ END $$;
 
 CREATE FUNCTION insights_steps_upd() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
-	PERFORM insights_add((SELECT jsonb_agg(jsonb_build_object('day', (f.at AT TIME ZONE 'UTC')::date,
+	PERFORM insights_add((SELECT jsonb_agg(jsonb_build_object('hour', date_bin('1 hour', f.at, '2000-01-01T00:00:00Z'),
 		'metric', f.metric, 'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', f.n))
 		FROM (SELECT x.*, 1 AS n FROM nt, insights_step_facts(nt) x
 		      WHERE nt.summary IS NOT NULL OR nt.state = 'failed' OR nt.type = 'ai'
@@ -176,7 +208,7 @@ END $$;
 
 CREATE FUNCTION insights_tasks_ins() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
-	PERFORM insights_add((SELECT jsonb_agg(jsonb_build_object('day', (f.at AT TIME ZONE 'UTC')::date,
+	PERFORM insights_add((SELECT jsonb_agg(jsonb_build_object('hour', date_bin('1 hour', f.at, '2000-01-01T00:00:00Z'),
 		'metric', f.metric, 'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', 1))
 		FROM nt, insights_task_facts(nt) f WHERE nt.state <> 'open' AND f.at IS NOT NULL));
 	RETURN NULL;
@@ -184,7 +216,7 @@ END $$;
 
 CREATE FUNCTION insights_tasks_upd() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
-	PERFORM insights_add((SELECT jsonb_agg(jsonb_build_object('day', (f.at AT TIME ZONE 'UTC')::date,
+	PERFORM insights_add((SELECT jsonb_agg(jsonb_build_object('hour', date_bin('1 hour', f.at, '2000-01-01T00:00:00Z'),
 		'metric', f.metric, 'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', f.n))
 		FROM (SELECT x.*, 1 AS n FROM nt, insights_task_facts(nt) x WHERE nt.state <> 'open'
 		      UNION ALL
@@ -252,29 +284,71 @@ AS $$
 	  AND (p_wf IS NULL OR f.workflow = p_wf)
 $$;
 
+-- How [p_from, p_to) is read: whole UTC months, days and hours from the
+-- rollup (grain 'month', 'day', 'hour'), the partial hours at its ends
+-- (grain 'raw', at most two spans) from the raw facts.  Largest grain in
+-- the middle: a year reads about 11 months, 60 days, 46 hours and two
+-- partial hours.
+CREATE FUNCTION insights_spans(p_from timestamptz, p_to timestamptz)
+RETURNS TABLE (grain text, lo timestamptz, hi timestamptz)
+LANGUAGE plpgsql IMMUTABLE ROWS 8
+AS $$
+DECLARE
+	f timestamp := p_from AT TIME ZONE 'UTC';
+	t timestamp := p_to AT TIME ZONE 'UTC';
+	lo1 timestamp := f;		-- what is left to read, whole at grain g
+	hi1 timestamp := t;
+	g text := 'raw';
+	lo2 timestamp;
+	hi2 timestamp;
+	u text;
+BEGIN
+	FOREACH u IN ARRAY ARRAY['hour', 'day', 'month'] LOOP
+		-- the whole u periods inside the window; g covers the rest
+		lo2 := date_trunc(u, f);
+		IF lo2 < f THEN
+			lo2 := lo2 + ('1 ' || u)::interval;
+		END IF;
+		hi2 := date_trunc(u, t);
+		EXIT WHEN lo2 >= hi2;
+		grain := g;
+		IF lo1 < lo2 THEN
+			lo := lo1 AT TIME ZONE 'UTC';
+			hi := lo2 AT TIME ZONE 'UTC';
+			RETURN NEXT;
+		END IF;
+		IF hi2 < hi1 THEN
+			lo := hi2 AT TIME ZONE 'UTC';
+			hi := hi1 AT TIME ZONE 'UTC';
+			RETURN NEXT;
+		END IF;
+		lo1 := lo2;
+		hi1 := hi2;
+		g := u;
+	END LOOP;
+	grain := g;
+	lo := lo1 AT TIME ZONE 'UTC';
+	hi := hi1 AT TIME ZONE 'UTC';
+	RETURN NEXT;
+END $$;
+
 -- What GET /insights needs of this schema for [p_from, p_to): counts per
 -- "metric|dim", and per distribution (cycle, approval, call) its
 -- histogram {"bucket": n} and, while it holds at most p_exact values,
--- the values themselves (sorted) for exact percentiles.  Whole UTC days
--- come from the rollup, the partial days at either end from raw facts.
+-- the values themselves (sorted) for exact percentiles.
 CREATE FUNCTION insights_partial(p_from timestamptz, p_to timestamptz, p_wf text, p_exact int)
 RETURNS jsonb
 LANGUAGE sql STABLE SET search_path FROM CURRENT
 AS $$
-	WITH b AS (
-		SELECT lo, hi, CASE WHEN lo < hi THEN lo::timestamp AT TIME ZONE 'UTC' ELSE p_to END AS lo_ts,
-		       CASE WHEN lo < hi THEN hi::timestamp AT TIME ZONE 'UTC' ELSE p_to END AS hi_ts
-		FROM (SELECT ((p_from AT TIME ZONE 'UTC') + interval '1 day' - interval '1 microsecond')::date AS lo,
-			     (p_to AT TIME ZONE 'UTC')::date AS hi) x),
+	WITH s AS MATERIALIZED (SELECT * FROM insights_spans(p_from, p_to)),
 	cells AS (
 		SELECT u.metric, u.dim, u.bucket, sum(u.n) AS n FROM (
-			SELECT d.metric, d.dim, d.bucket, d.n FROM b, insights_daily d
-			WHERE b.lo < b.hi AND d.day >= b.lo AND d.day < b.hi AND (p_wf IS NULL OR d.workflow = p_wf)
+			SELECT d.metric, d.dim, d.bucket, d.n FROM s, insights_rollup d
+			WHERE s.grain <> 'raw' AND d.grain = s.grain AND d.at >= s.lo AND d.at < s.hi
+			  AND (p_wf IS NULL OR d.workflow = p_wf)
 			UNION ALL
-			SELECT x.metric, x.dim, x.bucket, 1 FROM b, insights_raw(p_from, b.lo_ts, p_wf, 'all') x
-			UNION ALL
-			SELECT x.metric, x.dim, x.bucket, 1 FROM b, insights_raw(b.hi_ts, p_to, p_wf, 'all') x
-			WHERE b.hi_ts < p_to) u
+			SELECT x.metric, x.dim, x.bucket, 1 FROM s, insights_raw(s.lo, s.hi, p_wf, 'all') x
+			WHERE s.grain = 'raw') u
 		GROUP BY 1, 2, 3
 		HAVING sum(u.n) <> 0),
 	counts AS (
@@ -308,13 +382,13 @@ $$;
 
 -- The facts already stored when this migration runs (one statement per
 -- table: the fact functions inline into each).
-SELECT insights_add(jsonb_agg(jsonb_build_object('day', (f.at AT TIME ZONE 'UTC')::date, 'metric', f.metric,
+SELECT insights_add(jsonb_agg(jsonb_build_object('hour', date_bin('1 hour', f.at, '2000-01-01T00:00:00Z'), 'metric', f.metric,
 	'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', 1)))
 FROM runs r, insights_run_facts(r) f WHERE f.at IS NOT NULL HAVING count(*) > 0;
-SELECT insights_add(jsonb_agg(jsonb_build_object('day', (f.at AT TIME ZONE 'UTC')::date, 'metric', f.metric,
+SELECT insights_add(jsonb_agg(jsonb_build_object('hour', date_bin('1 hour', f.at, '2000-01-01T00:00:00Z'), 'metric', f.metric,
 	'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', 1)))
 FROM run_steps s, insights_step_facts(s) f
 WHERE (s.summary IS NOT NULL OR s.state = 'failed' OR s.type = 'ai') AND f.at IS NOT NULL HAVING count(*) > 0;
-SELECT insights_add(jsonb_agg(jsonb_build_object('day', (f.at AT TIME ZONE 'UTC')::date, 'metric', f.metric,
+SELECT insights_add(jsonb_agg(jsonb_build_object('hour', date_bin('1 hour', f.at, '2000-01-01T00:00:00Z'), 'metric', f.metric,
 	'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', 1)))
 FROM tasks t, insights_task_facts(t) f WHERE t.state <> 'open' AND f.at IS NOT NULL HAVING count(*) > 0
