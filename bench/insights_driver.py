@@ -98,6 +98,14 @@ plat.pg.psql(f"ANALYZE {schema}.runs; ANALYZE {schema}.run_steps; ANALYZE {schem
 counts = plat.pg.psql(f"SELECT (SELECT count(*) FROM {schema}.runs), (SELECT count(*) FROM {schema}.run_steps), "
                       f"(SELECT count(*) FROM {schema}.tasks), (SELECT count(*) FROM {schema}.insights_rollup)")
 
+if os.environ.get("INSIGHTS_BENCH_HOLD"):
+    # keep the seeded server for a look at plans: remove the file to go on
+    hold = os.environ["INSIGHTS_BENCH_HOLD"]
+    with open(hold, "w") as f:
+        f.write(f"{plat.pg.sock} {plat.pg.port} {schema} {full['id']} {plat.port} {tok}\n")
+    while os.path.exists(hold):
+        time.sleep(1)
+
 # the raw read of one partial hour at either end of a window (index range
 # scans expected), planned as insights_partial plans it: inlined
 edge = time.time() - 100 * 86400
@@ -105,7 +113,9 @@ explain = plat.pg.psql(f"SET search_path = {schema}; EXPLAIN (ANALYZE, COSTS OFF
                        f"to_timestamp({edge}), to_timestamp({edge + 2400}), NULL, 'all')").splitlines()
 print("\n".join(explain), flush=True)
 
-# ---- requests ----
+# ---- requests (a fresh connection: the server closed the idle one) ----
+conn.close()
+conn = http.client.HTTPConnection("127.0.0.1", plat.port, timeout=120)
 rnd = random.Random(8)
 lengths = [3600, 86400, 7 * 86400, 30 * 86400, 366 * 86400]
 

@@ -206,6 +206,18 @@ class Insights(unittest.TestCase):
         self.assertEqual(edges["to"], "2024-03-11T10:00:00.000Z")
         for k in ("runs", "cycle_time_ms", "approval_latency_ms", "sla", "exceptions", "ai", "connectors"):
             self.assertEqual(whole[k], edges[k], k)
+        # every grain: raw 10:20-11:00, hours to midnight, days to March,
+        # March from the month rollup, April's days, hours and raw minutes
+        months = self.ok(self.a, "from=2024-02-15T10:20:00Z&to=2024-04-20T05:30:00Z")
+        self.check_full_day_set(months)
+        s = self.env.tenant_schema(self.a)
+        spans = self.env.psql(f"SET TimeZone = 'UTC'; SELECT string_agg(grain || ' ' || to_char(lo, 'MM-DD HH24:MI') "
+                              f"|| ' ' || to_char(hi, 'MM-DD HH24:MI'), ', ') FROM {s}.insights_spans("
+                              f"'2024-02-15T10:20:00Z', '2024-04-20T05:30:00Z')")
+        self.assertEqual(spans, "raw 02-15 10:20 02-15 11:00, raw 04-20 05:00 04-20 05:30, "
+                         "hour 02-15 11:00 02-16 00:00, hour 04-20 00:00 04-20 05:00, "
+                         "day 02-16 00:00 03-01 00:00, day 04-01 00:00 04-20 00:00, "
+                         "month 03-01 00:00 04-01 00:00")
         # the workflow filter
         self.check_full_day_set(self.ok(self.a, q_days + "&workflow=wfa"), "wfa")
         nothing = self.ok(self.a, q_days + "&workflow=nope")

@@ -84,7 +84,9 @@ RETURNS TABLE (at timestamptz, metric text, workflow text, dim text, bucket int,
 LANGUAGE sql STABLE
 AS $$
 	SELECT s.started_at, m.metric, r.workflow, m.dim, m.bucket, m.ms
-	FROM runs r,
+	-- the run by its key, row by row (OFFSET 0: never a hash join over
+	-- every run for a few hundred rows of an edge hour)
+	FROM LATERAL (SELECT r.workflow, r.version FROM runs r WHERE r.id = s.run_id OFFSET 0) r,
 	LATERAL (SELECT (s.summary->>'duration_ms')::float8 AS ms,
 			CASE WHEN s.summary ? 'duration_ms'
 			     THEN coalesce((SELECT sc.connector FROM insights_step_connectors sc
@@ -97,7 +99,7 @@ AS $$
 		('call', c.name, insights_bucket(c.ms), c.ms, c.name IS NOT NULL),
 		('call_error', c.name, -1, NULL,
 		 c.name IS NOT NULL AND (s.error IS NOT NULL OR s.state IN ('failed', 'retrying')))) AS m(metric, dim, bucket, ms, yes)
-	WHERE r.id = s.run_id AND m.yes
+	WHERE m.yes
 $$;
 
 -- The facts of a closed task (approved, rejected, expired), dated when it
@@ -108,7 +110,7 @@ RETURNS TABLE (at timestamptz, metric text, workflow text, dim text, bucket int,
 LANGUAGE sql STABLE
 AS $$
 	SELECT k.at, m.metric, r.workflow, t.assignee_role, m.bucket, m.ms
-	FROM runs r,
+	FROM LATERAL (SELECT r.workflow FROM runs r WHERE r.id = t.run_id OFFSET 0) r,
 	LATERAL (SELECT coalesce(t.decided_at, t.due_at) AS at,
 			t.state IN ('approved', 'rejected') AND t.decided_at > t.due_at AS late,
 			t.state = 'expired' AS expired,
@@ -121,7 +123,7 @@ AS $$
 		('sla_expired', -1, NULL, k.expired),
 		('sla_escalated', -1, NULL, t.escalated),
 		('sla_breached', -1, NULL, k.late OR k.expired OR t.escalated)) AS m(metric, bucket, ms, yes)
-	WHERE r.id = t.run_id AND t.state IN ('approved', 'rejected', 'expired') AND m.yes
+	WHERE t.state IN ('approved', 'rejected', 'expired') AND m.yes
 $$;
 
 -- The rollup: per UTC hour, day and month (grain; at is the period's
@@ -336,16 +338,23 @@ END $$;
 -- "metric|dim", and per distribution (cycle, approval, call) its
 -- histogram {"bucket": n} and, while it holds at most p_exact values,
 -- the values themselves (sorted) for exact percentiles.
+-- jit off: the plan's estimates (parameters unknown when it is made)
+-- pass the JIT threshold, and compiling costs ~100 ms for a read of a few
+-- ms.
 CREATE FUNCTION insights_partial(p_from timestamptz, p_to timestamptz, p_wf text, p_exact int)
 RETURNS jsonb
-LANGUAGE sql STABLE SET search_path FROM CURRENT
+LANGUAGE sql STABLE SET search_path FROM CURRENT SET jit = off
 AS $$
 	WITH s AS MATERIALIZED (SELECT * FROM insights_spans(p_from, p_to)),
 	cells AS (
 		SELECT u.metric, u.dim, u.bucket, sum(u.n) AS n FROM (
-			SELECT d.metric, d.dim, d.bucket, d.n FROM s, insights_rollup d
-			WHERE s.grain <> 'raw' AND d.grain = s.grain AND d.at >= s.lo AND d.at < s.hi
-			  AND (p_wf IS NULL OR d.workflow = p_wf)
+			-- one index range scan per span (OFFSET 0 keeps the subquery
+			-- whole: joined flat, the planner would scan the rollup)
+			SELECT d.metric, d.dim, d.bucket, d.n FROM s CROSS JOIN LATERAL (
+				SELECT d.metric, d.dim, d.bucket, d.n FROM insights_rollup d
+				WHERE d.grain = s.grain AND d.at >= s.lo AND d.at < s.hi
+				  AND (p_wf IS NULL OR d.workflow = p_wf) OFFSET 0) d
+			WHERE s.grain <> 'raw'
 			UNION ALL
 			SELECT x.metric, x.dim, x.bucket, 1 FROM s, insights_raw(s.lo, s.hi, p_wf, 'all') x
 			WHERE s.grain = 'raw') u
