@@ -406,6 +406,8 @@ int eng_api_routes(eng_t *e, struct tn *tn, gw_router_t *api)
 		{ "POST", "/installations", POL_WORKFLOWS, 1, eng_install },
 		{ "GET", "/installations", POL_READ, 0, eng_list_installs },
 		{ "GET", "/installations/{installation_id}", POL_READ, 0, eng_get_install },
+		/* insights: the tenant's admins and operators (docs/insights.md) */
+		{ "GET", "/insights", POL_WORKFLOWS, 0, eng_get_insights },
 	};
 
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {

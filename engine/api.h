@@ -164,5 +164,7 @@ void eng_post_event(tn_call_t *call, void *arg);
 void eng_install(tn_call_t *call, void *arg);
 void eng_list_installs(tn_call_t *call, void *arg);
 void eng_get_install(tn_call_t *call, void *arg);
+/* api_insights.c */
+void eng_get_insights(tn_call_t *call, void *arg);
 
 #endif
