@@ -436,7 +436,8 @@ static int connectors_put(mf_demo_t *d, mf_err_t *err)
 		snprintf(url, sizeof(url), "http://localhost:%d/%s%s", d->peers_port, connectors[i],
 			 strcmp(connectors[i], "llm") == 0 ? "/v1" : "");
 		snprintf(path, sizeof(path), "/v1/tenants/%s/connectors/%s", d->client_id, connectors[i]);
-		b = json_pack("{s:s,s:i}", "base_url", url, "timeout_ms", 10000);
+		/* each demo connector is named after the kind of system it reaches */
+		b = json_pack("{s:s,s:i,s:s}", "base_url", url, "timeout_ms", 10000, "kind", connectors[i]);
 		rc = b ? want(d, "PUT", path, b, NULL, NULL, err, 200, 201, 0) : -1;
 		json_decref(b);
 		if (rc < 0)

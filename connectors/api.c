@@ -25,7 +25,7 @@ typedef struct api_req {
 	cx_t *cx;
 	mf_pg_conn_t *conn;
 	char name[CX_CONN_NAME_MAX];
-	char *params[11];		/* the upsert's values */
+	char *params[12];		/* the upsert's values */
 	json_t *out;
 	int status;
 	cx_op_t *op;
@@ -95,18 +95,18 @@ static void respond_503(api_req_t *r)
 	"name, base_url, credential, headers::text, timeout_ms, rate_limit::text, retry::text, " \
 	"redact_fields::text, max_response_bytes, follow_redirects, version, " \
 	"to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), " \
-	"to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+	"to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), kind"
 
 static const char upsert_sql[] =
 	"INSERT INTO connectors AS c (name, base_url, credential, headers, timeout_ms, rate_limit, retry, "
-	"redact_fields, max_response_bytes, follow_redirects, created_by) "
+	"redact_fields, max_response_bytes, follow_redirects, created_by, kind) "
 	"VALUES ($1, $2, $3, $4::jsonb, $5::int, $6::jsonb, coalesce($7::jsonb, '{}'), coalesce($8::jsonb, '[]'), "
-	"$9::int, $10::int, $11) "
+	"$9::int, $10::int, $11, $12) "
 	"ON CONFLICT (name) DO UPDATE SET base_url = EXCLUDED.base_url, credential = EXCLUDED.credential, "
 	"headers = EXCLUDED.headers, timeout_ms = EXCLUDED.timeout_ms, rate_limit = EXCLUDED.rate_limit, "
 	"retry = EXCLUDED.retry, redact_fields = EXCLUDED.redact_fields, "
 	"max_response_bytes = EXCLUDED.max_response_bytes, follow_redirects = EXCLUDED.follow_redirects, "
-	"version = c.version + 1, updated_at = now() "
+	"kind = EXCLUDED.kind, version = c.version + 1, updated_at = now() "
 	"RETURNING " RET_COLS ", (xmax = 0)::int";
 
 static const char delete_sql[] = "DELETE FROM connectors WHERE name = $1 RETURNING name";
@@ -170,7 +170,7 @@ static void upserted(const PGresult *res, const mf_err_t *err, void *arg)
 		tx_fail(r, err);
 		return;
 	}
-	created = atoi(PQgetvalue(res, 0, 13)) == 1;
+	created = atoi(PQgetvalue(res, 0, 14)) == 1;
 	r->status = created ? 201 : 200;
 	r->out = cx_conn_row_json(res, 0);
 	audit(r, created ? "connector.create" : "connector.update",
@@ -207,7 +207,7 @@ static void path_set(const PGresult *res, const mf_err_t *err, void *arg)
 		return;
 	}
 	if (r->params[0]) {
-		rc = mf_pg_conn_query(r->conn, upsert_sql, 11, (const char *const *)r->params, upserted, r);
+		rc = mf_pg_conn_query(r->conn, upsert_sql, 12, (const char *const *)r->params, upserted, r);
 	} else {
 		const char *p[1] = { r->name };
 
@@ -289,10 +289,11 @@ static void put_connector(tn_call_t *call, void *arg)
 	r->params[8] = strdup(num[1]);
 	r->params[9] = strdup(num[2]);
 	r->params[10] = strdup(call->actor);
+	r->params[11] = strdup(cx_kinds[c.kind]);
 	cx_conn_free(&c);
 	json_decref(body);
 	if (!r->params[0] || !r->params[1] || !r->params[3] || !r->params[4] || !r->params[8] || !r->params[9] ||
-	    !r->params[10]) {
+	    !r->params[10] || !r->params[11]) {
 		gw_respond_error(call->req, 503, "over_capacity", "out of memory; retry");
 		return;
 	}

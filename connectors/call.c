@@ -480,8 +480,8 @@ static void conn_loaded(const PGresult *res, const mf_err_t *err, void *arg)
 	ent_unref(e);
 }
 
-/* The connector (columns 0-12) and the policy documents of its tenant's
- * chain (13 own, 14 parent, 15 grandparent, 16 depth). */
+/* The connector (columns 0-13) and the policy documents of its tenant's
+ * chain (14 own, 15 parent, 16 grandparent, 17 depth). */
 static const char load_sql[] =
 	"SELECT c.*, t.policy::text, p.policy::text, g.policy::text, "
 	"(p.id IS NOT NULL)::int + (g.id IS NOT NULL)::int "
@@ -492,13 +492,13 @@ static const char load_sql[] =
 /* The tenant's effective egress policy from the chain in the load's row. */
 static int ent_policy(cx_entry_t *e, const PGresult *r)
 {
-	int depth = atoi(PQgetvalue(r, 0, 16));
+	int depth = atoi(PQgetvalue(r, 0, 17));
 	json_t *eff = NULL, *eg;
 
-	/* root first: grandparent (15), parent (14), own (13); each is capped
+	/* root first: grandparent (16), parent (15), own (14); each is capped
 	 * by the effective policy above it */
 	for (int i = 0; i <= depth; i++) {
-		int col = i == depth ? 13 : (depth - i == 2 ? 15 : 14);
+		int col = i == depth ? 14 : (depth - i == 2 ? 16 : 15);
 		json_t *d = PQgetisnull(r, 0, col) ? NULL : json_loads(PQgetvalue(r, 0, col), 0, NULL);
 		json_t *next = pol_policy_effective(eff, d);
 
@@ -1158,24 +1158,29 @@ static json_t *summary_json(cx_op_t *op, const cx_http_response_t *res)
 }
 
 /* ---- metrics and spans of calls ----
- * By the connector's kind, which is how it authenticates (connectors have
- * no system type), and the call's outcome: both small fixed sets, so the
- * series stay few whatever the tenants do.  Process-wide relaxed atomics:
- * every worker adds, /metrics reads. */
-enum { K_NONE, K_HEADER, K_OAUTH, K_UNKNOWN, K_N };
+ * By the connector's kind (cx_kinds: crm, psa, ... generic; "unknown" when
+ * the connector could not be loaded) and the call's outcome: both small
+ * fixed sets, so the series stay few whatever the tenants do.
+ * Process-wide relaxed atomics: every worker adds, /metrics reads. */
+enum { K_UNKNOWN = CX_KIND_N, K_N };
 enum { OC_OK, OC_HTTP_ERROR, OC_TIMEOUT, OC_REFUSED, OC_UNREACHABLE, OC_RATE_LIMITED, OC_ERROR, OC_N };
-static const char *const kind_names[K_N] = { "none", "header", "oauth2", "unknown" };
 static const char *const outcome_names[OC_N] = {
 	"ok", "http_error", "timeout", "refused", "unreachable", "rate_limited", "error",
 };
 static unsigned long long call_counts[K_N][OC_N];
 static mf_hist_t call_hist[K_N];
 
+static const char *kind_name(int k)
+{
+	return k < CX_KIND_N ? cx_kinds[k] : "unknown";
+}
+
 static int call_kind(const cx_op_t *op)
 {
-	if (op->ent == NULL || op->ent->state != ENT_READY)
+	if (op->ent == NULL || op->ent->state != ENT_READY || op->ent->conn.kind < 0 ||
+	    op->ent->conn.kind >= CX_KIND_N)
 		return K_UNKNOWN;
-	return op->ent->auth == AUTH_OAUTH ? K_OAUTH : op->ent->auth == AUTH_HEADER ? K_HEADER : K_NONE;
+	return op->ent->conn.kind;
 }
 
 static int call_outcome(const cx_result_t *r)
@@ -1205,7 +1210,7 @@ static void call_observe(const cx_op_t *op, const cx_result_t *r)
 		return;
 	/* the span is the one the outgoing traceparent names as parent */
 	a = json_array();
-	mf_otlp_attr_str(a, "mspflow.connector.kind", kind_names[k]);
+	mf_otlp_attr_str(a, "mspflow.connector.kind", kind_name(k));
 	mf_otlp_attr_str(a, "mspflow.connector.outcome", outcome_names[oc]);
 	mf_otlp_attr_str(a, "http.request.method", op->method);
 	if (r->status)
@@ -1221,13 +1226,13 @@ int cx_metrics_render(mf_buf_t *out)
 {
 	int rc = 0;
 
-	rc |= mf_buf_adds(out, "# HELP mspflow_connector_requests_total Connector calls by connector kind (how it "
-			       "authenticates: none, header, oauth2; unknown when the connector could not be loaded) and outcome.\n"
+	rc |= mf_buf_adds(out, "# HELP mspflow_connector_requests_total Connector calls by connector kind (crm, psa, "
+			       "erp, itsm, rmm, llm, email, generic; unknown when the connector could not be loaded) and outcome.\n"
 			       "# TYPE mspflow_connector_requests_total counter\n");
 	for (int k = 0; k < K_N; k++)
 		for (int oc = 0; oc < OC_N; oc++)
 			rc |= mf_buf_addf(out, "mspflow_connector_requests_total{kind=\"%s\",outcome=\"%s\"} %llu\n",
-					  kind_names[k], outcome_names[oc],
+					  kind_name(k), outcome_names[oc],
 					  __atomic_load_n(&call_counts[k][oc], __ATOMIC_RELAXED));
 	rc |= mf_buf_adds(out, "# HELP mspflow_connector_request_duration_seconds Whole connector calls (waits and "
 			       "retries included), by connector kind.\n"
@@ -1235,7 +1240,7 @@ int cx_metrics_render(mf_buf_t *out)
 	for (int k = 0; k < K_N; k++) {
 		char labels[32];
 
-		snprintf(labels, sizeof(labels), "kind=\"%s\"", kind_names[k]);
+		snprintf(labels, sizeof(labels), "kind=\"%s\"", kind_name(k));
 		rc |= mf_hist_render(out, "mspflow_connector_request_duration_seconds", labels, &call_hist[k]);
 	}
 	return rc ? -1 : 0;

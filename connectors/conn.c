@@ -9,7 +9,7 @@
  *    "rate_limit": {"requests": 10, "per": "PT1S"} | null,
  *    "retry": {"max_attempts": 3, "max_wait": "PT30S"},
  *    "redact_fields": ["ssn"], "max_response_bytes": 1048576,
- *    "follow_redirects": 0}
+ *    "follow_redirects": 0, "kind": "psa"}
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -23,6 +23,8 @@
 #include "connectors/cx.h"
 #include "core/duration.h"
 #include "core/json.h"
+
+const char *const cx_kinds[CX_KIND_N] = { "crm", "psa", "erp", "itsm", "rmm", "llm", "email", "generic" };
 
 #define MAX_BASE_URL 2048
 #define MAX_HEADER_VALUE 4096
@@ -275,8 +277,9 @@ int cx_conn_from_json(const json_t *body, const char *name, const cx_egress_t *e
 {
 	static const char *const keys[] = {
 		"base_url", "credential", "headers", "timeout_ms", "rate_limit", "retry", "redact_fields",
-		"max_response_bytes", "follow_redirects", NULL,
+		"max_response_bytes", "follow_redirects", "kind", NULL,
 	};
+	const json_t *kind = json_object_get(body, "kind");
 	json_t *errs;
 	const char *url = json_string_value(json_object_get(body, "base_url"));
 	json_t *cred = json_object_get(body, "credential");
@@ -334,6 +337,20 @@ int cx_conn_from_json(const json_t *body, const char *name, const cx_egress_t *e
 		rc = -1;
 	if (int_member(body, "follow_redirects", "/follow_redirects", 0, 10, 0, &c->follow_redirects, errs) < 0)
 		rc = -1;
+	c->kind = CX_KIND_GENERIC;
+	if (kind) {
+		int k = -1;
+
+		for (int i = 0; json_is_string(kind) && i < CX_KIND_N; i++)
+			if (strcmp(json_string_value(kind), cx_kinds[i]) == 0)
+				k = i;
+		if (k < 0) {
+			problem(errs, "/kind", "must be one of crm, psa, erp, itsm, rmm, llm, email, generic");
+			rc = -1;
+		} else {
+			c->kind = k;
+		}
+	}
 	if (rc < 0) {
 		cx_conn_free(c);
 		if (json_array_size(errs) == 0) {
@@ -349,7 +366,7 @@ int cx_conn_from_json(const json_t *body, const char *name, const cx_egress_t *e
 
 /* Columns of platform.connector_rows. */
 enum { C_NAME, C_URL, C_CRED, C_HEADERS, C_TIMEOUT, C_RL, C_RETRY, C_REDACT, C_MAXRESP, C_REDIR, C_VERSION,
-       C_CREATED, C_UPDATED };
+       C_CREATED, C_UPDATED, C_KIND };
 
 static json_t *col_json(const PGresult *r, int row, int col)
 {
@@ -358,8 +375,9 @@ static json_t *col_json(const PGresult *r, int row, int col)
 
 json_t *cx_conn_row_json(const PGresult *r, int row)
 {
-	return json_pack("{s:s,s:s,s:o,s:o,s:i,s:o,s:o,s:o,s:i,s:i,s:i,s:s,s:s}",
+	return json_pack("{s:s,s:s,s:s,s:o,s:o,s:i,s:o,s:o,s:o,s:i,s:i,s:i,s:s,s:s}",
 		"name", PQgetvalue(r, row, C_NAME),
+		"kind", PQgetvalue(r, row, C_KIND),
 		"base_url", PQgetvalue(r, row, C_URL),
 		"credential", PQgetisnull(r, row, C_CRED) ? json_null() : json_string(PQgetvalue(r, row, C_CRED)),
 		"headers", col_json(r, row, C_HEADERS),

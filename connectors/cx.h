@@ -23,6 +23,11 @@ struct event;
 #define CX_MAX_HEADERS 32		/* default headers of a connector */
 #define CX_MAX_REDACT 32		/* redact_fields of a connector */
 
+/* What system a connector reaches: a small fixed set, the label of the
+ * connector metrics and spans (docs/connectors.md).  "generic" when not said. */
+enum { CX_KIND_N = 8, CX_KIND_GENERIC = 7 };
+extern const char *const cx_kinds[CX_KIND_N];
+
 /* A connector's definition (conn.c).  Everything is owned by the struct. */
 typedef struct cx_conn {
 	char name[CX_CONN_NAME_MAX];
@@ -38,6 +43,7 @@ typedef struct cx_conn {
 	int max_response_bytes;
 	int follow_redirects;
 	int version;
+	int kind;			/* index into cx_kinds */
 } cx_conn_t;
 
 void cx_conn_free(cx_conn_t *c);

@@ -142,11 +142,13 @@ class ConnectorsTest(unittest.TestCase):
         r = self.put("crm", {"base_url": self.base, "headers": {"Accept": "application/json"}, "timeout_ms": 2000})
         self.assertEqual(r.status, 201, r.body)
         c = r.json()
-        self.assertEqual((c["name"], c["version"], c["credential"], c["timeout_ms"]), ("crm", 1, None, 2000))
-        r = self.put("crm", {"base_url": self.base + "/v2", "credential": "bearer-cred"})
+        self.assertEqual((c["name"], c["version"], c["credential"], c["timeout_ms"], c["kind"]),
+                         ("crm", 1, None, 2000, "generic"))
+        r = self.put("crm", {"base_url": self.base + "/v2", "credential": "bearer-cred", "kind": "crm"})
         self.assertEqual(r.status, 200, r.body)
-        self.assertEqual((r.json()["version"], r.json()["base_url"]), (2, self.base + "/v2"))
-        self.assertEqual(self.call_api("GET", f"/v1/tenants/{self.tid}/connectors/crm").json()["version"], 2)
+        self.assertEqual((r.json()["version"], r.json()["base_url"], r.json()["kind"]), (2, self.base + "/v2", "crm"))
+        got = self.call_api("GET", f"/v1/tenants/{self.tid}/connectors/crm").json()
+        self.assertEqual((got["version"], got["kind"]), (2, "crm"))
         # the msp reaches its client's connectors; a foreign msp gets the 404 of a missing tenant
         self.assertEqual(self.call_api("GET", f"/v1/tenants/{self.tid}/connectors/crm", self.msp_tok).status, 200)
         missing = self.call_api("GET", f"/v1/tenants/{uuid.uuid4()}/connectors/crm", self.other_tok)
@@ -191,6 +193,7 @@ class ConnectorsTest(unittest.TestCase):
             ({"base_url": self.base, "retry": {"max_attempts": 50}}, "/retry/max_attempts"),
             ({"base_url": self.base, "credential": "Bad Name"}, "/credential"),
             ({"base_url": self.base, "bogus": 1}, "/bogus"),
+            ({"base_url": self.base, "kind": "salesforce"}, "/kind"),
         ]
         for body, path in bad:
             r = self.put("never", body)

@@ -49,7 +49,7 @@ class TelemetryTest(RunReads, unittest.TestCase):
         cls.env = env = EngineEnv(config={
             "otlp_endpoint": f"http://127.0.0.1:{cls.collector.port}/", "otlp_service_name": "mspflow-test",
             "otlp_flush_ms": 100, "engine_gauge_ms": 200})
-        env.connector("peer", f"http://localhost:{cls.peer.port}")
+        env.connector("peer", f"http://localhost:{cls.peer.port}", kind="psa")
         r = env.call("PUT", "/workflows/traced", {"trigger": {"event": "tele.go"}, "steps": [
             {"id": "prep", "type": "transform", "output": {"n": "data.n + 1"}},
             {"id": "call", "type": "http", "connector": "peer", "method": "POST", "path": "/hook",
@@ -117,7 +117,7 @@ class TelemetryTest(RunReads, unittest.TestCase):
         self.assertEqual(len(call), 1, spans)
         call = call[0]
         self.assertEqual(call["parentSpanId"], http_step["spanId"], "the call is a child of its step")
-        self.assertEqual(call["_attrs"]["mspflow.connector.kind"], "none")
+        self.assertEqual(call["_attrs"]["mspflow.connector.kind"], "psa")
         self.assertEqual(call["_attrs"]["http.request.method"], "POST")
         self.assertEqual(call["_attrs"]["http.response.status_code"], "200")
         # what the peer received names the connector span as its parent
@@ -141,8 +141,8 @@ class TelemetryTest(RunReads, unittest.TestCase):
         after = metrics(admin)
         for name, labels in (("mspflow_engine_step_duration_seconds_count", {"type": "http"}),
                              ("mspflow_engine_step_duration_seconds_count", {"type": "transform"}),
-                             ("mspflow_connector_requests_total", {"kind": "none", "outcome": "ok"}),
-                             ("mspflow_connector_request_duration_seconds_count", {"kind": "none"}),
+                             ("mspflow_connector_requests_total", {"kind": "psa", "outcome": "ok"}),
+                             ("mspflow_connector_request_duration_seconds_count", {"kind": "psa"}),
                              ("mspflow_engine_claim_latency_seconds_count", {}),
                              ("mspflow_engine_runs_started_total", {}),
                              ("mspflow_otlp_spans_total", {"result": "exported"})):

@@ -182,6 +182,8 @@ static void test_validation(void)
 		{ "{\"base_url\": \"http://[::ffff:10.0.0.1]/\"}", "/base_url" },
 		{ "{\"base_url\": \"https://user:pw@psa.example.com/\"}", "/base_url" },
 		{ "{\"base_url\": \"https://psa.example.com:0/\"}", "/base_url" },
+		{ "{\"base_url\": \"https://psa.example.com/\", \"kind\": \"sap\"}", "/kind" },
+		{ "{\"base_url\": \"https://psa.example.com/\", \"kind\": 3}", "/kind" },
 		{ "{\"base_url\": \"https://psa.example.com:65536/\"}", "/base_url" },
 		{ "{\"base_url\": \"https://psa.example.com/a b\"}", "/base_url" },
 		{ "{\"base_url\": \"https://psa.example.com/api?v=2\"}", "/base_url" },
@@ -413,27 +415,27 @@ static void test_defaults_and_fields(void)
 }
 
 /* A row of platform.connector_rows, as the runtime's query returns it. */
-static PGresult *row(const char *const v[13])
+static PGresult *row(const char *const v[14])
 {
-	static const char *const names[13] = {
+	static const char *const names[14] = {
 		"name", "base_url", "credential", "headers", "timeout_ms", "rate_limit", "retry", "redact_fields",
-		"max_response_bytes", "follow_redirects", "version", "created_at", "updated_at",
+		"max_response_bytes", "follow_redirects", "version", "created_at", "updated_at", "kind",
 	};
-	PGresAttDesc att[13];
+	PGresAttDesc att[14];
 	PGresult *r = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
 
 	memset(att, 0, sizeof(att));
-	for (int i = 0; i < 13; i++) {
+	for (int i = 0; i < 14; i++) {
 		att[i].name = (char *)names[i];
 		att[i].typid = 25;
 		att[i].typlen = -1;
 		att[i].atttypmod = -1;
 	}
-	if (r == NULL || !PQsetResultAttrs(r, 13, att)) {
+	if (r == NULL || !PQsetResultAttrs(r, 14, att)) {
 		printf("Bail out! cannot build a PGresult\n");
 		exit(2);
 	}
-	for (int i = 0; i < 13; i++)
+	for (int i = 0; i < 14; i++)
 		if (!PQsetvalue(r, 0, i, (char *)v[i], v[i] ? (int)strlen(v[i]) : -1)) {
 			printf("Bail out! cannot set a PGresult value\n");
 			exit(2);
@@ -443,10 +445,10 @@ static PGresult *row(const char *const v[13])
 
 static void test_row(void)
 {
-	const char *v[13] = {
+	const char *v[14] = {
 		"psa", "https://psa.example.com/api", "psa", "{\"Accept\": \"application/json\"}", "2500",
 		"{\"per\": \"PT1M\", \"requests\": 60}", "{}", "[\"ssn\"]", "65536", "3", "7",
-		"2024-05-01T10:00:00.000Z", "2024-05-02T10:00:00.000Z",
+		"2024-05-01T10:00:00.000Z", "2024-05-02T10:00:00.000Z", "psa",
 	};
 	PGresult *r = row(v);
 	cx_conn_t c;
@@ -456,7 +458,7 @@ static void test_row(void)
 	T_OK(strcmp(c.base_url, v[1]) == 0 && strcmp(c.credential, "psa") == 0 && c.nheaders == 1 &&
 	     c.timeout_ms == 2500 && c.rl_requests == 60 && c.rl_window_s == 60 && c.max_attempts == 3 &&
 	     strcmp(c.redact[0], "ssn") == 0 && c.max_response_bytes == 65536 && c.follow_redirects == 3 &&
-	     c.version == 7, "every column of the row lands in the definition");
+	     c.version == 7 && strcmp(cx_kinds[c.kind], "psa") == 0, "every column of the row lands in the definition");
 	cx_conn_free(&c);
 	j = cx_conn_row_json(r, 0);
 	T_OK(j && json_integer_value(json_object_get(j, "version")) == 7 &&
