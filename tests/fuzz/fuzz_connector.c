@@ -115,7 +115,7 @@ static bool same(const cx_conn_t *a, const cx_conn_t *b)
 	    a->nheaders != b->nheaders || a->timeout_ms != b->timeout_ms || a->rl_requests != b->rl_requests ||
 	    a->rl_window_s != b->rl_window_s || a->max_attempts != b->max_attempts ||
 	    a->max_wait_ms != b->max_wait_ms || a->max_response_bytes != b->max_response_bytes ||
-	    a->follow_redirects != b->follow_redirects)
+	    a->follow_redirects != b->follow_redirects || a->kind != b->kind)
 		return false;
 	/* jsonb may reorder header members: match by name */
 	for (i = 0; i < a->nheaders; i++) {
@@ -142,14 +142,14 @@ static char *dump_or(const json_t *j, const char *dflt)
 /* The row the PUT route stores for body (connectors/api.c), read back. */
 static void round_trip(const json_t *body, const cx_conn_t *c)
 {
-	static const char *const names[13] = {
+	static const char *const names[14] = {
 		"name", "base_url", "credential", "headers", "timeout_ms", "rate_limit", "retry", "redact_fields",
-		"max_response_bytes", "follow_redirects", "version", "created_at", "updated_at",
+		"max_response_bytes", "follow_redirects", "version", "created_at", "updated_at", "kind",
 	};
-	PGresAttDesc att[13];
+	PGresAttDesc att[14];
 	PGresult *r = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
 	char num[3][16];
-	char *v[13] = { 0 };
+	char *v[14] = { 0 };
 	cx_conn_t back;
 
 	if (r == NULL)
@@ -170,23 +170,24 @@ static void round_trip(const json_t *body, const cx_conn_t *c)
 	v[10] = strdup("1");
 	v[11] = strdup("2024-01-01T00:00:00.000Z");
 	v[12] = strdup("2024-01-01T00:00:00.000Z");
+	v[13] = strdup(cx_kinds[c->kind]);
 	memset(att, 0, sizeof(att));
-	for (int i = 0; i < 13; i++) {
+	for (int i = 0; i < 14; i++) {
 		att[i].name = (char *)names[i];
 		att[i].typid = 25;
 		att[i].typlen = -1;
 		att[i].atttypmod = -1;
 	}
-	if (!PQsetResultAttrs(r, 13, att))
+	if (!PQsetResultAttrs(r, 14, att))
 		abort();
-	for (int i = 0; i < 13; i++)
+	for (int i = 0; i < 14; i++)
 		if (!PQsetvalue(r, 0, i, v[i], v[i] ? (int)strlen(v[i]) : -1))
 			abort();
 	/* a stored definition always reads back, and means the same */
 	if (cx_conn_from_row(r, 0, &back) < 0 || !same(c, &back) || back.version != 1)
 		abort();
 	cx_conn_free(&back);
-	for (int i = 0; i < 13; i++)
+	for (int i = 0; i < 14; i++)
 		free(v[i]);
 	PQclear(r);
 }
