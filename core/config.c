@@ -79,6 +79,7 @@ static const struct cfg_row rows[] = {
 	ROW(engine_batch, CFG_INT, "128", 1, 1000, "runs one claim takes at most"),
 	ROW(engine_max_runs, CFG_INT, "512", 1, 100000, "runs a worker thread holds in memory at once (claims stop above it)"),
 	ROW(engine_gauge_ms, CFG_INT, "15000", 100, 3600000, "how often worker 0 of each process counts the run queue and the dead letters over all tenants for /metrics (the first count right at start; docs/operations.md)"),
+	ROW(insights_fold_ms, CFG_INT, "500", 0, 60000, "how often worker 0 of each engine process folds the insights facts written since into the tenants' rollups (at once again while a batch comes back full; docs/insights.md); 0 = never (reads stay exact, but slower as facts pile up)"),
 	ROW(webhook_retry_base_ms, CFG_INT, "5000", 100, 3600000, "wait before the second attempt of an outbound webhook delivery; each later wait doubles (up to an hour, plus jitter, at least the receiver's Retry-After)"),
 	ROW(webhook_max_attempts, CFG_INT, "12", 1, 100, "attempts of one outbound webhook delivery before it is marked failed"),
 	ROW(otlp_endpoint, CFG_STR, "", 0, 0, "OTLP/HTTP collector base URL (spans are POSTed as JSON to <endpoint>/v1/traces); empty = no spans are recorded (docs/telemetry.md)"),

@@ -66,6 +66,7 @@ typedef struct mf_config {
 	int engine_batch;		/* runs per claim */
 	int engine_max_runs;		/* runs in memory per worker thread */
 	int engine_gauge_ms;		/* queue and dead-letter gauges' refresh period */
+	int insights_fold_ms;		/* insights folder's pause between passes; 0 = off */
 	int webhook_retry_base_ms;	/* first wait before an outbound webhook is retried */
 	int webhook_max_attempts;	/* attempts of one delivery before it fails */
 	char *otlp_endpoint;		/* OTLP/HTTP collector; "" = no spans */

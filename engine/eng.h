@@ -38,6 +38,7 @@ struct eng_worker {
 	eng_outbox_t *outbox;		/* webhook deliveries, NULL when off */
 	struct audit_pruner *pruner;	/* audit retention (audit/prune.c): worker 0 of an engine */
 	struct audit_chainer *chainer;	/* the audit chain (audit/chainer.c): worker 0 of an engine */
+	struct eng_folder *folder;	/* insights folding (insights_folder.c): worker 0 of an engine */
 };
 
 /* ---- runner.c ---- */
@@ -59,6 +60,13 @@ typedef struct eng_listen eng_listen_t;
 eng_listen_t *eng_listen_new(struct event_base *base, const char *conninfo, const char *channel,
 			     void (*cb)(void *arg), void *arg);
 void eng_listen_free(eng_listen_t *l);
+
+/* ---- insights_folder.c: pending insights facts into the rollups ---- */
+typedef struct eng_folder eng_folder_t;
+/* Starts folding every every_ms (> 0) on w's loop and pool. */
+eng_folder_t *eng_folder_new(struct mf_worker *w, int every_ms);
+/* Stops it: freed at once, or by its callback when a pass is on the wire. */
+void eng_folder_close(eng_folder_t *f);
 
 /* ---- routes ---- */
 int eng_api_routes(eng_t *e, struct tn *tn, gw_router_t *api) __attribute__((warn_unused_result));

@@ -45,15 +45,19 @@ eng_worker_t *eng_worker_new(eng_t *e, struct mf_worker *w, bool run_engine, mf_
 		ew->runner = eng_runner_new(ew, err);
 		ew->outbox = ew->runner ? eng_outbox_new(ew, err) : NULL;
 		/* the maintenance that is no step of a run: the audit chain
-		 * and its retention */
+		 * and its retention, the insights rollups */
+		bool fold = w->index == 0 && e->cfg->insights_fold_ms > 0;
+
 		if (w->index == 0) {
 			ew->pruner = audit_pruner_new(w);
 			ew->chainer = audit_chainer_new(w);
-			if (ew->pruner == NULL || ew->chainer == NULL)
+			if (fold)
+				ew->folder = eng_folder_new(w, e->cfg->insights_fold_ms);
+			if (ew->pruner == NULL || ew->chainer == NULL || (fold && ew->folder == NULL))
 				mf_err_set(err, 500, "out_of_memory", "out of memory");
 		}
 		if (ew->runner == NULL || ew->outbox == NULL ||
-		    (w->index == 0 && (ew->pruner == NULL || ew->chainer == NULL))) {
+		    (w->index == 0 && (ew->pruner == NULL || ew->chainer == NULL)) || (fold && ew->folder == NULL)) {
 			eng_worker_free(ew);
 			return NULL;
 		}
@@ -68,6 +72,8 @@ void eng_worker_close(eng_worker_t *ew)
 		ew->pruner = NULL;
 		audit_chainer_close(ew->chainer);
 		ew->chainer = NULL;
+		eng_folder_close(ew->folder);
+		ew->folder = NULL;
 		eng_runner_close(ew->runner);
 		eng_outbox_close(ew->outbox);
 	}
@@ -79,6 +85,7 @@ void eng_worker_free(eng_worker_t *ew)
 		return;
 	audit_pruner_free(ew->pruner);
 	audit_chainer_close(ew->chainer);
+	eng_folder_close(ew->folder);
 	eng_outbox_free(ew->outbox);
 	eng_runner_free(ew->runner);
 	free(ew);

@@ -24,3 +24,69 @@ BEGIN
 		RETURN NEXT;
 	END LOOP;
 END $$;
+
+-- The tenant schemas with insights facts waiting to be folded into their
+-- rollup (docs/insights.md, "Folding"): a writer that appends facts adds
+-- its schema when missing (<schema>.insights_note_pending), a folder that
+-- leaves nothing pending removes it.  A schema may be listed twice (two
+-- writers adding it at once): no unique key, so no writer ever waits for
+-- another's insert.
+CREATE TABLE insights_due (
+	schema_name text NOT NULL,
+	since       timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX insights_due_schema ON insights_due (schema_name);
+
+-- One step of the server's folder (engine/insights_folder.c): folds up to
+-- p_max pending facts of the first listed schema after p_after (name
+-- order), in the caller's transaction, and returns that schema and how
+-- many; no row when no schema is listed after p_after (the pass is over).
+-- Each schema its own statement, so its own short transaction; a schema
+-- another folder holds is skipped (0).  A listed schema that is gone (a
+-- dropped tenant) is taken off the list.
+CREATE FUNCTION insights_fold_next(p_max int, p_after text)
+RETURNS TABLE (schema_name text, folded int)
+LANGUAGE plpgsql SET search_path = platform
+AS $$
+DECLARE
+	s text;
+BEGIN
+	SELECT d.schema_name INTO s FROM insights_due d WHERE d.schema_name > p_after ORDER BY d.schema_name LIMIT 1;
+	IF NOT FOUND THEN
+		RETURN;
+	END IF;
+	schema_name := s;
+	IF to_regprocedure(format('%I.insights_fold(integer,boolean)', s)) IS NULL THEN
+		DELETE FROM insights_due d WHERE d.schema_name = s;
+		folded := 0;
+	ELSE
+		EXECUTE format('SELECT %I.insights_fold($1, false)', s) INTO folded USING p_max;
+	END IF;
+	RETURN NEXT;
+END $$;
+
+-- Folds every listed schema's pending facts now, waiting for a folder
+-- that holds one, in the caller's transaction; returns how many facts.
+-- For tests, benchmarks and operators (`SELECT platform.insights_fold()`):
+-- the server's folder does the same continuously.
+CREATE FUNCTION insights_fold(p_batch int DEFAULT 100000)
+RETURNS bigint LANGUAGE plpgsql SET search_path = platform
+AS $$
+DECLARE
+	s text;
+	n int;
+	total bigint := 0;
+BEGIN
+	FOR s IN SELECT DISTINCT d.schema_name FROM insights_due d ORDER BY 1 LOOP
+		IF to_regprocedure(format('%I.insights_fold(integer,boolean)', s)) IS NULL THEN
+			DELETE FROM insights_due d WHERE d.schema_name = s;
+			CONTINUE;
+		END IF;
+		LOOP
+			EXECUTE format('SELECT %I.insights_fold($1, true)', s) INTO n USING p_batch;
+			total := total + n;
+			EXIT WHEN n < p_batch;
+		END LOOP;
+	END LOOP;
+	RETURN total;
+END $$;

@@ -1,8 +1,12 @@
 -- Insights (docs/insights.md): the facts GET /insights counts, kept
--- in a rollup by statement triggers at three grains (UTC hours, days and
--- months) so that a window of any length reads whole months, then whole
--- days, then whole hours from the rollup, and only the raw facts of the
--- (at most two) partial hours at its ends.
+-- in a rollup at three grains (UTC hours, days and months) so that a
+-- window of any length reads whole months, then whole days, then whole
+-- hours from the rollup, and only the raw facts of the (at most two)
+-- partial hours at its ends.  Statement triggers append each statement's
+-- facts to insights_pending (one plain INSERT: no upsert, no row lock
+-- shared with another writer); a folder (insights_fold, run by the server
+-- every half second) moves them into the rollup after commit, in batches.
+-- Reads add the pending facts of their whole hours, so they stay exact.
 --
 -- A fact is (at, metric, workflow, dim, bucket, ms): one thing that
 -- happened at `at`; bucket is the latency's histogram bucket (-1 for a
@@ -10,7 +14,7 @@
 -- the facts of a row for the triggers (what the rollup holds) and for the
 -- raw reads (edges, exact percentiles), so both always agree.
 --
--- Every entry point (trigger functions, insights_add, insights_partial)
+-- Every entry point (trigger functions, insights_fold, insights_partial)
 -- pins search_path to this schema (FROM CURRENT: the migration runs with
 -- the tenant's schema first), so the triggers work under
 -- platform.eng_apply's search_path and the platform can call
@@ -127,10 +131,8 @@ AS $$
 $$;
 
 -- The rollup: per UTC hour, day and month (grain; at is the period's
--- start), metric, workflow, dimension and bucket, a count.  shard spreads
--- concurrent writers (the backend's pid) over rows so that two runners
--- finishing runs of one workflow do not queue on one counter; readers sum
--- over it.
+-- start), metric, workflow, dimension and bucket, a count.  Only the
+-- folder writes it, one per schema at a time (insights_fold's lock).
 CREATE TABLE insights_rollup (
 	grain    text NOT NULL CHECK (grain IN ('hour', 'day', 'month')),
 	at       timestamptz NOT NULL,
@@ -138,43 +140,100 @@ CREATE TABLE insights_rollup (
 	workflow text NOT NULL,
 	dim      text NOT NULL,
 	bucket   int NOT NULL,
-	shard    smallint NOT NULL,
 	n        bigint NOT NULL,
-	PRIMARY KEY (grain, at, metric, workflow, dim, bucket, shard)
+	PRIMARY KEY (grain, at, metric, workflow, dim, bucket)
 );
 
--- Adds (sign +1) or removes (-1) facts given by their UTC hour, at each
--- grain; rows locked in key order, so two writers never deadlock.
-CREATE FUNCTION insights_add(p_facts jsonb) RETURNS void
-LANGUAGE sql SET search_path FROM CURRENT
-AS $$
-	INSERT INTO insights_rollup AS d (grain, at, metric, workflow, dim, bucket, shard, n)
-	SELECT g.grain, CASE WHEN g.grain = 'hour' THEN x.hour
-			     ELSE date_trunc(g.grain, x.hour AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' END,
-	       x.metric, x.workflow, x.dim, x.bucket, (pg_backend_pid() % 8)::smallint, sum(x.n)
-	FROM jsonb_to_recordset(p_facts) AS x(hour timestamptz, metric text, workflow text, dim text, bucket int, n bigint),
-	     (VALUES ('hour'), ('day'), ('month')) AS g(grain)
-	GROUP BY 1, 2, 3, 4, 5, 6
-	HAVING sum(x.n) <> 0
-	ORDER BY 1, 2, 3, 4, 5, 6
-	ON CONFLICT (grain, at, metric, workflow, dim, bucket, shard) DO UPDATE SET n = d.n + EXCLUDED.n
-$$;
+-- Facts written but not folded yet: what the triggers append (+1 for a
+-- new row's fact, -1 for an old row's), at hour grain.  As cheap as an
+-- insert gets: a bigserial key and no other index.
+CREATE TABLE insights_pending (
+	id       bigserial PRIMARY KEY,
+	hour     timestamptz NOT NULL,
+	metric   text NOT NULL,
+	workflow text NOT NULL,
+	dim      text NOT NULL,
+	bucket   int NOT NULL,
+	n        int NOT NULL
+);
 
--- The trigger functions: facts of the new rows minus those of the old.
--- TG_TABLE_NAME picks the fact function; a jsonb hop keeps one insights_add.
+-- After a writer appended facts: makes sure platform.insights_due lists
+-- this schema, so that a folder comes by.  The writer holds the schema's
+-- write lock shared until it commits; a folder drops the schema from the
+-- list only under that lock exclusive (no writer in flight) and only when
+-- nothing is pending, so a writer that saw the schema listed cannot leave
+-- facts nobody folds.  No unique key: two writers that both find the
+-- schema missing add it twice rather than one waiting for the other.
+CREATE FUNCTION insights_note_pending() RETURNS void
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+	PERFORM pg_advisory_xact_lock_shared(hashtextextended('mspflow.insights.write:' || current_schema(), 0));
+	-- a statement of its own: its snapshot is taken after the lock
+	IF NOT EXISTS (SELECT 1 FROM platform.insights_due d WHERE d.schema_name = current_schema()) THEN
+		INSERT INTO platform.insights_due (schema_name) VALUES (current_schema());
+	END IF;
+END $$;
+
+-- Folds up to p_max pending facts (the oldest) into the rollup at each
+-- grain, in the caller's transaction; returns how many.  The schema's fold
+-- lock serialises folders: with p_wait false a folder that finds it taken
+-- skips the schema (0), so several servers share the work.  Rollup rows
+-- are upserted in key order.  A pass that leaves nothing pending takes
+-- the schema off platform.insights_due when no writer is in flight.
+CREATE FUNCTION insights_fold(p_max int, p_wait boolean DEFAULT false) RETURNS int
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+	lk bigint := hashtextextended('mspflow.insights.fold:' || current_schema(), 0);
+	done int;
+BEGIN
+	IF p_wait THEN
+		PERFORM pg_advisory_xact_lock(lk);
+	ELSIF NOT pg_try_advisory_xact_lock(lk) THEN
+		RETURN 0;
+	END IF;
+	WITH d AS (
+		DELETE FROM insights_pending p
+		WHERE p.id IN (SELECT q.id FROM insights_pending q ORDER BY q.id LIMIT p_max FOR UPDATE SKIP LOCKED)
+		RETURNING p.hour, p.metric, p.workflow, p.dim, p.bucket, p.n),
+	up AS (
+		INSERT INTO insights_rollup AS r (grain, at, metric, workflow, dim, bucket, n)
+		SELECT g.grain, CASE WHEN g.grain = 'hour' THEN d.hour
+				     ELSE date_trunc(g.grain, d.hour AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' END,
+		       d.metric, d.workflow, d.dim, d.bucket, sum(d.n)
+		FROM d, (VALUES ('hour'), ('day'), ('month')) AS g(grain)
+		GROUP BY 1, 2, 3, 4, 5, 6
+		HAVING sum(d.n) <> 0
+		ORDER BY 1, 2, 3, 4, 5, 6
+		ON CONFLICT (grain, at, metric, workflow, dim, bucket) DO UPDATE SET n = r.n + EXCLUDED.n)
+	SELECT count(*) INTO done FROM d;
+	IF done < p_max AND pg_try_advisory_xact_lock(hashtextextended('mspflow.insights.write:' || current_schema(), 0)) THEN
+		-- no writer in flight; a statement of its own, so that its
+		-- snapshot holds every writer's commit
+		IF NOT EXISTS (SELECT 1 FROM insights_pending) THEN
+			DELETE FROM platform.insights_due d WHERE d.schema_name = current_schema();
+		END IF;
+	END IF;
+	RETURN done;
+END $$;
+
+-- The trigger functions: facts of the new rows minus those of the old,
+-- appended to insights_pending in one INSERT per statement.
 CREATE FUNCTION insights_runs_ins() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
-	PERFORM insights_add((SELECT jsonb_agg(jsonb_build_object('hour', date_bin('1 hour', f.at, '2000-01-01T00:00:00Z'),
-		'metric', f.metric, 'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', 1))
-		FROM nt, insights_run_facts(nt) f WHERE f.at IS NOT NULL));
+	INSERT INTO insights_pending (hour, metric, workflow, dim, bucket, n)
+	SELECT date_bin('1 hour', f.at, '2000-01-01T00:00:00Z'), f.metric, f.workflow, f.dim, f.bucket, 1
+		FROM nt, insights_run_facts(nt) f WHERE f.at IS NOT NULL;
+	IF FOUND THEN
+		PERFORM insights_note_pending();
+	END IF;
 	RETURN NULL;
 END $$;
 
 CREATE FUNCTION insights_runs_upd() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
 	-- only the rows whose end changed (most updates move a run between steps)
-	PERFORM insights_add((SELECT jsonb_agg(jsonb_build_object('hour', date_bin('1 hour', f.at, '2000-01-01T00:00:00Z'),
-		'metric', f.metric, 'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', f.n))
+	INSERT INTO insights_pending (hour, metric, workflow, dim, bucket, n)
+	SELECT date_bin('1 hour', f.at, '2000-01-01T00:00:00Z'), f.metric, f.workflow, f.dim, f.bucket, f.n
 		FROM (SELECT x.*, 1 AS n FROM nt JOIN ot ON ot.id = nt.id, insights_run_facts(nt) x
 		      WHERE (ot.state, ot.finished_at, ot.created_at, ot.workflow)
 			    IS DISTINCT FROM (nt.state, nt.finished_at, nt.created_at, nt.workflow)
@@ -182,48 +241,69 @@ BEGIN
 		      SELECT x.*, -1 FROM ot JOIN nt ON ot.id = nt.id, insights_run_facts(ot) x
 		      WHERE (ot.state, ot.finished_at, ot.created_at, ot.workflow)
 			    IS DISTINCT FROM (nt.state, nt.finished_at, nt.created_at, nt.workflow)) f
-		WHERE f.at IS NOT NULL));
+		WHERE f.at IS NOT NULL;
+	IF FOUND THEN
+		PERFORM insights_note_pending();
+	END IF;
 	RETURN NULL;
 END $$;
 
 CREATE FUNCTION insights_steps_ins() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
-	PERFORM insights_add((SELECT jsonb_agg(jsonb_build_object('hour', date_bin('1 hour', f.at, '2000-01-01T00:00:00Z'),
-		'metric', f.metric, 'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', 1))
+	INSERT INTO insights_pending (hour, metric, workflow, dim, bucket, n)
+	SELECT date_bin('1 hour', f.at, '2000-01-01T00:00:00Z'), f.metric, f.workflow, f.dim, f.bucket, 1
 		FROM nt, insights_step_facts(nt) f
-		WHERE (nt.summary IS NOT NULL OR nt.state = 'failed' OR nt.type = 'ai') AND f.at IS NOT NULL));
+		WHERE (nt.summary IS NOT NULL OR nt.state = 'failed' OR nt.type = 'ai') AND f.at IS NOT NULL;
+	IF FOUND THEN
+		PERFORM insights_note_pending();
+	END IF;
 	RETURN NULL;
 END $$;
 
 CREATE FUNCTION insights_steps_upd() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
-	PERFORM insights_add((SELECT jsonb_agg(jsonb_build_object('hour', date_bin('1 hour', f.at, '2000-01-01T00:00:00Z'),
-		'metric', f.metric, 'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', f.n))
+	-- an update that moves no fact (most do not) appends nothing
+	INSERT INTO insights_pending (hour, metric, workflow, dim, bucket, n)
+	SELECT date_bin('1 hour', f.at, '2000-01-01T00:00:00Z'), f.metric, f.workflow, f.dim, f.bucket, sum(f.n)
 		FROM (SELECT x.*, 1 AS n FROM nt, insights_step_facts(nt) x
 		      WHERE nt.summary IS NOT NULL OR nt.state = 'failed' OR nt.type = 'ai'
 		      UNION ALL
 		      SELECT x.*, -1 FROM ot, insights_step_facts(ot) x
 		      WHERE ot.summary IS NOT NULL OR ot.state = 'failed' OR ot.type = 'ai') f
-		WHERE f.at IS NOT NULL));
+		WHERE f.at IS NOT NULL
+		GROUP BY 1, 2, 3, 4, 5
+		HAVING sum(f.n) <> 0;
+	IF FOUND THEN
+		PERFORM insights_note_pending();
+	END IF;
 	RETURN NULL;
 END $$;
 
 CREATE FUNCTION insights_tasks_ins() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
-	PERFORM insights_add((SELECT jsonb_agg(jsonb_build_object('hour', date_bin('1 hour', f.at, '2000-01-01T00:00:00Z'),
-		'metric', f.metric, 'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', 1))
-		FROM nt, insights_task_facts(nt) f WHERE nt.state <> 'open' AND f.at IS NOT NULL));
+	INSERT INTO insights_pending (hour, metric, workflow, dim, bucket, n)
+	SELECT date_bin('1 hour', f.at, '2000-01-01T00:00:00Z'), f.metric, f.workflow, f.dim, f.bucket, 1
+		FROM nt, insights_task_facts(nt) f WHERE nt.state <> 'open' AND f.at IS NOT NULL;
+	IF FOUND THEN
+		PERFORM insights_note_pending();
+	END IF;
 	RETURN NULL;
 END $$;
 
 CREATE FUNCTION insights_tasks_upd() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
-	PERFORM insights_add((SELECT jsonb_agg(jsonb_build_object('hour', date_bin('1 hour', f.at, '2000-01-01T00:00:00Z'),
-		'metric', f.metric, 'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', f.n))
+	-- an update that moves no fact (most do not) appends nothing
+	INSERT INTO insights_pending (hour, metric, workflow, dim, bucket, n)
+	SELECT date_bin('1 hour', f.at, '2000-01-01T00:00:00Z'), f.metric, f.workflow, f.dim, f.bucket, sum(f.n)
 		FROM (SELECT x.*, 1 AS n FROM nt, insights_task_facts(nt) x WHERE nt.state <> 'open'
 		      UNION ALL
 		      SELECT x.*, -1 FROM ot, insights_task_facts(ot) x WHERE ot.state <> 'open') f
-		WHERE f.at IS NOT NULL));
+		WHERE f.at IS NOT NULL
+		GROUP BY 1, 2, 3, 4, 5
+		HAVING sum(f.n) <> 0;
+	IF FOUND THEN
+		PERFORM insights_note_pending();
+	END IF;
 	RETURN NULL;
 END $$;
 
@@ -357,7 +437,15 @@ AS $$
 			WHERE s.grain <> 'raw'
 			UNION ALL
 			SELECT x.metric, x.dim, x.bucket, 1 FROM s, insights_raw(s.lo, s.hi, p_wf, 'all') x
-			WHERE s.grain = 'raw') u
+			WHERE s.grain = 'raw'
+			UNION ALL
+			-- facts not folded yet, of the window's whole hours (those
+			-- of the partial hours are in the raw read already); read
+			-- in this statement's snapshot with the rollup, so a fold
+			-- committing meanwhile is seen whole or not at all
+			SELECT p.metric, p.dim, p.bucket, p.n FROM insights_pending p
+			WHERE p.hour >= p_from AND p.hour + interval '1 hour' <= p_to
+			  AND (p_wf IS NULL OR p.workflow = p_wf)) u
 		GROUP BY 1, 2, 3
 		HAVING sum(u.n) <> 0),
 	counts AS (
@@ -390,14 +478,15 @@ AS $$
 $$;
 
 -- The facts already stored when this migration runs (one statement per
--- table: the fact functions inline into each).
-SELECT insights_add(jsonb_agg(jsonb_build_object('hour', date_bin('1 hour', f.at, '2000-01-01T00:00:00Z'), 'metric', f.metric,
-	'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', 1)))
-FROM runs r, insights_run_facts(r) f WHERE f.at IS NOT NULL HAVING count(*) > 0;
-SELECT insights_add(jsonb_agg(jsonb_build_object('hour', date_bin('1 hour', f.at, '2000-01-01T00:00:00Z'), 'metric', f.metric,
-	'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', 1)))
+-- table: the fact functions inline into each), folded at once.
+INSERT INTO insights_pending (hour, metric, workflow, dim, bucket, n)
+SELECT date_bin('1 hour', f.at, '2000-01-01T00:00:00Z'), f.metric, f.workflow, f.dim, f.bucket, 1
+FROM runs r, insights_run_facts(r) f WHERE f.at IS NOT NULL;
+INSERT INTO insights_pending (hour, metric, workflow, dim, bucket, n)
+SELECT date_bin('1 hour', f.at, '2000-01-01T00:00:00Z'), f.metric, f.workflow, f.dim, f.bucket, 1
 FROM run_steps s, insights_step_facts(s) f
-WHERE (s.summary IS NOT NULL OR s.state = 'failed' OR s.type = 'ai') AND f.at IS NOT NULL HAVING count(*) > 0;
-SELECT insights_add(jsonb_agg(jsonb_build_object('hour', date_bin('1 hour', f.at, '2000-01-01T00:00:00Z'), 'metric', f.metric,
-	'workflow', f.workflow, 'dim', f.dim, 'bucket', f.bucket, 'n', 1)))
-FROM tasks t, insights_task_facts(t) f WHERE t.state <> 'open' AND f.at IS NOT NULL HAVING count(*) > 0
+WHERE (s.summary IS NOT NULL OR s.state = 'failed' OR s.type = 'ai') AND f.at IS NOT NULL;
+INSERT INTO insights_pending (hour, metric, workflow, dim, bucket, n)
+SELECT date_bin('1 hour', f.at, '2000-01-01T00:00:00Z'), f.metric, f.workflow, f.dim, f.bucket, 1
+FROM tasks t, insights_task_facts(t) f WHERE t.state <> 'open' AND f.at IS NOT NULL;
+SELECT insights_fold(2147483647, true)
