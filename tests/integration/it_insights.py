@@ -115,9 +115,11 @@ def pct(a, p):
 
 
 class Insights(unittest.TestCase):
+    config = None
+
     @classmethod
     def setUpClass(cls):
-        cls.env = EngineEnv()
+        cls.env = EngineEnv(config=cls.config)
         p = cls.env.p
         cls.a = cls.env.tid
         cls.b = p.create_client(cls.env.msp["id"], "ins-b")["id"]
@@ -351,14 +353,64 @@ class Insights(unittest.TestCase):
             self.assertEqual(got["sla"]["total"]["tasks_closed"], 1)
             self.assertEqual(got["cycle_time_ms"]["count"], 2)
             self.assertTrue(got["cycle_time_ms"]["exact"])
-            # the rollup holds the live facts at each grain
+            # the rollup holds the live facts at each grain, once folded:
+            # by the server's folder within a second, else by hand
             s = self.env.tenant_schema(tid)
+            if self.config is None:
+                self.assertTrue(wait_until(lambda: self.env.psql(
+                    f"SELECT count(*) FROM {s}.insights_pending") == "0", 10, 0.1))
+            else:
+                self.env.psql("SELECT platform.insights_fold()")
             n = self.env.psql(f"SELECT string_agg(grain || '=' || n, ',' ORDER BY grain) FROM (SELECT grain, "
                               f"sum(n) AS n FROM {s}.insights_rollup WHERE workflow = 'ins-live' "
                               f"AND metric = 'call' GROUP BY 1) x")
             self.assertEqual(n, "day=2,hour=2,month=2")
         finally:
             mock.close()
+
+
+class InsightsUnfolded(Insights):
+    """Every test above again with the server's folder off
+    (insights_fold_ms = 0): the facts stay in insights_pending and the
+    answers are the same, since reads add the facts not folded yet."""
+    config = {"insights_fold_ms": 0}
+
+    def test_zz_folding_changes_no_answer(self):
+        # fresh facts on day D+2 (test_live_runs folded what came before)
+        for tid in (self.a, self.b):
+            s = self.env.tenant_schema(tid)
+            rows = ", ".join(f"('{uuid.uuid4()}', 'wfb', 1, 'succeeded', '{{}}', 't', {ts(2, h, 10)}, "
+                             f"{ts(2, h, 10, 7 * h)})" for h in (1, 2, 3))
+            self.env.psql(f"INSERT INTO {s}.runs (id, workflow, version, state, ctx, created_by, created_at, "
+                          f"finished_at) VALUES {rows}")
+        pending = {}
+        for tid in (self.a, self.b):
+            s = self.env.tenant_schema(tid)
+            pending[tid] = int(self.env.psql(f"SELECT count(*) FROM {s}.insights_pending"))
+        self.assertGreater(pending[self.a], 0)
+        self.assertGreater(pending[self.b], 0)
+        queries = [f"from={D}T00:00:00Z&to=2024-03-12T00:00:00Z",
+                   f"from={D}T00:30:00Z&to=2024-03-11T05:45:00Z&workflow=wfa",
+                   f"from=2024-02-01T00:00:00Z&to=2024-05-01T00:00:00Z",
+                   f"from={D}T01:10:00Z&to={D}T01:50:00Z",
+                   f"from=2024-03-12T00:00:00Z&to=2024-03-13T00:00:00Z",
+                   f"from=2024-03-12T01:30:00Z&to=2024-03-12T03:20:00Z"]
+        before = [self.ok(self.a, q) for q in queries] + [self.ok(self.env.msp["id"], queries[0], self.op_tok)]
+        due = self.env.psql("SELECT count(*) FROM platform.insights_due")
+        self.assertGreater(int(due), 0)
+        folded = int(self.env.psql("SELECT platform.insights_fold()"))
+        self.assertGreaterEqual(folded, pending[self.a] + pending[self.b])
+        after = [self.ok(self.a, q) for q in queries] + [self.ok(self.env.msp["id"], queries[0], self.op_tok)]
+        self.assertEqual(after, before)
+        self.assertEqual(before[4]["runs"]["started"], 3)
+        self.assertEqual((before[5]["runs"]["started"], before[5]["cycle_time_ms"]["count"]), (2, 2))
+        for tid in (self.a, self.b):
+            s = self.env.tenant_schema(tid)
+            self.assertEqual(self.env.psql(f"SELECT count(*) FROM {s}.insights_pending"), "0")
+            # the rollup now holds what was pending (all three grains)
+            self.assertEqual(self.env.psql(f"SELECT count(DISTINCT grain) FROM {s}.insights_rollup"), "3")
+        # nothing is pending: every schema is off the list
+        self.assertEqual(self.env.psql("SELECT count(*) FROM platform.insights_due"), "0")
 
 
 if __name__ == "__main__":
