@@ -6,7 +6,8 @@
 #   1. an msp with two clients made through the API; RUNS runs (default
 #      1,000,000) over the last 365 days seeded by generate_series straight
 #      into one client's schema (with their calls, dead letters, AI answers
-#      and tasks: the triggers fold them into the rollup), then ANALYZE;
+#      and tasks: the triggers append their facts to insights_pending),
+#      folded into the rollup (platform.insights_fold), then ANALYZE;
 #   2. baselines: GET /v1/tenants/{t} and GET /insights on the empty client;
 #   3. REQUESTS (default 200) GET /insights on the full client over one
 #      keep-alive connection, windows of 1 h to 366 days at random offsets,
