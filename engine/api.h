@@ -140,6 +140,9 @@ void eng_store_version(eng_req_t *r, eng_step_fn done);
  * with the same request hash calls evented too, with r->replay set and
  * nothing written. */
 void eng_event_post(eng_req_t *r, eng_step_fn evented);
+/* The same with the rows of eng_triggers_sql for r->text[0] already read
+ * in the open transaction (triggers, borrowed for the call). */
+void eng_event_post_matched(eng_req_t *r, const PGresult *triggers, eng_step_fn evented);
 /* An Idempotency-Key: 1 to 255 printable ASCII characters. */
 bool eng_idempotency_key_ok(const char *k);
 /* A task decision of the path's {task_id} with r->body unparsed yet, as

@@ -132,6 +132,12 @@ void eng_event_post(eng_req_t *r, eng_step_fn evented)
 	event_begun(r, NULL);
 }
 
+void eng_event_post_matched(eng_req_t *r, const PGresult *triggers, eng_step_fn evented)
+{
+	r->evented = evented;
+	matched(r, triggers);
+}
+
 bool eng_idempotency_key_ok(const char *k)
 {
 	size_t n = strlen(k);

@@ -417,26 +417,6 @@ static void submitted(eng_req_t *r, const PGresult *res)
 	free(runs);
 }
 
-static void got_requester(eng_req_t *r, const PGresult *res)
-{
-	json_t *req = json_deep_copy(json_object_get(r->body, "fields")), *requester;
-
-	requester = json_pack("{s:s}", "id", r->call->claims->sub);
-	if (requester && PQntuples(res) == 1) {
-		json_object_set_new(requester, "name", json_string(PQgetvalue(res, 0, 0)));
-		json_object_set_new(requester, "email", json_string(PQgetvalue(res, 0, 1)));
-	}
-	if (req == NULL || requester == NULL || json_object_set_new(req, "id", json_string(r->text[5])) < 0 ||
-	    json_object_set_new(req, "type", json_string(r->name)) < 0 ||
-	    json_object_set_new(req, "requester", requester) < 0 ||
-	    json_object_set_new(r->body, "data", json_pack("{s:o}", "request", req)) < 0) {
-		json_decref(req);
-		eng_fail_code(r, 503, "over_capacity", "out of memory; retry");
-		return;
-	}
-	eng_event_post(r, submitted);
-}
-
 /* The fields against the type's form (the union of its workflows' forms);
  * a type no workflow gives a form takes any fields. */
 static bool fields_fit(eng_req_t *r, const PGresult *res)
@@ -473,25 +453,60 @@ static bool fields_fit(eng_req_t *r, const PGresult *res)
 	return true;
 }
 
+/* res: the workflows the type starts.  The event's data.request is the
+ * fields (with the form's defaults) plus id, type and the requester (in
+ * r->out since got_requester); the same rows then start the runs. */
 static void submit_checked(eng_req_t *r, const PGresult *res)
 {
-	const char *p[2] = { r->call->claims->sub, r->call->tenant_id };
+	json_t *req, *requester = r->out;
 
+	r->out = NULL;
 	if (PQntuples(res) == 0) {
+		json_decref(requester);
 		eng_fail_code(r, 422, "unknown_request_type", "this portal takes no requests of this type");
 		return;
 	}
-	if (!fields_fit(r, res))
+	if (!fields_fit(r, res)) {
+		json_decref(requester);
 		return;
-	eng_q(r, requester_sql, 2, p, got_requester);
+	}
+	req = json_deep_copy(json_object_get(r->body, "fields"));
+	/* requester first: set_new takes it even when it fails */
+	if (req == NULL || requester == NULL || json_object_set_new(req, "requester", requester) < 0 ||
+	    json_object_set_new(req, "id", json_string(r->text[5])) < 0 ||
+	    json_object_set_new(req, "type", json_string(r->name)) < 0) {
+		if (req == NULL)
+			json_decref(requester);
+		json_decref(req);
+		eng_fail_code(r, 503, "over_capacity", "out of memory; retry");
+		return;
+	}
+	/* "o" takes req, and set_new the object, even when they fail */
+	if (json_object_set_new(r->body, "data", json_pack("{s:o}", "request", req)) < 0) {
+		eng_fail_code(r, 503, "over_capacity", "out of memory; retry");
+		return;
+	}
+	eng_event_post_matched(r, res, submitted);
+}
+
+static void got_requester(eng_req_t *r, const PGresult *res)
+{
+	const char *p[1] = { r->text[0] };
+
+	r->out = json_pack("{s:s}", "id", r->call->claims->sub);
+	if (r->out && PQntuples(res) == 1) {
+		json_object_set_new(r->out, "name", json_string(PQgetvalue(res, 0, 0)));
+		json_object_set_new(r->out, "email", json_string(PQgetvalue(res, 0, 1)));
+	}
+	eng_q(r, eng_triggers_sql, 1, p, submit_checked);
 }
 
 static void submit_begun(eng_req_t *r, const PGresult *res)
 {
-	const char *p[1] = { r->text[0] };
+	const char *p[2] = { r->call->claims->sub, r->call->tenant_id };
 
 	(void)res;
-	eng_q(r, eng_triggers_sql, 1, p, submit_checked);
+	eng_q(r, requester_sql, 2, p, got_requester);
 }
 
 static bool type_ok(const char *s)

@@ -682,6 +682,14 @@ static bool is_json_type(const char *ct)
 	return gw_strieq(ct, n, "application/json");
 }
 
+/* Before the router's own refusal of r: the hooks of its path's prefix. */
+static void refusal_hooks(const gw_router_t *rt, gw_req_t *r)
+{
+	for (int i = 0; i < rt->nhooks; i++)
+		if (strncmp(r->path, rt->hooks[i].prefix, strlen(rt->hooks[i].prefix)) == 0)
+			rt->hooks[i].fn(r);
+}
+
 static void dispatch(gw_conn_t *c)
 {
 	gw_req_t *r = c->req;
@@ -690,11 +698,8 @@ static void dispatch(gw_conn_t *c)
 	c->state = S_HANDLING;
 	timer_set(c, T_NONE, 0);
 	gw_router_match(rt, r->method, r->path, strlen(r->path), r->scratch, &r->match);
-	if (r->match.status != 0 || ((r->match.route->flags & GW_ROUTE_JSON_BODY) && r->body.len > 0 &&
-				     !is_json_type(gw_req_header(r, "content-type"))))
-		for (int i = 0; i < rt->nhooks; i++)
-			if (strncmp(r->path, rt->hooks[i].prefix, strlen(rt->hooks[i].prefix)) == 0)
-				rt->hooks[i].fn(r);
+	if (r->match.status != 0)
+		refusal_hooks(rt, r);
 	if (r->match.status == 404) {
 		gw_respond_error(r, 404, "not_found", "no such resource");
 		return;
@@ -712,6 +717,7 @@ static void dispatch(gw_conn_t *c)
 	r->route = r->match.route;
 	if ((r->route->flags & GW_ROUTE_JSON_BODY) && r->body.len > 0 &&
 	    !is_json_type(gw_req_header(r, "content-type"))) {
+		refusal_hooks(rt, r);
 		gw_respond_error(r, 415, "unsupported_media_type", "request bodies must be application/json");
 		return;
 	}
